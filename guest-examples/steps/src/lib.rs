@@ -1,0 +1,37 @@
+//! The seed of Cairn: DBOS Transact's `stepsWorkflow`, which tells its caller
+//! about its progress through two events.
+use std::time::Duration;
+
+use cairn_sdk::{Result, get_event, set_event, workflow_id};
+use serde::Deserialize;
+
+/// Sets `step1`, then `step2`, to `"completed"`.
+fn steps_workflow(_input: ()) -> Result<()> {
+    // Do some work...
+    set_event("step1", "completed")?;
+    // Do some more work...
+    set_event("step2", "completed")
+}
+
+#[derive(Deserialize)]
+struct Pause {
+    /// How long to wait between the two steps, in milliseconds.
+    #[serde(default = "default_pause_ms")]
+    pause_ms: u64,
+}
+
+fn default_pause_ms() -> u64 {
+    1000
+}
+
+/// Like `steps_workflow`, with a durable pause between the two steps so a
+/// caller can watch them arrive one after the other. The pause is a
+/// `get-event` on a key nobody sets: its deadline is journaled, so a run
+/// recovered after a crash only waits for what is left of it.
+fn steps_with_pause(input: Pause) -> Result<()> {
+    set_event("step1", "completed")?;
+    let _: Option<()> = get_event(&workflow_id(), "never-set", Duration::from_millis(input.pause_ms))?;
+    set_event("step2", "completed")
+}
+
+cairn_sdk::workflows!(steps_workflow, steps_with_pause);

@@ -1,0 +1,273 @@
+//! Write durable [Cairn](https://github.com/) workflows in Rust.
+//!
+//! A workflow is a plain function from a JSON-deserialisable input to a
+//! JSON-serialisable output. It publishes progress with [`set_event`] and waits
+//! on other runs with [`get_event`]; both go through the host, which journals
+//! them so a run that is interrupted by a crash resumes where it was.
+//! [`workflows!`] exports the functions of a module by name.
+//!
+//! The seed example of DBOS Transact (`stepsWorkflow`) reads:
+//!
+//! ```no_run
+//! use cairn_sdk::set_event;
+//!
+//! fn steps_workflow(_input: ()) -> cairn_sdk::Result<()> {
+//!     // Do some work...
+//!     set_event("step1", "completed")?;
+//!     // Do some more work...
+//!     set_event("step2", "completed")
+//! }
+//!
+//! cairn_sdk::workflows!(steps_workflow);
+//! ```
+//!
+//! Build it as a component with `cargo build --target wasm32-wasip2 --release`
+//! (the crate needs `crate-type = ["cdylib"]`) and upload the `.wasm` file to a
+//! Cairn host.
+//!
+//! Workflows must be deterministic: for the same input they must make the same
+//! host calls in the same order, because a recovering run is replayed from the
+//! journal. Do work with side effects outside the host only if repeating it is
+//! harmless.
+#![deny(missing_docs)]
+
+// The generated bindings name this crate by its public path, so that they
+// also resolve from the guest crates that expand `workflows!`.
+extern crate self as cairn_sdk;
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod bindings {
+    //! Generated bindings of the `cairn:workflow` world (wit-bindgen).
+    #![allow(missing_docs)]
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "workflow",
+        pub_export_macro: true,
+        export_macro_name: "__export_workflow_world",
+        default_bindings_module: "::cairn_sdk::bindings",
+        runtime_path: "::cairn_sdk::__private::wit_bindgen::rt",
+    });
+}
+
+use bindings::cairn::workflow::{context, events, types};
+
+/// How long [`get_event_default`] waits: the SDK default of 60 seconds.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The result type of workflows and of SDK calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a call failed, or why a workflow gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The host refused a value that is not valid JSON.
+    InvalidJson,
+    /// The host refused a value larger than its limit.
+    TooLarge,
+    /// The host refused a malformed argument.
+    InvalidArgument,
+    /// The call is not allowed where it was made.
+    NotAllowed,
+    /// A value could not be converted to or from JSON in the guest.
+    Serialization,
+    /// The workflow itself failed (see [`Error::msg`]).
+    Workflow,
+}
+
+impl Error {
+    /// A workflow failure with a message; the run ends `ERROR` with it.
+    pub fn msg(message: impl fmt::Display) -> Self {
+        Self {
+            kind: ErrorKind::Workflow,
+            message: message.to_string(),
+        }
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, for people.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<types::Error> for Error {
+    fn from(error: types::Error) -> Self {
+        let kind = match error.code {
+            types::ErrorCode::InvalidJson => ErrorKind::InvalidJson,
+            types::ErrorCode::TooLarge => ErrorKind::TooLarge,
+            types::ErrorCode::InvalidArgument => ErrorKind::InvalidArgument,
+            types::ErrorCode::NotAllowed => ErrorKind::NotAllowed,
+        };
+        Self {
+            kind,
+            message: error.message,
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Self {
+            kind: ErrorKind::Serialization,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<String> for Error {
+    fn from(message: String) -> Self {
+        Self::msg(message)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(message: &str) -> Self {
+        Self::msg(message)
+    }
+}
+
+/// Publish, or overwrite, the event `key` of the current run with `value`
+/// serialised as JSON. The event is durable when this returns.
+pub fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
+    let json = serde_json::to_string(value)?;
+    events::set_event(key, &json).map_err(Error::from)
+}
+
+/// Wait up to `timeout` for the event `key` of run `workflow_id` and return its
+/// value, or `None` when the time runs out. A zero timeout looks once.
+pub fn get_event<T: DeserializeOwned>(
+    workflow_id: &str,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<T>> {
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    match events::get_event(workflow_id, key, timeout_ms)? {
+        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+        None => Ok(None),
+    }
+}
+
+/// [`get_event`] with the SDK's default timeout, [`DEFAULT_TIMEOUT`].
+pub fn get_event_default<T: DeserializeOwned>(workflow_id: &str, key: &str) -> Result<Option<T>> {
+    get_event(workflow_id, key, DEFAULT_TIMEOUT)
+}
+
+/// The id of the run being executed.
+pub fn workflow_id() -> String {
+    context::workflow_id()
+}
+
+/// Structured logging, tagged by the host with the run's id.
+pub mod log {
+    use super::context::{self, Level};
+
+    fn emit(level: Level, message: &str, fields: &[(&str, &str)]) {
+        let fields: Vec<(String, String)> = fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        context::log(level, message, &fields);
+    }
+
+    /// Log at debug level, with extra key/value fields.
+    pub fn debug(message: &str, fields: &[(&str, &str)]) {
+        emit(Level::Debug, message, fields);
+    }
+    /// Log at info level, with extra key/value fields.
+    pub fn info(message: &str, fields: &[(&str, &str)]) {
+        emit(Level::Info, message, fields);
+    }
+    /// Log at warn level, with extra key/value fields.
+    pub fn warn(message: &str, fields: &[(&str, &str)]) {
+        emit(Level::Warn, message, fields);
+    }
+    /// Log at error level, with extra key/value fields.
+    pub fn error(message: &str, fields: &[(&str, &str)]) {
+        emit(Level::Error, message, fields);
+    }
+}
+
+/// Export the workflows of a module: each argument is a function
+/// `fn(I) -> Result<O>` where `I: DeserializeOwned` and `O: Serialize`,
+/// exported under the function's name. Use it once per module.
+///
+/// ```no_run
+/// fn greet(name: String) -> cairn_sdk::Result<String> {
+///     Ok(format!("hello, {name}"))
+/// }
+/// cairn_sdk::workflows!(greet);
+/// ```
+#[macro_export]
+macro_rules! workflows {
+    ($($workflow:ident),+ $(,)?) => {
+        struct __CairnWorkflows;
+
+        impl $crate::bindings::exports::cairn::workflow::workflows::Guest for __CairnWorkflows {
+            fn names() -> ::std::vec::Vec<::std::string::String> {
+                ::std::vec![$(::std::string::String::from(stringify!($workflow))),+]
+            }
+
+            fn run(
+                name: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::std::result::Result<::std::string::String, ::std::string::String> {
+                match name.as_str() {
+                    $(stringify!($workflow) => $crate::__private::invoke(stringify!($workflow), $workflow, &input),)+
+                    other => ::std::result::Result::Err(::std::format!(
+                        "this module has no workflow named {other:?}; it has: {}",
+                        [$(stringify!($workflow)),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        $crate::bindings::__export_workflow_world!(__CairnWorkflows with_types_in $crate::bindings);
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// Decode the input, run the workflow, encode its output.
+    pub fn invoke<I: DeserializeOwned, O: Serialize>(
+        name: &str,
+        workflow: fn(I) -> crate::Result<O>,
+        input: &str,
+    ) -> Result<String, String> {
+        let input: I = serde_json::from_str(input)
+            .map_err(|e| format!("invalid input for workflow {name:?}: {e}"))?;
+        let output = workflow(input).map_err(|e| e.to_string())?;
+        serde_json::to_string(&output)
+            .map_err(|e| format!("cannot encode the output of workflow {name:?} as JSON: {e}"))
+    }
+}

@@ -1,0 +1,163 @@
+//! A small HTTP client of the Cairn API, for the CLI and the test suite.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, Uri};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid server URL {0:?}: expected e.g. http://127.0.0.1:8080")]
+    InvalidUrl(String),
+    #[error("cannot reach the server at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("the server's answer is not JSON: {0}")]
+    NotJson(String),
+}
+
+/// A response: its status and its JSON body (`null` when empty).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// `error.code` of an error response.
+    pub fn error_code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+/// Talks to one Cairn server over HTTP/1.1 with pooled keep-alive
+/// connections. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(base: &str) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") || base.parse::<Uri>().is_err() {
+            return Err(ClientError::InvalidUrl(base));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        Ok(Self { base, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Send a request; `path` starts with `/` and is already encoded.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = Request::builder().method(method).uri(&url);
+        if let Some(content_type) = content_type {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| ClientError::InvalidUrl(url.clone()))?;
+        let unreachable = |detail: String| ClientError::Unreachable {
+            url: url.clone(),
+            detail,
+        };
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| unreachable(format!("{e:?}")))?;
+        let status = response.status();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::NotJson(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
+            })?
+        };
+        Ok(Reply { status, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {
+        self.send(Method::GET, path, None, Bytes::new()).await
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, ClientError> {
+        let bytes = Bytes::from(serde_json::to_vec(body).expect("a JSON value serialises"));
+        self.send(Method::POST, path, Some("application/json"), bytes)
+            .await
+    }
+
+    /// Upload a module.
+    pub async fn deploy(&self, name: &str, component: Vec<u8>) -> Result<Reply, ClientError> {
+        self.send(
+            Method::PUT,
+            &format!("/v1/modules/{name}"),
+            Some("application/wasm"),
+            Bytes::from(component),
+        )
+        .await
+    }
+
+    /// Start a run; `id` is optional.
+    pub async fn start(
+        &self,
+        module: &str,
+        workflow: &str,
+        input: serde_json::Value,
+        id: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let mut body = serde_json::json!({"module": module, "workflow": workflow, "input": input});
+        if let Some(id) = id {
+            body["id"] = id.into();
+        }
+        self.post_json("/v1/workflows", &body).await
+    }
+
+    pub async fn status(&self, id: &str) -> Result<Reply, ClientError> {
+        self.get(&format!("/v1/workflows/{}", encode(id))).await
+    }
+
+    pub async fn event(&self, id: &str, key: &str, timeout_ms: u64) -> Result<Reply, ClientError> {
+        self.get(&format!(
+            "/v1/workflows/{}/events/{}?timeout_ms={timeout_ms}",
+            encode(id),
+            encode(key)
+        ))
+        .await
+    }
+
+    pub async fn events(&self, id: &str) -> Result<Reply, ClientError> {
+        self.get(&format!("/v1/workflows/{}/events", encode(id)))
+            .await
+    }
+}
+
+fn encode(segment: &str) -> String {
+    crate::http::encode_segment(segment)
+}

@@ -1,0 +1,375 @@
+//! The run lifecycle: deploying modules, starting runs, executing them in the
+//! runtime, recovering `PENDING` runs after a restart, and serving readers
+//! that wait on events.
+
+mod clock;
+mod run_host;
+mod waiters;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+pub use clock::{Clock, SystemClock};
+pub use waiters::{Subscription, WaitKey, Waiters};
+
+use crate::domain::{
+    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleName, ModuleVersion, NewRun,
+    RunOutcome, RunRecord, WorkflowId,
+};
+use crate::runtime::{GuestOutcome, Runtime, UploadError};
+use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
+use run_host::RunHost;
+
+pub type Result<T, E = ExecutorError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("module {0} is not deployed")]
+    UnknownModule(String),
+    #[error("module {module} has no workflow {workflow:?}; it has: {available}")]
+    UnknownWorkflow {
+        module: String,
+        workflow: String,
+        available: String,
+    },
+    #[error(
+        "run {id} already exists for {existing_module}/{existing_workflow}, not {module}/{workflow}; use another id"
+    )]
+    Conflict {
+        id: String,
+        existing_module: String,
+        existing_workflow: String,
+        module: String,
+        workflow: String,
+    },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<InvalidName> for ExecutorError {
+    fn from(e: InvalidName) -> Self {
+        Self::InvalidInput(e.0)
+    }
+}
+
+/// Limits on what guests and clients may hand the host.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest event value, workflow input or output, in bytes.
+    pub max_value_bytes: usize,
+    /// Recoveries of one run before it is given up as
+    /// `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
+    pub max_recovery_attempts: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_value_bytes: 1024 * 1024,
+            max_recovery_attempts: 10,
+        }
+    }
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    pub module: ModuleName,
+    pub workflow: String,
+    /// JSON text.
+    pub input: String,
+    pub id: Option<WorkflowId>,
+}
+
+/// The run a start request refers to, and whether this request created it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub run: RunRecord,
+    pub created: bool,
+}
+
+/// What start-up recovery did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub resumed: usize,
+    pub exceeded: usize,
+}
+
+/// Owns the run lifecycle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    runtime: Runtime,
+    waiters: Waiters,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
+    /// The current version of each module, kept in memory because every
+    /// start request needs it.
+    current: RwLock<HashMap<ModuleName, ModuleVersion>>,
+}
+
+impl std::fmt::Debug for dyn Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Executor {
+    /// Load the deployed modules. Call [`Executor::recover`] next, before
+    /// serving requests.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        runtime: Runtime,
+        clock: Arc<dyn Clock>,
+        limits: Limits,
+    ) -> Result<Self> {
+        let current = store
+            .list_modules()
+            .await?
+            .into_iter()
+            .map(|module| (module.name.clone(), module.current().clone()))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                runtime,
+                waiters: Waiters::default(),
+                clock,
+                limits,
+                current: RwLock::new(current),
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn waiters(&self) -> &Waiters {
+        &self.inner.waiters
+    }
+
+    /// Validate `bytes` and make them the current version of module `name`.
+    /// Nothing is stored unless the module is valid.
+    pub async fn deploy(&self, name: ModuleName, bytes: Vec<u8>) -> Result<PutModule> {
+        let validated = self.inner.runtime.validate(&bytes).await?;
+        let version = domain::module_version(&bytes);
+        self.inner.runtime.install(&version, &validated);
+        let put = self
+            .inner
+            .store
+            .put_module(NewModuleVersion {
+                name: name.clone(),
+                version,
+                bytes,
+                workflows: validated.workflows,
+                now: self.inner.clock.now(),
+            })
+            .await?;
+        self.inner
+            .current
+            .write()
+            .expect("module map lock")
+            .insert(name, put.module.clone());
+        Ok(put)
+    }
+
+    pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
+        Ok(self.inner.store.list_modules().await?)
+    }
+
+    pub async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>> {
+        Ok(self.inner.store.get_module(name).await?)
+    }
+
+    /// Start a run on the current version of its module, or return the
+    /// existing run with that id.
+    pub async fn start(&self, request: StartRequest) -> Result<Started> {
+        let module = self
+            .inner
+            .current
+            .read()
+            .expect("module map lock")
+            .get(&request.module)
+            .cloned()
+            .ok_or_else(|| ExecutorError::UnknownModule(request.module.to_string()))?;
+        if !module.workflows.contains(&request.workflow) {
+            return Err(ExecutorError::UnknownWorkflow {
+                module: request.module.to_string(),
+                workflow: request.workflow,
+                available: module.workflows.join(", "),
+            });
+        }
+        let limit = self.inner.limits.max_value_bytes;
+        if request.input.len() > limit {
+            return Err(ExecutorError::TooLarge(format!(
+                "the input is {} bytes; the limit is {limit} bytes",
+                request.input.len()
+            )));
+        }
+        domain::check_json(&request.input).map_err(|e| {
+            ExecutorError::InvalidInput(format!("the input is not valid JSON: {e}"))
+        })?;
+        let new_run = NewRun {
+            id: request.id.unwrap_or_else(WorkflowId::generate),
+            module: request.module,
+            version: module.version,
+            workflow: request.workflow,
+            input: request.input,
+            now: self.inner.clock.now(),
+        };
+        match self.inner.store.create_run(new_run.clone()).await? {
+            CreateRun::Created(run) => {
+                tokio::spawn(self.inner.clone().execute(run.clone(), Vec::new()));
+                Ok(Started { run, created: true })
+            }
+            CreateRun::Existing(run)
+                if run.module == new_run.module && run.workflow == new_run.workflow =>
+            {
+                Ok(Started {
+                    run,
+                    created: false,
+                })
+            }
+            CreateRun::Existing(run) => Err(ExecutorError::Conflict {
+                id: run.id.to_string(),
+                existing_module: run.module.to_string(),
+                existing_workflow: run.workflow,
+                module: new_run.module.to_string(),
+                workflow: new_run.workflow,
+            }),
+        }
+    }
+
+    /// Execute every `PENDING` run again, from its journal; give up on runs
+    /// recovered too often.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        let inner = &self.inner;
+        let claim = inner
+            .store
+            .claim_recovery(inner.limits.max_recovery_attempts, inner.clock.now())
+            .await?;
+        for id in &claim.exceeded {
+            tracing::warn!(run = %id, "run exceeded its recovery attempts");
+            inner.waiters.notify(&WaitKey::Finished(id.clone()));
+        }
+        let resumed = claim.resume.len();
+        for run in claim.resume {
+            let journal = inner.store.journal(&run.id).await?;
+            tracing::info!(run = %run.id, attempt = run.attempts, journaled = journal.len(), "recovering run");
+            tokio::spawn(inner.clone().execute(run, journal));
+        }
+        Ok(RecoveryReport {
+            resumed,
+            exceeded: claim.exceeded.len(),
+        })
+    }
+
+    pub async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
+        Ok(self.inner.store.get_run(id).await?)
+    }
+
+    /// The value of event `key` of run `id`, waiting up to `timeout` for it.
+    /// A run that does not exist yet is waited for like any other.
+    pub async fn wait_event(
+        &self,
+        id: &WorkflowId,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<Option<String>> {
+        let store = &self.inner.store;
+        let subscription = self.inner.waiters.subscribe(WaitKey::Event {
+            run: id.clone(),
+            key: key.to_owned(),
+        });
+        Ok(subscription
+            .wait_for(Instant::now() + timeout, || store.get_event(id, key))
+            .await?)
+    }
+
+    pub async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
+        Ok(self.inner.store.list_events(id).await?)
+    }
+
+    pub async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>> {
+        Ok(self.inner.store.event_history(id).await?)
+    }
+
+    pub async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
+        Ok(self.inner.store.journal(id).await?)
+    }
+}
+
+impl Inner {
+    /// Run `run` to its end in a fresh instance, replaying `journal`, and
+    /// record how it ended.
+    async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+        let host = RunHost::new(self.clone(), run.id.clone(), journal);
+        let store = &self.store;
+        let version = &run.version;
+        let bytes = async || match store.module_bytes(version).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("module version {version} is not in the store")),
+            Err(e) => Err(format!("cannot load module version {version}: {e}")),
+        };
+        let outcome = self
+            .runtime
+            .run(version, bytes, Box::new(host), &run.workflow, &run.input)
+            .await;
+        let outcome = match outcome {
+            GuestOutcome::Returned(output) => self.check_output(output),
+            GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
+                RunOutcome::Error { message }
+            }
+            GuestOutcome::HostFailed(message) => {
+                // Not the run's fault: leave it PENDING for the next recovery.
+                tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                return;
+            }
+        };
+        if let RunOutcome::Error { message } = &outcome {
+            tracing::info!(run = %run.id, workflow = %run.workflow, %message, "run failed");
+        }
+        if let Err(error) = self
+            .store
+            .finish_run(&run.id, outcome, self.clock.now())
+            .await
+        {
+            tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");
+            return;
+        }
+        self.waiters.notify(&WaitKey::Finished(run.id));
+    }
+
+    fn check_output(&self, output: String) -> RunOutcome {
+        let limit = self.limits.max_value_bytes;
+        if output.len() > limit {
+            return RunOutcome::Error {
+                message: format!(
+                    "the workflow's output is {} bytes; the limit is {limit} bytes",
+                    output.len()
+                ),
+            };
+        }
+        match domain::check_json(&output) {
+            Ok(()) => RunOutcome::Success { output },
+            Err(e) => RunOutcome::Error {
+                message: format!("the workflow's output is not valid JSON: {e}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! Routing and handlers of the `/v1` API.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use crate::domain::{Millis, ModuleInfo, ModuleName, ModuleVersion, RunRecord, WorkflowId};
+use crate::executor::{Executor, StartRequest};
+
+/// The response body type of every route.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+type ApiResult = Result<Response<Body>, ApiError>;
+
+/// Size and time limits of the HTTP API.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest module upload, in bytes.
+    pub max_upload_bytes: usize,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body_bytes: usize,
+    /// Default wait of the event long-poll.
+    pub default_event_timeout: Duration,
+    /// Longest wait a client may ask of the event long-poll.
+    pub max_event_timeout: Duration,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 50 * 1024 * 1024,
+            max_json_body_bytes: 2 * 1024 * 1024,
+            default_event_timeout: Duration::from_secs(60),
+            max_event_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The HTTP API. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Api {
+    executor: Executor,
+    limits: ApiLimits,
+}
+
+impl Api {
+    pub fn new(executor: Executor, limits: ApiLimits) -> Self {
+        Self { executor, limits }
+    }
+
+    /// Answer one request. Never fails: errors become JSON error responses.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        match self.route(request).await {
+            Ok(response) => response,
+            Err(error) => {
+                if error.status.is_server_error() {
+                    tracing::warn!(%method, %path, status = %error.status, "request failed");
+                }
+                let mut response = json_response(error.status, &error.body());
+                if error.status == StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(allow) = error.message.strip_prefix("allowed: ")
+                    && let Ok(value) = HeaderValue::from_str(allow)
+                {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+                response
+            }
+        }
+    }
+
+    async fn route<B>(&self, request: Request<B>) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let segments = path_segments(request.uri().path())?;
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let method = request.method().clone();
+        match (segments.as_slice(), &method) {
+            (["healthz"], &Method::GET) => Ok(json_response(
+                StatusCode::OK,
+                &serde_json::json!({"status": "ok"}),
+            )),
+            (["v1", "modules"], &Method::GET) => self.list_modules().await,
+            (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
+            (["v1", "modules", name], &Method::PUT) => {
+                let name = parse_module_name(name)?;
+                let bytes = read_body(request, self.limits.max_upload_bytes).await?;
+                self.put_module(name, bytes).await
+            }
+            (["v1", "workflows"], &Method::POST) => {
+                let body = read_body(request, self.limits.max_json_body_bytes).await?;
+                self.start(&body).await
+            }
+            (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
+            (["v1", "workflows", id, "events"], &Method::GET) => self.list_events(id).await,
+            (["v1", "workflows", id, "events", key], &Method::GET) => {
+                self.wait_event(id, key, &query).await
+            }
+            (segments, _) => match allowed_methods(segments) {
+                Some(allowed) => Err(ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("allowed: {allowed}"),
+                )),
+                None => Err(ApiError::not_found(
+                    "not_found",
+                    format!(
+                        "no route for {method} {}; see the API table in the README",
+                        request.uri().path()
+                    ),
+                )),
+            },
+        }
+    }
+
+    async fn list_modules(&self) -> ApiResult {
+        let modules = self.executor.list_modules().await?;
+        let views: Vec<ModuleView> = modules.iter().map(ModuleView::from).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "modules": views }),
+        ))
+    }
+
+    async fn get_module(&self, name: &str) -> ApiResult {
+        let name = parse_module_name(name)?;
+        match self.executor.get_module(&name).await? {
+            Some(module) => Ok(json_response(StatusCode::OK, &ModuleView::from(&module))),
+            None => Err(ApiError::not_found(
+                "module_not_found",
+                format!("module {name} is not deployed"),
+            )),
+        }
+    }
+
+    async fn put_module(&self, name: ModuleName, bytes: Bytes) -> ApiResult {
+        let put = self.executor.deploy(name, bytes.to_vec()).await?;
+        let status = if put.created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok(json_response(status, &DeployedView::from(&put.module)))
+    }
+
+    async fn start(&self, body: &[u8]) -> ApiResult {
+        let request: StartBody = parse_json(body)?;
+        let module = parse_module_name(&request.module)?;
+        let id = request
+            .id
+            .as_deref()
+            .map(WorkflowId::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_id", e.0))?;
+        let input = request
+            .input
+            .map(|raw| raw.get().to_owned())
+            .unwrap_or_else(|| "null".to_owned());
+        let started = self
+            .executor
+            .start(StartRequest {
+                module,
+                workflow: request.workflow,
+                input,
+                id,
+            })
+            .await?;
+        let status = if started.created {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        let mut response = json_response(
+            status,
+            &serde_json::json!({"id": started.run.id.as_str(), "status": started.run.status.as_str()}),
+        );
+        if let Ok(location) = HeaderValue::from_str(&format!(
+            "/v1/workflows/{}",
+            encode_segment(started.run.id.as_str())
+        )) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        Ok(response)
+    }
+
+    async fn get_run(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        match self.executor.get_run(&id).await? {
+            Some(run) => Ok(json_response(StatusCode::OK, &RunView::from(&run))),
+            None => Err(run_not_found(&id)),
+        }
+    }
+
+    async fn list_events(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        if self.executor.get_run(&id).await?.is_none() {
+            return Err(run_not_found(&id));
+        }
+        let events = self.executor.list_events(&id).await?;
+        let mut object = serde_json::Map::new();
+        for (key, value) in events {
+            let value: serde_json::Value =
+                serde_json::from_str(&value).map_err(ApiError::internal)?;
+            object.insert(key, value);
+        }
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::Value::Object(object),
+        ))
+    }
+
+    async fn wait_event(&self, id: &str, key: &str, query: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let timeout = match query_param(query, "timeout_ms")? {
+            None => self.limits.default_event_timeout,
+            Some(text) => {
+                let max = self.limits.max_event_timeout.as_millis();
+                let ms: u64 = text
+                    .parse()
+                    .ok()
+                    .filter(|&ms| u128::from(ms) <= max)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_timeout",
+                            format!(
+                                "timeout_ms must be a whole number from 0 to {max}, got {text:?}"
+                            ),
+                        )
+                    })?;
+                Duration::from_millis(ms)
+            }
+        };
+        match self.executor.wait_event(&id, key, timeout).await? {
+            Some(value) => Ok(json_response(
+                StatusCode::OK,
+                &EventView {
+                    key,
+                    value: raw_json(value)?,
+                },
+            )),
+            None => Err(ApiError::not_found(
+                "event_not_set",
+                format!(
+                    "event {key:?} of run {id} was not set within {} ms",
+                    timeout.as_millis()
+                ),
+            )),
+        }
+    }
+}
+
+/// Methods a known path accepts, for 405 answers.
+fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
+    match segments {
+        ["healthz"] | ["v1", "modules"] => Some("GET"),
+        ["v1", "modules", _] => Some("GET, PUT"),
+        ["v1", "workflows"] => Some("POST"),
+        ["v1", "workflows", _]
+        | ["v1", "workflows", _, "events"]
+        | ["v1", "workflows", _, "events", _] => Some("GET"),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    module: String,
+    workflow: String,
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EventView<'a> {
+    key: &'a str,
+    value: Box<RawValue>,
+}
+
+#[derive(Serialize)]
+struct RunView<'a> {
+    id: &'a str,
+    module: &'a str,
+    version: &'a str,
+    workflow: &'a str,
+    status: &'static str,
+    input: Option<Box<RawValue>>,
+    output: Option<Box<RawValue>>,
+    error: Option<&'a str>,
+    attempts: u32,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a RunRecord> for RunView<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        Self {
+            id: run.id.as_str(),
+            module: run.module.as_str(),
+            version: &run.version,
+            workflow: &run.workflow,
+            status: run.status.as_str(),
+            input: RawValue::from_string(run.input.clone()).ok(),
+            output: run
+                .output
+                .clone()
+                .and_then(|o| RawValue::from_string(o).ok()),
+            error: run.error.as_deref(),
+            attempts: run.attempts,
+            created_at: timestamp(run.created_at),
+            updated_at: timestamp(run.updated_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct DeployedView<'a> {
+    name: &'a str,
+    version: &'a str,
+    workflows: &'a [String],
+}
+
+impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
+    fn from(module: &'a ModuleVersion) -> Self {
+        Self {
+            name: module.name.as_str(),
+            version: &module.version,
+            workflows: &module.workflows,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct VersionView<'a> {
+    version: &'a str,
+    workflows: &'a [String],
+    size: u64,
+    deployed_at: String,
+}
+
+#[derive(Serialize)]
+struct ModuleView<'a> {
+    name: &'a str,
+    /// The current version.
+    version: &'a str,
+    workflows: &'a [String],
+    /// Every deployed version, the current one first.
+    versions: Vec<VersionView<'a>>,
+}
+
+impl<'a> From<&'a ModuleInfo> for ModuleView<'a> {
+    fn from(module: &'a ModuleInfo) -> Self {
+        let current = module.current();
+        Self {
+            name: module.name.as_str(),
+            version: &current.version,
+            workflows: &current.workflows,
+            versions: module
+                .versions
+                .iter()
+                .map(|v| VersionView {
+                    version: &v.version,
+                    workflows: &v.workflows,
+                    size: v.size,
+                    deployed_at: timestamp(v.deployed_at),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn timestamp(ms: Millis) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
+    RawValue::from_string(text).map_err(ApiError::internal)
+}
+
+fn run_not_found(id: &WorkflowId) -> ApiError {
+    ApiError::not_found("run_not_found", format!("run {id} does not exist"))
+}
+
+fn parse_module_name(name: &str) -> Result<ModuleName, ApiError> {
+    ModuleName::parse(name).map_err(|e| ApiError::bad_request("invalid_module_name", e.0))
+}
+
+fn parse_workflow_id(id: &str) -> Result<WorkflowId, ApiError> {
+    WorkflowId::parse(id).map_err(|e| ApiError::bad_request("invalid_id", e.0))
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+async fn read_body<B>(request: Request<B>, limit: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let Some(length) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return Err(body_too_large(limit));
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
+        Err(error) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("the request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}
+
+pub(super) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("API views serialise to JSON");
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Split a path into percent-decoded segments. Empty segments, `.` and `..`
+/// are refused rather than normalised: no route has them.
+fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    trimmed
+        .split('/')
+        .map(|raw| {
+            let segment = percent_decode(raw).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_path",
+                    format!("path segment {raw:?} is not valid percent-encoded UTF-8"),
+                )
+            })?;
+            if segment.is_empty() || segment == "." || segment == ".." {
+                return Err(ApiError::not_found(
+                    "not_found",
+                    format!("no route for path {path:?}"),
+                ));
+            }
+            Ok(segment)
+        })
+        .collect()
+}
+
+fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key == name {
+            return percent_decode(&value.replace('+', " "))
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_query",
+                        format!("query parameter {name} is not valid percent-encoded UTF-8"),
+                    )
+                });
+        }
+    }
+    Ok(None)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encode a path segment (for `Location` headers).
+pub fn encode_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_decoded_and_tricks_refused() {
+        assert_eq!(
+            path_segments("/v1/workflows/a%2Fb/events").unwrap(),
+            ["v1", "workflows", "a/b", "events"]
+        );
+        assert!(path_segments("/v1/../modules").is_err());
+        assert!(path_segments("/v1//modules").is_err());
+        assert!(path_segments("/v1/%ff").is_err());
+        assert!(path_segments("/v1/%4").is_err());
+    }
+
+    #[test]
+    fn segments_round_trip_through_encoding() {
+        let id = "order 42/ü?";
+        let encoded = encode_segment(id);
+        assert!(!encoded.contains('/'));
+        assert_eq!(percent_decode(&encoded).unwrap(), id);
+    }
+
+    #[test]
+    fn query_parameters_are_found_by_name() {
+        assert_eq!(
+            query_param("a=1&timeout_ms=250", "timeout_ms").unwrap(),
+            Some("250".to_owned())
+        );
+        assert_eq!(query_param("", "timeout_ms").unwrap(), None);
+    }
+}

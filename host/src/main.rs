@@ -1,0 +1,173 @@
+//! The `cairn` command: the host (`cairn serve`) and a client of its API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use cairn::client::{Client, Reply};
+use cairn::domain::ModuleName;
+use cairn::server::{ServeConfig, serve};
+use cairn::store::Synchronous;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "A durable workflow host for WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the host: the HTTP API over a durable store.
+    Serve(ServeArgs),
+    /// Upload a workflow module (a component file) under a name.
+    Deploy {
+        name: String,
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Start a workflow run.
+    Start {
+        module: String,
+        workflow: String,
+        /// The input, as JSON.
+        #[arg(long, default_value = "null")]
+        input: String,
+        /// The run's id (an idempotency key); generated when absent.
+        #[arg(long)]
+        id: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Wait for an event of a run and print its value.
+    Event {
+        id: String,
+        key: String,
+        #[arg(long, default_value_t = 60_000)]
+        timeout_ms: u64,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a run's status.
+    Status {
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArg {
+    /// The Cairn server to talk to.
+    #[arg(long, env = "CAIRN_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Where the database and compiled modules live.
+    #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
+    data_dir: PathBuf,
+    /// Deploy a module at start-up, as NAME=FILE.wasm (repeatable).
+    #[arg(long, value_name = "NAME=FILE")]
+    deploy: Vec<String>,
+    /// "full" (default) fsyncs every commit and survives power loss;
+    /// "normal" survives a host crash only, and is faster.
+    #[arg(long, env = "CAIRN_SQLITE_SYNCHRONOUS", default_value = "full")]
+    sqlite_synchronous: Synchronous,
+    /// Recoveries of one run before it ends MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+    #[arg(long, env = "CAIRN_MAX_RECOVERY_ATTEMPTS", default_value_t = 10)]
+    max_recovery_attempts: u32,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_tracing();
+            let mut config = ServeConfig::new(args.listen, args.data_dir);
+            config.synchronous = args.sqlite_synchronous;
+            config.limits.max_recovery_attempts = args.max_recovery_attempts;
+            for spec in &args.deploy {
+                let Some((name, file)) = spec.split_once('=') else {
+                    bail!("--deploy {spec:?}: expected NAME=FILE.wasm");
+                };
+                let name = ModuleName::parse(name).map_err(|e| anyhow::anyhow!("--deploy: {e}"))?;
+                config.deploy.push((name, PathBuf::from(file)));
+            }
+            serve(config, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Deploy { name, file, server } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            print_reply(client(&server)?.deploy(&name, bytes).await?)
+        }
+        Command::Start {
+            module,
+            workflow,
+            input,
+            id,
+            server,
+        } => {
+            let input: serde_json::Value = serde_json::from_str(&input)
+                .context("--input must be JSON, e.g. '{\"a\": 1}' or '\"text\"'")?;
+            print_reply(
+                client(&server)?
+                    .start(&module, &workflow, input, id.as_deref())
+                    .await?,
+            )
+        }
+        Command::Event {
+            id,
+            key,
+            timeout_ms,
+            server,
+        } => print_reply(client(&server)?.event(&id, &key, timeout_ms).await?),
+        Command::Status { id, server } => print_reply(client(&server)?.status(&id).await?),
+    }
+}
+
+fn client(server: &ServerArg) -> anyhow::Result<Client> {
+    Ok(Client::new(&server.server)?)
+}
+
+/// Print the JSON answer; an error answer makes the command fail.
+fn print_reply(reply: Reply) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&reply.body)?);
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        bail!("the server answered {}", reply.status)
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,175 @@
+//! The store state of one guest instance and the host imports it sees.
+//!
+//! The imports only adapt the WIT signatures: what a call means for a run
+//! (journaling, replay, waking readers) is decided by the [`WorkflowHost`]
+//! that the executor installs, so this module knows nothing of the database.
+
+use async_trait::async_trait;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::cairn::workflow::{context, events, types};
+use super::bindings::{Level, WitError};
+
+/// Why the host refused a guest's call; the guest sees it as `error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestError {
+    pub code: GuestErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestErrorCode {
+    InvalidJson,
+    TooLarge,
+    InvalidArgument,
+    NotAllowed,
+}
+
+impl GuestError {
+    pub fn new(code: GuestErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// A call the host would not or could not serve: the guest traps.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostFailure {
+    /// The run itself is at fault (e.g. a replay that does not match its
+    /// journal): it ends `ERROR` with this message.
+    #[error("{0}")]
+    Run(String),
+    /// The host is at fault (e.g. the database failed): the run stays
+    /// `PENDING`, to be recovered, rather than being blamed.
+    #[error("{0}")]
+    Host(String),
+}
+
+pub type HostResult<T> = Result<Result<T, GuestError>, HostFailure>;
+
+/// What the host imports do for the run an instance executes.
+#[async_trait]
+pub trait WorkflowHost: Send + 'static {
+    fn workflow_id(&self) -> String;
+    async fn set_event(&mut self, key: String, value: String) -> HostResult<()>;
+    async fn get_event(
+        &mut self,
+        workflow_id: String,
+        key: String,
+        timeout_ms: u64,
+    ) -> HostResult<Option<String>>;
+    fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
+}
+
+/// The `T` of `Store<T>`: WASI state that grants nothing, and the run's host.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    host: Box<dyn WorkflowHost>,
+}
+
+impl std::fmt::Debug for HostState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostState")
+            .field("workflow_id", &self.host.workflow_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HostState {
+    pub fn new(wasi: WasiCtx, host: Box<dyn WorkflowHost>) -> Self {
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            host,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn trap(failure: HostFailure) -> wasmtime::Error {
+    wasmtime::Error::new(failure)
+}
+
+impl types::Host for HostState {}
+
+impl events::Host for HostState {
+    async fn set_event(
+        &mut self,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        match self.host.set_event(key, value).await {
+            Ok(result) => Ok(result.map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+
+    async fn get_event(
+        &mut self,
+        workflow_id: String,
+        key: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        match self.host.get_event(workflow_id, key, timeout_ms).await {
+            Ok(result) => Ok(result.map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+}
+
+impl context::Host for HostState {
+    async fn workflow_id(&mut self) -> wasmtime::Result<String> {
+        Ok(self.host.workflow_id())
+    }
+
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        self.host.log(level.into(), &message, &fields);
+        Ok(())
+    }
+}
+
+/// The host of an instance that is not executing a run (an upload being
+/// validated): it refuses every call.
+#[derive(Debug)]
+pub struct NoRun;
+
+#[async_trait]
+impl WorkflowHost for NoRun {
+    fn workflow_id(&self) -> String {
+        String::new()
+    }
+
+    async fn set_event(&mut self, _key: String, _value: String) -> HostResult<()> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    async fn get_event(&mut self, _: String, _: String, _: u64) -> HostResult<Option<String>> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    fn log(&mut self, _: tracing::Level, _: &str, _: &[(String, String)]) {}
+}
+
+fn not_in_a_run() -> GuestError {
+    GuestError::new(
+        GuestErrorCode::NotAllowed,
+        "events are only available while a workflow runs, not while the module is inspected",
+    )
+}

@@ -1,0 +1,455 @@
+//! wasmtime: the one [`Engine`], compiling and validating uploaded
+//! components, the per-version `InstancePre` cache, and running a workflow
+//! in a fresh instance.
+
+mod bindings;
+mod guest_output;
+mod host;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+
+pub use host::{GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, WorkflowHost};
+
+use bindings::WorkflowPre;
+use guest_output::GuestOutput;
+use host::HostState;
+
+/// The interface a module must export.
+const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
+/// Imports a module may have: Cairn's interfaces, and the WASI interfaces
+/// that Rust's std (and other languages' runtimes) link against. WASI is
+/// linked with a context that grants nothing: no files, no environment, no
+/// network.
+const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
+    "cairn:workflow/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot set up the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("module version {0} failed to compile: {1}")]
+    Compile(String, String),
+}
+
+/// Why an upload is not a workflow module; each message says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UploadError {
+    #[error("the body is empty; upload the bytes of a WebAssembly component")]
+    Empty,
+    #[error(
+        "the body is not a WebAssembly binary (it does not start with \\0asm); upload a component built for the cairn:workflow world, e.g. with `cargo build --target wasm32-wasip2`"
+    )]
+    NotWasm,
+    #[error(
+        "the body is a core WebAssembly module, not a component; build for wasm32-wasip2 (or wrap the module with `wasm-tools component new`) so it targets the cairn:workflow world"
+    )]
+    CoreModule,
+    #[error("the component is invalid: {0}")]
+    Invalid(String),
+    #[error("the component does not implement the cairn:workflow/workflow world: {0}")]
+    WrongWorld(String),
+    #[error("the module's workflows could not be listed: {0}")]
+    Names(String),
+}
+
+/// A component that passed validation, ready to run.
+#[derive(Clone)]
+pub struct ValidatedModule {
+    pub workflows: Vec<String>,
+    pre: WorkflowPre<HostState>,
+}
+
+impl std::fmt::Debug for ValidatedModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatedModule")
+            .field("workflows", &self.workflows)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a guest's `run` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuestOutcome {
+    /// `ok(output)`: the output JSON text.
+    Returned(String),
+    /// `err(message)`: the workflow failed.
+    Failed(String),
+    /// The guest trapped, or the host trapped it for its own fault
+    /// ([`HostFailure::Run`]).
+    Trapped(String),
+    /// The host could not serve the guest ([`HostFailure::Host`]); the run
+    /// is not at fault.
+    HostFailed(String),
+}
+
+/// Owns the engine and the compiled modules. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    /// Ready-to-instantiate modules, by version.
+    modules: Mutex<HashMap<String, WorkflowPre<HostState>>>,
+    /// Where compiled components are kept across restarts; `None` disables it.
+    cache_dir: Option<PathBuf>,
+    /// Distinguishes compiled artifacts of incompatible engine builds.
+    engine_hash: String,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("cache_dir", &self.inner.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(e.to_string());
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RuntimeError::Engine(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                modules: Mutex::new(HashMap::new()),
+                cache_dir,
+                engine_hash: format!("{:016x}", hasher.finish()),
+            }),
+        })
+    }
+
+    /// Check that `bytes` are a workflow module and list its workflows. This
+    /// compiles the component (on a blocking thread) and runs its `names`.
+    pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule, UploadError> {
+        check_header(bytes)?;
+        let runtime = self.clone();
+        let owned = bytes.to_vec();
+        let component = tokio::task::spawn_blocking(move || {
+            Component::new(&runtime.inner.engine, &owned)
+                .map_err(|e| UploadError::Invalid(format!("{e:#}")))
+        })
+        .await
+        .map_err(|e| UploadError::Invalid(format!("compilation was interrupted: {e}")))??;
+        self.check_world(&component)?;
+        let pre = self.prepare(&component).map_err(UploadError::WrongWorld)?;
+        let workflows = self.list_workflows(&pre).await?;
+        Ok(ValidatedModule { workflows, pre })
+    }
+
+    /// Make a validated module runnable under `version`, and keep its compiled
+    /// form on disk.
+    pub fn install(&self, version: &str, module: &ValidatedModule) {
+        self.store_compiled(version, module.pre.instance_pre().component());
+        self.inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .insert(version.to_owned(), module.pre.clone());
+    }
+
+    /// The runnable form of `version`, compiling `bytes` (or loading the
+    /// compiled form from disk) the first time it is asked for.
+    async fn module(
+        &self,
+        version: &str,
+        bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<WorkflowPre<HostState>, String> {
+        if let Some(pre) = self
+            .inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .get(version)
+        {
+            return Ok(pre.clone());
+        }
+        let component = match self.load_compiled(version) {
+            Some(component) => component,
+            None => {
+                let bytes = bytes().await?;
+                let runtime = self.clone();
+                let component = tokio::task::spawn_blocking(move || {
+                    Component::new(&runtime.inner.engine, &bytes)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("module version {version} failed to compile: {e:#}"))?;
+                self.store_compiled(version, &component);
+                component
+            }
+        };
+        let pre = self.prepare(&component)?;
+        self.inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .insert(version.to_owned(), pre.clone());
+        Ok(pre)
+    }
+
+    /// Run `workflow` of module `version` with `input` in a fresh instance,
+    /// its host calls served by `host`.
+    pub async fn run(
+        &self,
+        version: &str,
+        bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
+        host: Box<dyn WorkflowHost>,
+        workflow: &str,
+        input: &str,
+    ) -> GuestOutcome {
+        let run_id = host.workflow_id();
+        let pre = match self.module(version, bytes).await {
+            Ok(pre) => pre,
+            Err(message) => return GuestOutcome::HostFailed(message),
+        };
+        let stderr = GuestOutput::new(&run_id, "stderr");
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState::new(sealed_wasi(&run_id, stderr.clone()), host),
+        );
+        let instance = match pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
+        };
+        match instance
+            .cairn_workflow_workflows()
+            .call_run(&mut store, workflow, &input.to_owned())
+            .await
+        {
+            Ok(Ok(output)) => GuestOutcome::Returned(output),
+            Ok(Err(message)) => GuestOutcome::Failed(message),
+            Err(trap) => match trap.downcast_ref::<HostFailure>() {
+                Some(HostFailure::Host(message)) => GuestOutcome::HostFailed(message.clone()),
+                _ => GuestOutcome::Trapped(describe_trap(&trap, &stderr.tail())),
+            },
+        }
+    }
+
+    fn check_world(&self, component: &Component) -> Result<(), UploadError> {
+        let ty = component.component_type();
+        let engine = &self.inner.engine;
+        let unexpected: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .filter(|name| !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
+            .collect();
+        let exports_workflows = ty.exports(engine).any(|(name, _)| name == WORKFLOWS_EXPORT);
+        let mut problems = Vec::new();
+        if !exports_workflows {
+            let exports: Vec<_> = ty
+                .exports(engine)
+                .map(|(name, _)| name.to_owned())
+                .collect();
+            problems.push(format!(
+                "it must export {WORKFLOWS_EXPORT}, but exports [{}]",
+                exports.join(", ")
+            ));
+        }
+        if !unexpected.is_empty() {
+            problems.push(format!(
+                "it imports [{}], which the host does not offer (allowed: cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random, filesystem, sockets)",
+                unexpected.join(", ")
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(UploadError::WrongWorld(problems.join("; ")))
+        }
+    }
+
+    fn prepare(&self, component: &Component) -> Result<WorkflowPre<HostState>, String> {
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("its imports do not match what the host provides: {e:#}"))?;
+        WorkflowPre::new(pre).map_err(|e| format!("its exports do not match the world: {e:#}"))
+    }
+
+    async fn list_workflows(
+        &self,
+        pre: &WorkflowPre<HostState>,
+    ) -> Result<Vec<String>, UploadError> {
+        let mut store = Store::new(
+            &self.inner.engine,
+            HostState::new(
+                sealed_wasi("upload", GuestOutput::new("upload", "stderr")),
+                Box::new(NoRun),
+            ),
+        );
+        let instance = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| UploadError::Names(format!("instantiation failed: {e:#}")))?;
+        let names = instance
+            .cairn_workflow_workflows()
+            .call_names(&mut store)
+            .await
+            .map_err(|e| UploadError::Names(describe_trap(&e, "")))?;
+        if names.is_empty() {
+            return Err(UploadError::Names("it defines no workflow".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for name in &names {
+            crate::domain::validate_workflow_name(name).map_err(|e| UploadError::Names(e.0))?;
+            if !seen.insert(name) {
+                return Err(UploadError::Names(format!(
+                    "workflow {name:?} is listed twice"
+                )));
+            }
+        }
+        Ok(names)
+    }
+
+    fn cache_path(&self, version: &str) -> Option<PathBuf> {
+        let digest = version.strip_prefix("sha256:").unwrap_or(version);
+        self.inner
+            .cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{digest}-{}.cwasm", self.inner.engine_hash)))
+    }
+
+    fn store_compiled(&self, version: &str, component: &Component) {
+        let Some(path) = self.cache_path(version) else {
+            return;
+        };
+        if path.exists() {
+            return;
+        }
+        let written = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| e.to_string()));
+        if let Err(error) = written {
+            // Only a cost: the next start compiles the module again.
+            tracing::warn!(%error, path = %path.display(), "cannot cache a compiled module");
+        }
+    }
+
+    fn load_compiled(&self, version: &str) -> Option<Component> {
+        let path = self.cache_path(version)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the file was written by `store_compiled` of an engine with
+        // the same compatibility hash (it is in the file name), in a
+        // directory owned by this host; wasmtime checks its header as well.
+        #[expect(unsafe_code, reason = "loading our own precompiled artifact")]
+        let loaded = unsafe { Component::deserialize_file(&self.inner.engine, &path) };
+        match loaded {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(%error, path = %path.display(), "ignoring an unusable compiled module");
+                None
+            }
+        }
+    }
+}
+
+/// The first eight bytes tell a component from a core module or junk.
+fn check_header(bytes: &[u8]) -> Result<(), UploadError> {
+    const MAGIC: &[u8] = b"\0asm";
+    const CORE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
+    if bytes.is_empty() {
+        return Err(UploadError::Empty);
+    }
+    if !bytes.starts_with(MAGIC) {
+        return Err(UploadError::NotWasm);
+    }
+    if bytes.get(4..8) == Some(CORE_VERSION) {
+        return Err(UploadError::CoreModule);
+    }
+    Ok(())
+}
+
+/// WASI that grants nothing: no preopened directories, no environment, no
+/// arguments, no network; stdout and stderr go to the host's log.
+fn sealed_wasi(run_id: &str, stderr: GuestOutput) -> wasmtime_wasi::WasiCtx {
+    WasiCtxBuilder::new()
+        .stdout(GuestOutput::new(run_id, "stdout"))
+        .stderr(stderr)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
+}
+
+/// A trap as people need it: the cause, what the guest last wrote to
+/// stderr (a Rust panic message lands there), then the guest backtrace.
+fn describe_trap(error: &wasmtime::Error, stderr: &str) -> String {
+    if let Some(failure) = error.downcast_ref::<HostFailure>() {
+        return failure.to_string();
+    }
+    let mut message = match error.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    let stderr = stderr.trim();
+    if !stderr.is_empty() {
+        message.push_str("\nguest stderr: ");
+        message.push_str(stderr);
+    }
+    if let Some(backtrace) = error.downcast_ref::<wasmtime::WasmBacktrace>() {
+        message.push_str(&format!("\n{backtrace}"));
+    }
+    message
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_tell_junk_and_core_modules_from_components() {
+        assert_eq!(check_header(b""), Err(UploadError::Empty));
+        assert_eq!(check_header(b"hello world"), Err(UploadError::NotWasm));
+        assert_eq!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(UploadError::CoreModule)
+        );
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+    }
+}

@@ -1,0 +1,124 @@
+//! `cairn serve`: open the store, load the modules, recover interrupted runs
+//! and serve the HTTP API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::domain::ModuleName;
+use crate::executor::{Executor, Limits, SystemClock};
+use crate::http::{Api, ApiLimits};
+use crate::runtime::Runtime;
+use crate::store::{SqliteOptions, SqliteStore, Synchronous};
+
+/// Everything `cairn serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Modules to deploy at start-up: a name and a component file each.
+    pub deploy: Vec<(ModuleName, PathBuf)>,
+    pub synchronous: Synchronous,
+    pub limits: Limits,
+    pub api: ApiLimits,
+}
+
+impl ServeConfig {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            deploy: Vec::new(),
+            synchronous: Synchronous::Full,
+            limits: Limits::default(),
+            api: ApiLimits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot use data directory {path}: {detail}")]
+    DataDir { path: String, detail: String },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("cannot deploy {name} from {path}: {detail}")]
+    Deploy {
+        name: String,
+        path: String,
+        detail: String,
+    },
+    #[error("start-up failed: {0}")]
+    Executor(#[from] crate::executor::ExecutorError),
+    #[error("cannot listen on {addr}: {detail}")]
+    Listen { addr: SocketAddr, detail: String },
+}
+
+/// Run the host until `shutdown` completes. Prints one line to stdout once
+/// it accepts connections: `cairn listening on http://ADDR`.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let data_dir_error = |detail: std::io::Error| ServeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        detail: detail.to_string(),
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));
+    sqlite.synchronous = config.synchronous;
+    let store = SqliteStore::open(sqlite).await?;
+    let runtime = Runtime::new(Some(config.data_dir.join("compiled")))?;
+    let executor = Executor::new(
+        Arc::new(store),
+        runtime,
+        Arc::new(SystemClock),
+        config.limits.clone(),
+    )
+    .await?;
+
+    for (name, path) in &config.deploy {
+        let deploy_error = |detail: String| ServeError::Deploy {
+            name: name.to_string(),
+            path: path.display().to_string(),
+            detail,
+        };
+        let bytes = std::fs::read(path).map_err(|e| deploy_error(e.to_string()))?;
+        let put = executor
+            .deploy(name.clone(), bytes)
+            .await
+            .map_err(|e| deploy_error(e.to_string()))?;
+        tracing::info!(module = %name, version = %put.module.version, workflows = ?put.module.workflows, "deployed");
+    }
+
+    let report = executor.recover().await?;
+    if report.resumed + report.exceeded > 0 {
+        tracing::info!(
+            resumed = report.resumed,
+            gave_up = report.exceeded,
+            "recovered interrupted runs"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| ServeError::Listen {
+            addr: config.listen,
+            detail: e.to_string(),
+        })?;
+    let addr = listener.local_addr().map_err(|e| ServeError::Listen {
+        addr: config.listen,
+        detail: e.to_string(),
+    })?;
+    println!("cairn listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    let api = Api::new(executor, config.api.clone());
+    crate::http::serve(listener, api, shutdown)
+        .await
+        .map_err(|e| ServeError::Listen {
+            addr,
+            detail: e.to_string(),
+        })
+}

@@ -1,0 +1,105 @@
+//! Persistence: the [`Store`] trait the executor and the HTTP layer use, and
+//! its implementations. Every durable effect goes through here.
+//!
+//! The trait speaks in domain types only, so a backend (SQLite today,
+//! PostgreSQL next) can be added without touching the runtime or HTTP code.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+use crate::domain::{
+    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, NewRun,
+    RunOutcome, RunRecord, WorkflowId,
+};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A journal write for an operation that is already journaled: two
+    /// executions of one run raced, and this one must stop.
+    #[error("operation {op} of run {run} is already journaled")]
+    DuplicateOperation { run: String, op: u32 },
+    /// A journal write for a run that has finished (or was cancelled).
+    #[error("run {run} is {status}, no longer PENDING")]
+    RunNotPending { run: String, status: String },
+    #[error("committing a batch of writes failed: {0}")]
+    Commit(String),
+    #[error("run {0} does not exist")]
+    UnknownRun(String),
+    #[error("corrupt row in the database: {0}")]
+    Corrupt(String),
+    #[error("the store is shut down")]
+    Closed,
+}
+
+/// A module version to record.
+#[derive(Debug, Clone)]
+pub struct NewModuleVersion {
+    pub name: ModuleName,
+    pub version: String,
+    pub bytes: Vec<u8>,
+    pub workflows: Vec<String>,
+    pub now: i64,
+}
+
+/// Whether `put_module` added a version or found it there already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutModule {
+    pub created: bool,
+    pub module: ModuleVersion,
+}
+
+/// Whether `create_run` created the run or found one with that id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateRun {
+    Created(RunRecord),
+    Existing(RunRecord),
+}
+
+/// What `claim_recovery` decided for each pending run.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecoveryClaim {
+    /// Runs to execute again, with their attempts already counted.
+    pub resume: Vec<RunRecord>,
+    /// Runs that went past the maximum and are now
+    /// `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
+    pub exceeded: Vec<WorkflowId>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Record a module version under a name and make it the current one. The
+    /// same bytes again under the same name are not stored twice.
+    async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule>;
+    async fn list_modules(&self) -> Result<Vec<ModuleInfo>>;
+    async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>>;
+    async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Create a `PENDING` run with its first attempt counted, unless a run
+    /// with that id exists: then return that one, unchanged.
+    async fn create_run(&self, run: NewRun) -> Result<CreateRun>;
+    async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>>;
+    /// Record how a run ended. Only a `PENDING` run changes.
+    async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()>;
+    /// Count a new attempt for every `PENDING` run; those past
+    /// `max_recovery_attempts` recoveries become `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
+    async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim>;
+
+    async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
+    /// Apply one journal write and its effect in one transaction.
+    async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()>;
+
+    async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>>;
+    /// Current events of a run, by key.
+    async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>>;
+    /// Every event write of a run, oldest first.
+    async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>>;
+}

@@ -1,0 +1,671 @@
+//! The embedded default backend: SQLite in WAL mode through sqlx.
+//!
+//! SQLite admits one writer at a time, and each commit costs an fsync. So all
+//! writes go through one writer task that owns the only write connection and
+//! applies whatever writes are queued in one transaction: group commit. Each
+//! write runs inside its own savepoint, so one failing write does not undo
+//! its neighbours, and every caller is answered only after the commit that
+//! made its write durable. Reads use a separate pool of read-only
+//! connections, which WAL lets run beside the writer.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Connection, Row, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
+use crate::domain::{
+    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, NewRun,
+    OperationKind, RunOutcome, RunRecord, RunStatus, WorkflowId,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Most writes applied in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// How durable a commit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync on every commit: a committed write survives power loss. Default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of the host process, may
+    /// lose the last commits on power loss. Faster.
+    Normal,
+}
+
+impl FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            other => Err(format!(
+                "unknown synchronous mode {other:?}; expected \"full\" or \"normal\""
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    pub read_connections: u32,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            read_connections: 4,
+        }
+    }
+}
+
+/// One queued write: applied by the writer inside the batch transaction, then
+/// answered once the batch has committed (or failed).
+#[async_trait]
+trait WriteJob: Send {
+    /// Apply the write; false if it failed and its savepoint must be undone.
+    async fn apply(&mut self, conn: &mut SqliteConnection) -> bool;
+    /// Answer the caller with the write's result, or with the commit failure.
+    fn answer(self: Box<Self>, commit: Result<(), &str>);
+}
+
+type WriteFn<T> =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send>;
+
+struct TypedJob<T> {
+    write: Option<WriteFn<T>>,
+    result: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+#[async_trait]
+impl<T: Send + 'static> WriteJob for TypedJob<T> {
+    async fn apply(&mut self, conn: &mut SqliteConnection) -> bool {
+        let write = self.write.take().expect("a write job is applied once");
+        let result = write(conn).await;
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), &str>) {
+        let result = match commit {
+            Ok(()) => self.result.unwrap_or(Err(StoreError::Closed)),
+            Err(message) => Err(StoreError::Commit(message.to_owned())),
+        };
+        // The caller may have gone away (a dropped request); nothing to do then.
+        let _ = self.reply.send(result);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    reads: SqlitePool,
+    writes: mpsc::Sender<Box<dyn WriteJob>>,
+}
+
+impl std::fmt::Debug for dyn WriteJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriteJob")
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file and run the migrations.
+    pub async fn open(options: SqliteOptions) -> Result<Self> {
+        let connect = SqliteConnectOptions::new()
+            .filename(&options.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match options.synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let mut writer = SqliteConnection::connect_with(&connect).await?;
+        MIGRATOR.run(&mut writer).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await?;
+        let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_writer(writer, queue));
+        Ok(Self { reads, writes })
+    }
+
+    async fn write<T: Send + 'static>(&self, write: WriteFn<T>) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job = TypedJob {
+            write: Some(write),
+            result: None,
+            reply,
+        };
+        self.writes
+            .send(Box::new(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Box<dyn WriteJob>>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        apply_batch(&mut conn, &mut batch).await;
+    }
+}
+
+/// Apply `jobs` in one transaction, each in a savepoint, then answer them all.
+async fn apply_batch(conn: &mut SqliteConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
+    let commit = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        for job in jobs.iter_mut() {
+            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+            if !job.apply(conn).await {
+                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
+            }
+            sqlx::query("RELEASE job").execute(&mut *conn).await?;
+        }
+        sqlx::query("COMMIT").execute(&mut *conn).await?;
+        Ok::<(), sqlx::Error>(())
+    }
+    .await;
+    let commit = match commit {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::error!(%error, writes = jobs.len(), "a batch of writes failed to commit");
+            // Leave no transaction open for the next batch; if there is none,
+            // this fails harmlessly.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(error.to_string())
+        }
+    };
+    for job in jobs.drain(..) {
+        job.answer(commit.as_ref().map(|_| ()).map_err(String::as_str));
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
+    let status: String = row.try_get("status")?;
+    let module: String = row.try_get("module")?;
+    let id: String = row.try_get("id")?;
+    Ok(RunRecord {
+        id: WorkflowId::parse(&id).map_err(corrupt)?,
+        module: ModuleName::parse(&module).map_err(corrupt)?,
+        version: row.try_get("version")?,
+        workflow: row.try_get("workflow")?,
+        input: row.try_get("input")?,
+        status: status.parse().map_err(corrupt)?,
+        output: row.try_get("output")?,
+        error: row.try_get("error")?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn module_version_from_row(row: &SqliteRow) -> Result<ModuleVersion> {
+    let name: String = row.try_get("name")?;
+    let workflows: String = row.try_get("workflows")?;
+    Ok(ModuleVersion {
+        name: ModuleName::parse(&name).map_err(corrupt)?,
+        version: row.try_get("version")?,
+        workflows: serde_json::from_str(&workflows).map_err(corrupt)?,
+        size: row.try_get::<i64, _>("size")? as u64,
+        deployed_at: row.try_get("deployed_at")?,
+    })
+}
+
+/// Group version rows (ordered by name, then newest first) into modules.
+fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
+    let mut modules: Vec<ModuleInfo> = Vec::new();
+    for row in rows {
+        let version = module_version_from_row(row)?;
+        match modules.last_mut() {
+            Some(module) if module.name == version.name => module.versions.push(version),
+            _ => modules.push(ModuleInfo {
+                name: version.name.clone(),
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(modules)
+}
+
+const RUN_COLUMNS: &str =
+    "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at";
+
+async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    row.as_ref().map(run_from_row).transpose()
+}
+
+async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<PutModule> {
+    sqlx::query("INSERT INTO module_blobs (version, bytes) VALUES (?, ?) ON CONFLICT DO NOTHING")
+        .bind(&m.version)
+        .bind(&m.bytes)
+        .execute(&mut *conn)
+        .await?;
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT version FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC LIMIT 1",
+    )
+    .bind(m.name.as_str())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let known: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = ? AND version = ?)",
+    )
+    .bind(m.name.as_str())
+    .bind(&m.version)
+    .fetch_one(&mut *conn)
+    .await?;
+    if known && current.as_deref() != Some(m.version.as_str()) {
+        // An older version deployed again becomes the current one.
+        sqlx::query("UPDATE module_versions SET deployed_at = ? WHERE name = ? AND version = ?")
+            .bind(m.now)
+            .bind(m.name.as_str())
+            .bind(&m.version)
+            .execute(&mut *conn)
+            .await?;
+    } else if !known {
+        sqlx::query(
+            "INSERT INTO module_versions (name, version, workflows, size, deployed_at)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(m.name.as_str())
+        .bind(&m.version)
+        .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
+        .bind(m.bytes.len() as i64)
+        .bind(m.now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let row = sqlx::query(
+        "SELECT name, version, workflows, size, deployed_at FROM module_versions WHERE name = ? AND version = ?",
+    )
+    .bind(m.name.as_str())
+    .bind(&m.version)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(PutModule {
+        created: !known,
+        module: module_version_from_row(&row)?,
+    })
+}
+
+async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRun> {
+    let inserted = sqlx::query(
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(run.id.as_str())
+    .bind(run.module.as_str())
+    .bind(&run.version)
+    .bind(&run.workflow)
+    .bind(&run.input)
+    .bind(run.now)
+    .bind(run.now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 1 {
+        return Ok(CreateRun::Created(RunRecord {
+            id: run.id,
+            module: run.module,
+            version: run.version,
+            workflow: run.workflow,
+            input: run.input,
+            status: RunStatus::Pending,
+            output: None,
+            error: None,
+            attempts: 1,
+            created_at: run.now,
+            updated_at: run.now,
+        }));
+    }
+    let existing = select_run(conn, run.id.as_str())
+        .await?
+        .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
+    Ok(CreateRun::Existing(existing))
+}
+
+async fn finish_run(
+    conn: &mut SqliteConnection,
+    id: WorkflowId,
+    outcome: RunOutcome,
+    now: i64,
+) -> Result<()> {
+    let (status, output, error) = match outcome {
+        RunOutcome::Success { output } => (RunStatus::Success, Some(output), None),
+        RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
+    };
+    sqlx::query(
+        "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
+         WHERE id = ? AND status = 'PENDING'",
+    )
+    .bind(status.as_str())
+    .bind(output)
+    .bind(error)
+    .bind(now)
+    .bind(id.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn claim_recovery(
+    conn: &mut SqliteConnection,
+    max_recovery_attempts: u32,
+    now: i64,
+) -> Result<RecoveryClaim> {
+    sqlx::query("UPDATE runs SET attempts = attempts + 1, updated_at = ? WHERE status = 'PENDING'")
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    // attempts = 1 + recoveries so far, this one included.
+    let max_attempts = i64::from(max_recovery_attempts) + 1;
+    let exceeded: Vec<String> = sqlx::query_scalar(
+        "UPDATE runs SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = ?,
+             error = 'the run was recovered more than ' || ? || ' times without finishing'
+         WHERE status = 'PENDING' AND attempts > ?
+         RETURNING id",
+    )
+    .bind(now)
+    .bind(i64::from(max_recovery_attempts))
+    .bind(max_attempts)
+    .fetch_all(&mut *conn)
+    .await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'PENDING' ORDER BY created_at"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(RecoveryClaim {
+        resume: rows.iter().map(run_from_row).collect::<Result<_>>()?,
+        exceeded: exceeded
+            .iter()
+            .map(|id| WorkflowId::parse(id).map_err(corrupt))
+            .collect::<Result<_>>()?,
+    })
+}
+
+async fn write_journal(
+    conn: &mut SqliteConnection,
+    id: WorkflowId,
+    write: JournalWrite,
+    now: i64,
+) -> Result<()> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    match status.as_deref() {
+        Some("PENDING") => {}
+        Some(status) => {
+            return Err(StoreError::RunNotPending {
+                run: id.to_string(),
+                status: status.to_owned(),
+            });
+        }
+        None => return Err(StoreError::UnknownRun(id.to_string())),
+    }
+    let duplicate = |error: sqlx::Error, op: u32| {
+        if is_unique_violation(&error) {
+            StoreError::DuplicateOperation {
+                run: id.to_string(),
+                op,
+            }
+        } else {
+            StoreError::Database(error)
+        }
+    };
+    match write {
+        JournalWrite::SetEvent { op, key, value } => {
+            sqlx::query(
+                "INSERT INTO journal (run_id, op, kind, name, completed, recorded_at)
+                 VALUES (?, ?, ?, ?, 1, ?)",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(OperationKind::SetEvent.as_str())
+            .bind(&key)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| duplicate(e, op))?;
+            sqlx::query(
+                "INSERT INTO events (run_id, key, value, op, updated_at) VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (run_id, key) DO UPDATE
+                 SET value = excluded.value, op = excluded.op, updated_at = excluded.updated_at",
+            )
+            .bind(id.as_str())
+            .bind(&key)
+            .bind(&value)
+            .bind(op)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(&key)
+            .bind(&value)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        JournalWrite::GetEventStarted { op, name, deadline } => {
+            sqlx::query(
+                "INSERT INTO journal (run_id, op, kind, name, deadline, completed, recorded_at)
+                 VALUES (?, ?, ?, ?, ?, 0, ?)",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(OperationKind::GetEvent.as_str())
+            .bind(&name)
+            .bind(deadline)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| duplicate(e, op))?;
+        }
+        JournalWrite::GetEventCompleted {
+            op,
+            name,
+            outcome,
+            deadline,
+        } => {
+            let written = sqlx::query(
+                "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 1, ?)
+                 ON CONFLICT (run_id, op) DO UPDATE
+                 SET outcome = excluded.outcome, completed = 1, recorded_at = excluded.recorded_at
+                 WHERE journal.completed = 0 AND journal.kind = excluded.kind",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(OperationKind::GetEvent.as_str())
+            .bind(&name)
+            .bind(&outcome)
+            .bind(deadline)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            if written.rows_affected() == 0 {
+                return Err(StoreError::DuplicateOperation {
+                    run: id.to_string(),
+                    op,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule> {
+        self.write(Box::new(move |conn| Box::pin(put_module(conn, module))))
+            .await
+    }
+
+    async fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, version, workflows, size, deployed_at FROM module_versions
+             ORDER BY name, deployed_at DESC, rowid DESC",
+        )
+        .fetch_all(&self.reads)
+        .await?;
+        modules_from_rows(&rows)
+    }
+
+    async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, version, workflows, size, deployed_at FROM module_versions
+             WHERE name = ? ORDER BY deployed_at DESC, rowid DESC",
+        )
+        .bind(name.as_str())
+        .fetch_all(&self.reads)
+        .await?;
+        Ok(modules_from_rows(&rows)?.pop())
+    }
+
+    async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&self.reads)
+                .await?,
+        )
+    }
+
+    async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
+        self.write(Box::new(move |conn| Box::pin(create_run(conn, run))))
+            .await
+    }
+
+    async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
+        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+            .bind(id.as_str())
+            .fetch_optional(&self.reads)
+            .await?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| {
+            Box::pin(finish_run(conn, id, outcome, now))
+        }))
+        .await
+    }
+
+    async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim> {
+        self.write(Box::new(move |conn| {
+            Box::pin(claim_recovery(conn, max_recovery_attempts, now))
+        }))
+        .await
+    }
+
+    async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(
+            "SELECT op, kind, name, outcome, deadline, completed, recorded_at FROM journal
+             WHERE run_id = ? ORDER BY op",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: String = row.try_get("kind")?;
+                Ok(JournalEntry {
+                    op: row.try_get::<i64, _>("op")? as u32,
+                    kind: kind.parse().map_err(corrupt)?,
+                    name: row.try_get("name")?,
+                    outcome: row.try_get("outcome")?,
+                    deadline: row.try_get("deadline")?,
+                    completed: row.try_get("completed")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| {
+            Box::pin(write_journal(conn, id, write, now))
+        }))
+        .await
+    }
+
+    async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM events WHERE run_id = ? AND key = ?")
+                .bind(id.as_str())
+                .bind(key)
+                .fetch_optional(&self.reads)
+                .await?,
+        )
+    }
+
+    async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
+        Ok(
+            sqlx::query_as("SELECT key, value FROM events WHERE run_id = ? ORDER BY key")
+                .bind(id.as_str())
+                .fetch_all(&self.reads)
+                .await?,
+        )
+    }
+
+    async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? ORDER BY seq",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRecord {
+                    seq: row.try_get("seq")?,
+                    op: row.try_get::<i64, _>("op")? as u32,
+                    key: row.try_get("key")?,
+                    value: row.try_get("value")?,
+                    recorded_at: row.try_get("recorded_at")?,
+                })
+            })
+            .collect()
+    }
+}
