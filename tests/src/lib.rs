@@ -1,1 +1,163 @@
+//! The harness of Cairn's end-to-end tests and benchmark: the guest example
+//! components, and the real `cairn` binary started on a free port with its
+//! own data directory, driven over HTTP.
 
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub use cairn::client::{Client, Reply};
+
+/// The guest example components, built by this crate's `build.rs`.
+pub mod examples {
+    pub const STEPS: &str = env!("CAIRN_EXAMPLE_STEPS");
+    pub const ORDERS: &str = env!("CAIRN_EXAMPLE_ORDERS");
+    pub const FAULTY: &str = env!("CAIRN_EXAMPLE_FAULTY");
+
+    /// Every example, as (module name, component path).
+    pub const ALL: [(&str, &str); 3] = [("steps", STEPS), ("orders", ORDERS), ("faulty", FAULTY)];
+
+    pub fn bytes(path: &str) -> Vec<u8> {
+        std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+    }
+}
+
+/// The `cairn` binary of this build profile, built once per test process so
+/// the tests always drive the current code.
+pub fn cairn_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // target/<profile>/deps/<test binary> -> target/<profile>/cairn
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let target_dir = profile_dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = std::process::Command::new(cargo);
+        build
+            .args(["build", "--quiet", "-p", "cairn-host", "--bin", "cairn"])
+            .env("CARGO_TARGET_DIR", target_dir);
+        if release {
+            build.arg("--release");
+        }
+        let status = build
+            .status()
+            .expect("running cargo build for the cairn binary");
+        assert!(status.success(), "building the cairn binary failed");
+        profile_dir.join("cairn")
+    })
+}
+
+/// A running `cairn serve` process. Killed when dropped.
+#[derive(Debug)]
+pub struct Host {
+    child: Child,
+    pub url: String,
+    pub client: Client,
+    pub log: PathBuf,
+}
+
+impl Host {
+    /// Start `cairn serve` on a free loopback port with `data_dir`, plus
+    /// `extra_args`, and wait until it accepts connections.
+    pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join(format!("host-{}.log", unique()));
+        let mut child = Command::new(cairn_binary())
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra_args)
+            .env("CAIRN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning cairn serve")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(120), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix("cairn listening on ") {
+                    return Ok(url.to_owned());
+                }
+            }
+            bail!("cairn serve exited before listening")
+        })
+        .await
+        .context("cairn serve did not start listening in time")?
+        .with_context(|| {
+            format!(
+                "host log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+        // Keep draining stdout so the host never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let client = Client::new(&url)?;
+        Ok(Host {
+            child,
+            url,
+            client,
+            log,
+        })
+    }
+
+    /// Start a host with every example passed through `--deploy`.
+    pub async fn start_with_examples(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
+        let mut args: Vec<String> = examples::ALL
+            .iter()
+            .flat_map(|(name, path)| ["--deploy".to_owned(), format!("{name}={path}")])
+            .collect();
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::start(data_dir, &args).await
+    }
+
+    /// Kill the host with SIGKILL, as a crash would, and wait for it to die.
+    pub async fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    pub fn log_contents(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait for run `id` to reach a terminal status and return its record.
+    pub async fn result(&self, id: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let reply = self
+            .client
+            .get(&format!(
+                "/v1/workflows/{}/result?timeout_ms={}",
+                cairn::http::encode_segment(id),
+                timeout.as_millis()
+            ))
+            .await?;
+        if reply.status != 200 {
+            bail!(
+                "run {id} did not finish in {timeout:?}: {} {}",
+                reply.status,
+                reply.body
+            );
+        }
+        Ok(reply.body)
+    }
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}

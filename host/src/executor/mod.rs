@@ -283,6 +283,38 @@ impl Executor {
         Ok(self.inner.store.get_run(id).await?)
     }
 
+    /// Run `id` once it has reached a terminal status, waiting up to
+    /// `timeout`; its current record if it has not by then; `None` if there
+    /// is no such run.
+    pub async fn wait_result(
+        &self,
+        id: &WorkflowId,
+        timeout: Duration,
+    ) -> Result<Option<RunRecord>> {
+        let store = &self.inner.store;
+        let subscription = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
+        let Some(run) = store.get_run(id).await? else {
+            return Ok(None);
+        };
+        if run.status.is_terminal() {
+            return Ok(Some(run));
+        }
+        let finished = subscription
+            .wait_for(Instant::now() + timeout, || async {
+                Ok::<_, StoreError>(
+                    store
+                        .get_run(id)
+                        .await?
+                        .filter(|run| run.status.is_terminal()),
+                )
+            })
+            .await?;
+        match finished {
+            Some(run) => Ok(Some(run)),
+            None => Ok(store.get_run(id).await?),
+        }
+    }
+
     /// The value of event `key` of run `id`, waiting up to `timeout` for it.
     /// A run that does not exist yet is waited for like any other.
     pub async fn wait_event(

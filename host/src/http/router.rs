@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use crate::domain::{Millis, ModuleInfo, ModuleName, ModuleVersion, RunRecord, WorkflowId};
+use crate::domain::{
+    JournalEntry, Millis, ModuleInfo, ModuleName, ModuleVersion, RunRecord, WorkflowId,
+};
 use crate::executor::{Executor, StartRequest};
 
 /// The response body type of every route.
@@ -108,6 +110,8 @@ impl Api {
                 self.start(&body).await
             }
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
+            (["v1", "workflows", id, "result"], &Method::GET) => self.wait_result(id, &query).await,
+            (["v1", "workflows", id, "steps"], &Method::GET) => self.list_steps(id).await,
             (["v1", "workflows", id, "events"], &Method::GET) => self.list_events(id).await,
             (["v1", "workflows", id, "events", key], &Method::GET) => {
                 self.wait_event(id, key, &query).await
@@ -225,27 +229,54 @@ impl Api {
         ))
     }
 
+    /// `timeout_ms` of a long-poll: the default when absent, capped.
+    fn timeout(&self, query: &str) -> Result<Duration, ApiError> {
+        let Some(text) = query_param(query, "timeout_ms")? else {
+            return Ok(self.limits.default_event_timeout);
+        };
+        let max = self.limits.max_event_timeout.as_millis();
+        let ms: u64 = text
+            .parse()
+            .ok()
+            .filter(|&ms| u128::from(ms) <= max)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_timeout",
+                    format!("timeout_ms must be a whole number from 0 to {max}, got {text:?}"),
+                )
+            })?;
+        Ok(Duration::from_millis(ms))
+    }
+
+    async fn wait_result(&self, id: &str, query: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let timeout = self.timeout(query)?;
+        match self.executor.wait_result(&id, timeout).await? {
+            // 200 once finished; 202 with the run as it is while it runs on.
+            Some(run) if run.status.is_terminal() => {
+                Ok(json_response(StatusCode::OK, &RunView::from(&run)))
+            }
+            Some(run) => Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run))),
+            None => Err(run_not_found(&id)),
+        }
+    }
+
+    async fn list_steps(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        if self.executor.get_run(&id).await?.is_none() {
+            return Err(run_not_found(&id));
+        }
+        let journal = self.executor.journal(&id).await?;
+        let steps: Vec<StepView> = journal.iter().map(StepView::from).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "steps": steps }),
+        ))
+    }
+
     async fn wait_event(&self, id: &str, key: &str, query: &str) -> ApiResult {
         let id = parse_workflow_id(id)?;
-        let timeout = match query_param(query, "timeout_ms")? {
-            None => self.limits.default_event_timeout,
-            Some(text) => {
-                let max = self.limits.max_event_timeout.as_millis();
-                let ms: u64 = text
-                    .parse()
-                    .ok()
-                    .filter(|&ms| u128::from(ms) <= max)
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_timeout",
-                            format!(
-                                "timeout_ms must be a whole number from 0 to {max}, got {text:?}"
-                            ),
-                        )
-                    })?;
-                Duration::from_millis(ms)
-            }
-        };
+        let timeout = self.timeout(query)?;
         match self.executor.wait_event(&id, key, timeout).await? {
             Some(value) => Ok(json_response(
                 StatusCode::OK,
@@ -327,6 +358,35 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             attempts: run.attempts,
             created_at: timestamp(run.created_at),
             updated_at: timestamp(run.updated_at),
+        }
+    }
+}
+
+/// One journal entry.
+#[derive(Serialize)]
+struct StepView<'a> {
+    op: u32,
+    kind: &'static str,
+    name: &'a str,
+    outcome: Option<Box<RawValue>>,
+    completed: bool,
+    deadline: Option<String>,
+    recorded_at: String,
+}
+
+impl<'a> From<&'a JournalEntry> for StepView<'a> {
+    fn from(entry: &'a JournalEntry) -> Self {
+        Self {
+            op: entry.op,
+            kind: entry.kind.as_str(),
+            name: &entry.name,
+            outcome: entry
+                .outcome
+                .clone()
+                .and_then(|o| RawValue::from_string(o).ok()),
+            completed: entry.completed,
+            deadline: entry.deadline.map(timestamp),
+            recorded_at: timestamp(entry.recorded_at),
         }
     }
 }
