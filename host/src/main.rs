@@ -87,6 +87,12 @@ struct ServeArgs {
     /// Recoveries of one run before it ends MAX_RECOVERY_ATTEMPTS_EXCEEDED.
     #[arg(long, env = "CAIRN_MAX_RECOVERY_ATTEMPTS", default_value_t = 10)]
     max_recovery_attempts: u32,
+    /// Largest module upload, in bytes.
+    #[arg(long, env = "CAIRN_MAX_UPLOAD_BYTES", default_value_t = 50 * 1024 * 1024)]
+    max_upload_bytes: usize,
+    /// Largest event value, workflow input or output, in bytes.
+    #[arg(long, env = "CAIRN_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
+    max_value_bytes: usize,
 }
 
 #[tokio::main]
@@ -98,6 +104,10 @@ async fn main() -> anyhow::Result<()> {
             let mut config = ServeConfig::new(args.listen, args.data_dir);
             config.synchronous = args.sqlite_synchronous;
             config.limits.max_recovery_attempts = args.max_recovery_attempts;
+            config.limits.max_value_bytes = args.max_value_bytes;
+            config.api.max_upload_bytes = args.max_upload_bytes;
+            // A start request carries an input of up to max_value_bytes.
+            config.api.max_json_body_bytes = args.max_value_bytes + 64 * 1024;
             for spec in &args.deploy {
                 let Some((name, file)) = spec.split_once('=') else {
                     bail!("--deploy {spec:?}: expected NAME=FILE.wasm");

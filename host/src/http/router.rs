@@ -66,6 +66,7 @@ impl Api {
     {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
+        let has_body = request_has_body(&request);
         match self.route(request).await {
             Ok(response) => response,
             Err(error) => {
@@ -78,6 +79,14 @@ impl Api {
                     && let Ok(value) = HeaderValue::from_str(allow)
                 {
                     response.headers_mut().insert(header::ALLOW, value);
+                }
+                if has_body {
+                    // The body may be unread (refused before or while
+                    // reading it): the connection cannot carry another
+                    // request, and the client must know not to reuse it.
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 response
             }
@@ -294,6 +303,14 @@ impl Api {
             )),
         }
     }
+}
+
+fn request_has_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
 }
 
 /// Methods a known path accepts, for 405 answers.

@@ -1,0 +1,231 @@
+//! Failures: guests that trap or fail, uploads that are not workflow modules,
+//! requests that are malformed. Each gets a clear answer, loses nothing and
+//! leaves the host serving.
+
+use std::time::Duration;
+
+use cairn_tests::{Host, examples};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_trapping_guest_fails_its_run_and_the_host_keeps_serving() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+
+    client
+        .start("faulty", "trap", json!(null), Some("bug"))
+        .await?;
+    let run = host.result("bug", Duration::from_secs(10)).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains("unreachable"), "{error}");
+    assert!(
+        error.contains("the workflow hit a bug"),
+        "the panic message: {error}"
+    );
+    // What it published before the trap stays.
+    let before = client.event("bug", "before", 0).await?;
+    assert_eq!(before.body["value"], "set");
+
+    let health = client.get("/healthz").await?;
+    assert_eq!(health.status, 200);
+    client
+        .start("steps", "steps_workflow", json!(null), Some("after"))
+        .await?;
+    let after = host.result("after", Duration::from_secs(10)).await?;
+    assert_eq!(after["status"], "SUCCESS");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_workflow_ends_error_with_its_message() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    host.client
+        .start("faulty", "fail", json!("out of stock"), Some("f"))
+        .await?;
+    let run = host.result("f", Duration::from_secs(10)).await?;
+    assert_eq!(run["status"], "ERROR");
+    assert_eq!(run["error"], "refused: out of stock");
+
+    // Input the workflow cannot decode fails the run with a clear message.
+    host.client
+        .start("faulty", "fail", json!({"not": "a string"}), Some("g"))
+        .await?;
+    let run = host.result("g", Duration::from_secs(10)).await?;
+    assert_eq!(run["status"], "ERROR");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid input for workflow \"fail\""),
+        "{run}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &["--max-upload-bytes", "1000000"]).await?;
+    let client = &host.client;
+    let steps = examples::bytes(examples::STEPS);
+    let cases: Vec<(&str, Vec<u8>, u16, &str, &str)> = vec![
+        ("empty", vec![], 400, "empty_body", "empty"),
+        (
+            "junk",
+            b"hello, world".to_vec(),
+            400,
+            "not_wasm",
+            "not a WebAssembly binary",
+        ),
+        (
+            "core",
+            b"\0asm\x01\0\0\0".to_vec(),
+            400,
+            "core_module",
+            "core WebAssembly module",
+        ),
+        (
+            "truncated",
+            steps[..steps.len() / 2].to_vec(),
+            400,
+            "invalid_component",
+            "invalid",
+        ),
+        // An empty but valid component: it exports no workflows.
+        (
+            "other-world",
+            b"\0asm\x0d\0\x01\0".to_vec(),
+            400,
+            "wrong_world",
+            "must export cairn:workflow/workflows@0.1.0",
+        ),
+        (
+            "too-big",
+            vec![0; 1_000_001],
+            413,
+            "body_too_large",
+            "1000000 bytes",
+        ),
+    ];
+    for (name, body, status, code, message) in cases {
+        let reply = client.deploy(name, body).await?;
+        assert_eq!(reply.status, status, "{name}: {}", reply.body);
+        assert_eq!(reply.error_code(), Some(code), "{name}: {}", reply.body);
+        let text = reply.body["error"]["message"].as_str().unwrap();
+        assert!(text.contains(message), "{name}: {text}");
+        let stored = client.get(&format!("/v1/modules/{name}")).await?;
+        assert_eq!(stored.status, 404, "{name} must not be stored");
+    }
+    let bad_name = client.deploy("Bad_Name", steps).await?;
+    assert_eq!(bad_name.status, 400);
+    assert_eq!(bad_name.error_code(), Some("invalid_module_name"));
+    assert_eq!(
+        client.get("/v1/modules").await?.body,
+        json!({"modules": []})
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_requests_get_clear_errors() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+    let post = |body: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .send(
+                    hyper::Method::POST,
+                    "/v1/workflows",
+                    Some("application/json"),
+                    body.into(),
+                )
+                .await
+        }
+    };
+    let cases = [
+        (post("{not json").await?, 400, "invalid_json"),
+        (post(r#"{"module": "steps"}"#).await?, 400, "invalid_json"),
+        (
+            post(r#"{"module": "steps", "workflow": "x", "extra": 1}"#).await?,
+            400,
+            "invalid_json",
+        ),
+        (
+            post(r#"{"module": "nope", "workflow": "x"}"#).await?,
+            404,
+            "module_not_found",
+        ),
+        (
+            post(r#"{"module": "steps", "workflow": "x"}"#).await?,
+            404,
+            "workflow_not_found",
+        ),
+        (
+            client
+                .start(
+                    "steps",
+                    "steps_workflow",
+                    json!(null),
+                    Some(&"x".repeat(256)),
+                )
+                .await?,
+            400,
+            "invalid_id",
+        ),
+        (
+            client.get("/v1/workflows/unknown").await?,
+            404,
+            "run_not_found",
+        ),
+        (
+            client.get("/v1/workflows/unknown/events").await?,
+            404,
+            "run_not_found",
+        ),
+        (
+            client
+                .get("/v1/workflows/x/events/k?timeout_ms=soon")
+                .await?,
+            400,
+            "invalid_timeout",
+        ),
+        (
+            client
+                .get("/v1/workflows/x/events/k?timeout_ms=99999999")
+                .await?,
+            400,
+            "invalid_timeout",
+        ),
+        (client.get("/v1/nothing").await?, 404, "not_found"),
+        (client.get("/v1/modules/../etc").await?, 404, "not_found"),
+        (
+            client
+                .send(
+                    hyper::Method::DELETE,
+                    "/v1/workflows",
+                    None,
+                    Default::default(),
+                )
+                .await?,
+            405,
+            "method_not_allowed",
+        ),
+    ];
+    for (reply, status, code) in cases {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        assert_eq!(reply.error_code(), Some(code), "{}", reply.body);
+        assert!(!reply.body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let unknown = post(r#"{"module": "steps", "workflow": "x"}"#).await?;
+    let message = unknown.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("steps_workflow, steps_with_pause"),
+        "lists what exists: {message}"
+    );
+    Ok(())
+}
