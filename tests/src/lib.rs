@@ -32,12 +32,12 @@ pub mod examples {
 pub fn cairn_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        // target/<profile>/deps/<test binary> -> target/<profile>/cairn
+        // target/<profile>/deps/<test> or target/<profile>/<bin> -> target/<profile>/cairn
         let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>");
+        let mut profile_dir = exe.parent().expect("the executable's directory");
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir = profile_dir.parent().expect("target/<profile>");
+        }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

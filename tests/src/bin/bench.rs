@@ -1,0 +1,148 @@
+//! The seed benchmark over HTTP. One operation = start a `steps_workflow`
+//! run, then read its events `step1` and `step2` through the long-poll
+//! route. Reports throughput and latency for each number of concurrent
+//! clients, against a real `cairn serve` (release build, default durable
+//! settings unless told otherwise).
+//!
+//! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16] [-- serve args]
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use cairn_tests::{Client, Host, examples};
+use serde_json::json;
+
+struct Options {
+    seconds: u64,
+    clients: Vec<usize>,
+    serve_args: Vec<String>,
+}
+
+fn parse_options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        seconds: 10,
+        clients: vec![1, 16],
+        serve_args: Vec::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => options.seconds = args.next().context("--seconds N")?.parse()?,
+            "--clients" => {
+                options.clients = args
+                    .next()
+                    .context("--clients 1,16")?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--" => options.serve_args.extend(args.by_ref()),
+            other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
+        }
+    }
+    Ok(options)
+}
+
+/// One seed operation; its latency.
+async fn operation(client: &Client) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let started = client
+        .start("steps", "steps_workflow", json!(null), None)
+        .await?;
+    ensure!(
+        started.status == 202,
+        "start: {} {}",
+        started.status,
+        started.body
+    );
+    let id = started.body["id"].as_str().context("run id")?;
+    for key in ["step1", "step2"] {
+        let event = client.event(id, key, 30_000).await?;
+        ensure!(
+            event.status == 200,
+            "{key}: {} {}",
+            event.status,
+            event.body
+        );
+    }
+    Ok(start.elapsed())
+}
+
+struct Report {
+    clients: usize,
+    operations: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Report {
+    fn percentile(&self, p: f64) -> Duration {
+        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[index]
+    }
+
+    fn print(&self) {
+        println!(
+            "clients {:>3}  ops {:>6}  {:>8.1} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            self.clients,
+            self.operations,
+            self.operations as f64 / self.elapsed.as_secs_f64(),
+            self.percentile(0.50).as_secs_f64() * 1e3,
+            self.percentile(0.99).as_secs_f64() * 1e3,
+        );
+    }
+}
+
+async fn measure(client: &Client, clients: usize, duration: Duration) -> anyhow::Result<Report> {
+    let start = Instant::now();
+    let deadline = start + duration;
+    let workers: Vec<_> = (0..clients)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    latencies.push(operation(&client).await?);
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await??);
+    }
+    let elapsed = start.elapsed();
+    latencies.sort();
+    Ok(Report {
+        clients,
+        operations: latencies.len(),
+        elapsed,
+        latencies,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = parse_options()?;
+    let dir = tempfile::tempdir()?;
+    let serve_args: Vec<&str> = options.serve_args.iter().map(String::as_str).collect();
+    let host = Host::start(dir.path(), &serve_args).await?;
+    let deployed = host
+        .client
+        .deploy("steps", examples::bytes(examples::STEPS))
+        .await?;
+    ensure!(deployed.status == 201, "deploy: {}", deployed.body);
+    println!(
+        "seed benchmark: start steps_workflow + read step1 + read step2, over HTTP; {} s per setting; serve args: {:?}",
+        options.seconds, options.serve_args
+    );
+    // Warm up: connections, the instance cache, SQLite's page cache.
+    measure(&host.client, 4, Duration::from_secs(1)).await?;
+    for &clients in &options.clients {
+        measure(&host.client, clients, Duration::from_secs(options.seconds))
+            .await?
+            .print();
+    }
+    Ok(())
+}
