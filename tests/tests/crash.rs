@@ -98,6 +98,13 @@ async fn runs_interrupted_by_a_crash_finish_after_a_restart() -> anyhow::Result<
             "{id}: finished {late:?} after its deadline"
         );
     }
+    // The restarted host ran the module from its compiled form on disk.
+    let log = host.log_contents();
+    assert!(
+        log.contains("loaded a compiled module from the cache"),
+        "{log}"
+    );
+    assert!(!log.contains("compiling a module"), "{log}");
     assert!(
         host.log_contents().contains("recovered interrupted runs"),
         "{}",

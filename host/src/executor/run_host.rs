@@ -229,3 +229,206 @@ impl WorkflowHost for RunHost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{ModuleName, NewRun};
+    use crate::executor::{Executor, Limits, SystemClock};
+    use crate::runtime::Runtime;
+    use crate::store::{SqliteOptions, SqliteStore};
+
+    async fn executor(dir: &std::path::Path) -> Executor {
+        let store = SqliteStore::open(SqliteOptions::new(dir.join("cairn.db")))
+            .await
+            .unwrap();
+        Executor::new(
+            Arc::new(store),
+            Runtime::new(None).unwrap(),
+            Arc::new(SystemClock),
+            Limits::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn pending_run(exec: &Executor, id: &str) -> WorkflowId {
+        let id = WorkflowId::parse(id).unwrap();
+        exec.inner
+            .store
+            .create_run(NewRun {
+                id: id.clone(),
+                module: ModuleName::parse("m").unwrap(),
+                version: "sha256:x".into(),
+                workflow: "w".into(),
+                input: "null".into(),
+                now: 0,
+            })
+            .await
+            .unwrap();
+        id
+    }
+
+    #[tokio::test]
+    async fn a_replayed_set_event_writes_nothing_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = executor(dir.path()).await;
+        let run = pending_run(&exec, "r").await;
+        let mut first = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        first
+            .set_event("k".into(), "1".into())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let journal = exec.journal(&run).await.unwrap();
+        let mut replay = RunHost::new(exec.inner.clone(), run.clone(), journal);
+        assert!(replay.replaying());
+        replay
+            .set_event("k".into(), "1".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exec.event_history(&run).await.unwrap().len(), 1);
+        // Past the journal, calls are new operations again.
+        replay
+            .set_event("k".into(), "2".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let history = exec.event_history(&run).await.unwrap();
+        assert_eq!(history.iter().map(|e| e.op).collect::<Vec<_>>(), [0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_replay_that_departs_from_the_journal_fails_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = executor(dir.path()).await;
+        let run = pending_run(&exec, "r").await;
+        let mut first = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        first
+            .set_event("step1".into(), "1".into())
+            .await
+            .unwrap()
+            .unwrap();
+
+        let journal = exec.journal(&run).await.unwrap();
+        let mut replay = RunHost::new(exec.inner.clone(), run.clone(), journal.clone());
+        let failure = replay
+            .get_event("other".into(), "k".into(), 0)
+            .await
+            .unwrap_err();
+        let HostFailure::Run(message) = failure else {
+            panic!("non-determinism is the run's fault: {failure:?}");
+        };
+        assert!(message.contains("non-determinism"), "{message}");
+        assert!(message.contains("set-event(\"step1\")"), "{message}");
+        assert!(message.contains("get-event(\"other/k\")"), "{message}");
+
+        let mut other_key = RunHost::new(exec.inner.clone(), run, journal);
+        assert!(matches!(
+            other_key.set_event("step2".into(), "1".into()).await,
+            Err(HostFailure::Run(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_get_event_returns_the_recorded_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = executor(dir.path()).await;
+        let target = pending_run(&exec, "target").await;
+        let reader = pending_run(&exec, "reader").await;
+
+        let mut writer = RunHost::new(exec.inner.clone(), target.clone(), Vec::new());
+        writer
+            .set_event("k".into(), "\"old\"".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut first = RunHost::new(exec.inner.clone(), reader.clone(), Vec::new());
+        let seen = first
+            .get_event("target".into(), "k".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen.as_deref(), Some("\"old\""));
+        // Nothing there yet: journaled as none.
+        let missing = first
+            .get_event("target".into(), "later".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(missing, None);
+
+        // The events change; the replay still sees what the run saw.
+        writer
+            .set_event("k".into(), "\"new\"".into())
+            .await
+            .unwrap()
+            .unwrap();
+        writer
+            .set_event("later".into(), "1".into())
+            .await
+            .unwrap()
+            .unwrap();
+        let journal = exec.journal(&reader).await.unwrap();
+        let mut replay = RunHost::new(exec.inner.clone(), reader, journal);
+        let replayed = replay
+            .get_event("target".into(), "k".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(replayed.as_deref(), Some("\"old\""));
+        let replayed = replay
+            .get_event("target".into(), "later".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(replayed, None);
+    }
+
+    #[tokio::test]
+    async fn refused_values_are_guest_errors_that_take_no_operation() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = executor(dir.path()).await;
+        let run = pending_run(&exec, "r").await;
+        let mut host = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        let invalid = host
+            .set_event("k".into(), "{nope".into())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(invalid.code, GuestErrorCode::InvalidJson);
+        assert!(
+            invalid.message.contains("not valid JSON"),
+            "{}",
+            invalid.message
+        );
+        let big = format!("\"{}\"", "x".repeat(exec.limits().max_value_bytes));
+        let too_large = host.set_event("k".into(), big).await.unwrap().unwrap_err();
+        assert_eq!(too_large.code, GuestErrorCode::TooLarge);
+        assert!(
+            too_large.message.contains("limit is 1048576 bytes"),
+            "{}",
+            too_large.message
+        );
+        let empty = host
+            .set_event(String::new(), "1".into())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(empty.code, GuestErrorCode::InvalidArgument);
+        // null is a value, and distinct from no event.
+        host.set_event("k".into(), "null".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(exec.journal(&run).await.unwrap().len(), 1);
+        let value = host
+            .get_event("r".into(), "k".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(value.as_deref(), Some("null"));
+    }
+}

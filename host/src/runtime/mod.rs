@@ -203,6 +203,7 @@ impl Runtime {
             Some(component) => component,
             None => {
                 let bytes = bytes().await?;
+                tracing::info!(%version, "compiling a module");
                 let runtime = self.clone();
                 let component = tokio::task::spawn_blocking(move || {
                     Component::new(&runtime.inner.engine, &bytes)
@@ -374,7 +375,10 @@ impl Runtime {
         #[expect(unsafe_code, reason = "loading our own precompiled artifact")]
         let loaded = unsafe { Component::deserialize_file(&self.inner.engine, &path) };
         match loaded {
-            Ok(component) => Some(component),
+            Ok(component) => {
+                tracing::info!(%version, "loaded a compiled module from the cache");
+                Some(component)
+            }
             Err(error) => {
                 tracing::warn!(%error, path = %path.display(), "ignoring an unusable compiled module");
                 None

@@ -1,0 +1,60 @@
+//! The `cairn` command-line client against a running host.
+
+use std::process::Output;
+
+use cairn_tests::{Host, cairn_binary, examples};
+
+async fn cairn(server: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let output = tokio::process::Command::new(cairn_binary())
+        .args(args)
+        .env("CAIRN_SERVER", server)
+        .output()
+        .await?;
+    Ok(output)
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn deploy_start_event_and_status_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let url = host.url.as_str();
+
+    let deployed = cairn(url, &["deploy", "steps", examples::STEPS]).await?;
+    assert!(deployed.status.success(), "{deployed:?}");
+    assert_eq!(stdout_json(&deployed)["name"], "steps");
+
+    let started = cairn(url, &["start", "steps", "steps_workflow", "--id", "cli-1"]).await?;
+    assert!(started.status.success(), "{started:?}");
+    assert_eq!(stdout_json(&started)["id"], "cli-1");
+
+    let event = cairn(url, &["event", "cli-1", "step2", "--timeout-ms", "10000"]).await?;
+    assert!(event.status.success(), "{event:?}");
+    assert_eq!(stdout_json(&event)["value"], "completed");
+
+    let status = cairn(url, &["status", "cli-1"]).await?;
+    assert!(status.status.success(), "{status:?}");
+    assert_eq!(stdout_json(&status)["workflow"], "steps_workflow");
+
+    // An error answer prints the error and fails the command.
+    let missing = cairn(url, &["status", "nope"]).await?;
+    assert!(!missing.status.success());
+    assert_eq!(stdout_json(&missing)["error"]["code"], "run_not_found");
+    let bad_input = cairn(
+        url,
+        &["start", "steps", "steps_workflow", "--input", "{oops"],
+    )
+    .await?;
+    assert!(!bad_input.status.success());
+    assert!(String::from_utf8_lossy(&bad_input.stderr).contains("--input must be JSON"));
+    Ok(())
+}
