@@ -265,7 +265,7 @@ impl Executor {
             .await?;
         for id in &claim.exceeded {
             tracing::warn!(run = %id, "run exceeded its recovery attempts");
-            inner.waiters.notify(&WaitKey::Finished(id.clone()));
+            inner.waiters.publish(&WaitKey::Finished(id.clone()), None);
         }
         let resumed = claim.resume.len();
         for run in claim.resume {
@@ -292,7 +292,7 @@ impl Executor {
         timeout: Duration,
     ) -> Result<Option<RunRecord>> {
         let store = &self.inner.store;
-        let subscription = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
+        let mut subscription = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
         let Some(run) = store.get_run(id).await? else {
             return Ok(None);
         };
@@ -300,14 +300,18 @@ impl Executor {
             return Ok(Some(run));
         }
         let finished = subscription
-            .wait_for(Instant::now() + timeout, || async {
-                Ok::<_, StoreError>(
-                    store
-                        .get_run(id)
-                        .await?
-                        .filter(|run| run.status.is_terminal()),
-                )
-            })
+            .wait_for(
+                Instant::now() + timeout,
+                || async {
+                    Ok::<_, StoreError>(
+                        store
+                            .get_run(id)
+                            .await?
+                            .filter(|run| run.status.is_terminal()),
+                    )
+                },
+                |_| None,
+            )
             .await?;
         match finished {
             Some(run) => Ok(Some(run)),
@@ -324,12 +328,16 @@ impl Executor {
         timeout: Duration,
     ) -> Result<Option<String>> {
         let store = &self.inner.store;
-        let subscription = self.inner.waiters.subscribe(WaitKey::Event {
+        let mut subscription = self.inner.waiters.subscribe(WaitKey::Event {
             run: id.clone(),
             key: key.to_owned(),
         });
         Ok(subscription
-            .wait_for(Instant::now() + timeout, || store.get_event(id, key))
+            .wait_for(
+                Instant::now() + timeout,
+                || store.get_event(id, key),
+                |value| Some(value.to_owned()),
+            )
             .await?)
     }
 
@@ -384,7 +392,7 @@ impl Inner {
             tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");
             return;
         }
-        self.waiters.notify(&WaitKey::Finished(run.id));
+        self.waiters.publish(&WaitKey::Finished(run.id), None);
     }
 
     fn check_output(&self, output: String) -> RunOutcome {

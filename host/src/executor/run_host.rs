@@ -127,13 +127,14 @@ impl WorkflowHost for RunHost {
         self.write(JournalWrite::SetEvent {
             op,
             key: key.clone(),
-            value,
+            value: value.clone(),
         })
         .await?;
-        self.exec.waiters.notify(&WaitKey::Event {
+        let event = WaitKey::Event {
             run: self.run.clone(),
             key,
-        });
+        };
+        self.exec.waiters.publish(&event, Some(&value));
         Ok(Ok(()))
     }
 
@@ -167,7 +168,7 @@ impl WorkflowHost for RunHost {
 
         let store = &self.exec.store;
         let read_failed = |e: StoreError| HostFailure::Host(format!("reading event failed: {e}"));
-        let subscription = self.exec.waiters.subscribe(WaitKey::Event {
+        let mut subscription = self.exec.waiters.subscribe(WaitKey::Event {
             run: target.clone(),
             key: key.clone(),
         });
@@ -184,7 +185,11 @@ impl WorkflowHost for RunHost {
                 .await?;
             }
             outcome = subscription
-                .wait_for(self.instant_of(deadline), || store.get_event(&target, &key))
+                .wait_for(
+                    self.instant_of(deadline),
+                    || store.get_event(&target, &key),
+                    |value| Some(value.to_owned()),
+                )
                 .await
                 .map_err(read_failed)?;
         }

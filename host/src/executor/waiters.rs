@@ -1,16 +1,17 @@
 //! In-process wake-ups for readers blocked on an event or on a run's end.
 //!
-//! A reader subscribes *before* it reads the database, and a writer notifies
+//! A reader subscribes *before* it reads the database, and a writer publishes
 //! only *after* its commit; so a write that lands between the read and the
-//! wait still wakes the reader. Every subscriber of a key is woken. The entry
-//! of a key lives exactly as long as it has subscribers: a reader that gives
-//! up leaves nothing behind.
+//! wait still wakes the reader. Every subscriber of a key is woken, and is
+//! handed the published value, so a woken reader need not read the database
+//! again. The entry of a key lives exactly as long as it has subscribers: a
+//! reader that gives up leaves nothing behind.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::domain::WorkflowId;
@@ -18,37 +19,40 @@ use crate::domain::WorkflowId;
 /// What a reader waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WaitKey {
-    /// A write of event `key` of a run.
+    /// A write of event `key` of a run; published with the value written.
     Event { run: WorkflowId, key: String },
-    /// A run reaching a terminal status.
+    /// A run reaching a terminal status; published without a value.
     Finished(WorkflowId),
 }
 
+type Published = Option<Arc<str>>;
+
 #[derive(Debug, Clone, Default)]
 pub struct Waiters {
-    keys: Arc<Mutex<HashMap<WaitKey, Arc<Notify>>>>,
+    keys: Arc<Mutex<HashMap<WaitKey, watch::Sender<Published>>>>,
 }
 
 impl Waiters {
     pub fn subscribe(&self, key: WaitKey) -> Subscription {
-        let notify = self
+        let receiver = self
             .keys
             .lock()
             .expect("waiters lock")
             .entry(key.clone())
-            .or_default()
-            .clone();
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe();
         Subscription {
             key,
-            notify,
+            receiver,
             waiters: self.clone(),
         }
     }
 
-    /// Wake every current subscriber of `key`. Call after the commit.
-    pub fn notify(&self, key: &WaitKey) {
-        if let Some(notify) = self.keys.lock().expect("waiters lock").get(key) {
-            notify.notify_waiters();
+    /// Wake every current subscriber of `key`, handing them `value`. Call
+    /// after the commit.
+    pub fn publish(&self, key: &WaitKey, value: Option<&str>) {
+        if let Some(sender) = self.keys.lock().expect("waiters lock").get(key) {
+            sender.send_replace(value.map(Arc::from));
         }
     }
 
@@ -65,34 +69,43 @@ impl Waiters {
 #[derive(Debug)]
 pub struct Subscription {
     key: WaitKey,
-    notify: Arc<Notify>,
+    receiver: watch::Receiver<Published>,
     waiters: Waiters,
 }
 
 impl Subscription {
-    /// Read with `read` until it finds a value or `deadline` passes. Each
-    /// round arms the wake-up before reading, so no write is missed.
+    /// Read with `read` until it finds a value or `deadline` passes. After a
+    /// wake-up the published value is taken as it is when `from_published`
+    /// accepts it; otherwise the database is read again.
     pub async fn wait_for<T, F, Fut, E>(
-        &self,
+        &mut self,
         deadline: Instant,
         mut read: F,
+        from_published: impl Fn(&str) -> Option<T>,
     ) -> Result<Option<T>, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
         loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             if let Some(value) = read().await? {
                 return Ok(Some(value));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return read().await;
+            loop {
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
+                    Err(_elapsed) => return read().await,
+                    // The sender lives in the map while we are subscribed.
+                    Ok(Err(_closed)) => return read().await,
+                    Ok(Ok(())) => {}
+                }
+                let published = self.receiver.borrow_and_update().clone();
+                match published.as_deref().and_then(&from_published) {
+                    Some(value) => return Ok(Some(value)),
+                    None => break,
+                }
             }
         }
     }
@@ -101,9 +114,12 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut keys = self.waiters.keys.lock().expect("waiters lock");
-        // The map holds one reference and this subscription another; under
-        // the lock nobody can take a new one, so 2 means we are the last.
-        if Arc::strong_count(&self.notify) == 2 {
+        // Under the lock nobody can subscribe, so a count of one receiver
+        // means this subscription is the last.
+        if keys
+            .get(&self.key)
+            .is_some_and(|sender| sender.receiver_count() == 1)
+        {
             keys.remove(&self.key);
         }
     }
@@ -126,22 +142,28 @@ mod tests {
     #[tokio::test]
     async fn a_write_between_read_and_wait_is_not_missed() {
         let waiters = Waiters::default();
-        let subscription = waiters.subscribe(key());
+        let mut subscription = waiters.subscribe(key());
         let reads = AtomicUsize::new(0);
         let value = subscription
-            .wait_for(Instant::now() + Duration::from_secs(30), || {
-                let n = reads.fetch_add(1, Ordering::SeqCst);
-                // The first read finds nothing, and the write commits right
-                // after it, before the reader starts waiting.
-                if n == 0 {
-                    waiters.notify(&key());
-                }
-                async move { Ok::<_, ()>((n > 0).then_some("completed")) }
-            })
+            .wait_for(
+                Instant::now() + Duration::from_secs(30),
+                || {
+                    reads.fetch_add(1, Ordering::SeqCst);
+                    // The read finds nothing, and the write commits right
+                    // after it, before the reader starts waiting.
+                    waiters.publish(&key(), Some("\"completed\""));
+                    async { Ok::<Option<String>, ()>(None) }
+                },
+                |published| Some(published.to_owned()),
+            )
             .await
             .unwrap();
-        assert_eq!(value, Some("completed"));
-        assert_eq!(reads.load(Ordering::SeqCst), 2);
+        assert_eq!(value.as_deref(), Some("\"completed\""));
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "the published value needs no read"
+        );
     }
 
     #[tokio::test]
@@ -150,20 +172,25 @@ mod tests {
         let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut readers = Vec::new();
         for _ in 0..3 {
-            let subscription = waiters.subscribe(key());
+            let mut subscription = waiters.subscribe(key());
             let written = written.clone();
             readers.push(tokio::spawn(async move {
                 subscription
-                    .wait_for(Instant::now() + Duration::from_secs(30), || {
-                        let set = written.load(Ordering::SeqCst);
-                        async move { Ok::<_, ()>(set.then_some(())) }
-                    })
+                    .wait_for(
+                        Instant::now() + Duration::from_secs(30),
+                        || {
+                            let set = written.load(Ordering::SeqCst);
+                            async move { Ok::<_, ()>(set.then_some(())) }
+                        },
+                        // Like a run's end: no value, read again.
+                        |_| None,
+                    )
                     .await
             }));
         }
         assert_eq!(waiters.len(), 1);
         written.store(true, Ordering::SeqCst);
-        waiters.notify(&key());
+        waiters.publish(&key(), None);
         for reader in readers {
             assert_eq!(reader.await.unwrap(), Ok(Some(())));
         }
@@ -176,11 +203,13 @@ mod tests {
     #[tokio::test]
     async fn a_reader_gives_up_at_its_deadline() {
         let waiters = Waiters::default();
-        let subscription = waiters.subscribe(key());
+        let mut subscription = waiters.subscribe(key());
         let value = subscription
-            .wait_for(Instant::now() + Duration::from_millis(20), || async {
-                Ok::<Option<()>, ()>(None)
-            })
+            .wait_for(
+                Instant::now() + Duration::from_millis(20),
+                || async { Ok::<Option<()>, ()>(None) },
+                |_| Some(()),
+            )
             .await;
         assert_eq!(value, Ok(None));
         drop(subscription);

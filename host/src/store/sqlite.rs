@@ -2,11 +2,17 @@
 //!
 //! SQLite admits one writer at a time, and each commit costs an fsync. So all
 //! writes go through one writer task that owns the only write connection and
-//! applies whatever writes are queued in one transaction: group commit. Each
-//! write runs inside its own savepoint, so one failing write does not undo
-//! its neighbours, and every caller is answered only after the commit that
-//! made its write durable. Reads use a separate pool of read-only
-//! connections, which WAL lets run beside the writer.
+//! applies whatever writes are queued in one transaction: group commit. Every
+//! caller is answered only after the commit that made its write durable.
+//! Reads use a separate pool of read-only connections, which WAL lets run
+//! beside the writer.
+//!
+//! Each statement is a round trip to sqlx's connection thread, which is what
+//! costs most here; so writes use as few statements as they can. A write is
+//! refused (a duplicate operation, a run that is no longer pending) by its
+//! first statement, which then changes nothing, so a refusal needs no
+//! savepoint: the batch goes on. Any other database error aborts the whole
+//! batch, and every write in it is answered with the error.
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -78,8 +84,9 @@ impl SqliteOptions {
 /// answered once the batch has committed (or failed).
 #[async_trait]
 trait WriteJob: Send {
-    /// Apply the write; false if it failed and its savepoint must be undone.
-    async fn apply(&mut self, conn: &mut SqliteConnection) -> bool;
+    /// Apply the write. An error means the batch's transaction is spoilt;
+    /// a refusal is kept as the job's result and is not an error here.
+    async fn apply(&mut self, conn: &mut SqliteConnection) -> Result<(), String>;
     /// Answer the caller with the write's result, or with the commit failure.
     fn answer(self: Box<Self>, commit: Result<(), &str>);
 }
@@ -95,12 +102,17 @@ struct TypedJob<T> {
 
 #[async_trait]
 impl<T: Send + 'static> WriteJob for TypedJob<T> {
-    async fn apply(&mut self, conn: &mut SqliteConnection) -> bool {
+    async fn apply(&mut self, conn: &mut SqliteConnection) -> Result<(), String> {
         let write = self.write.take().expect("a write job is applied once");
         let result = write(conn).await;
-        let ok = result.is_ok();
+        let spoilt = match &result {
+            Err(error @ (StoreError::Database(_) | StoreError::Corrupt(_))) => {
+                Err(error.to_string())
+            }
+            _ => Ok(()),
+        };
         self.result = Some(result);
-        ok
+        spoilt
     }
 
     fn answer(self: Box<Self>, commit: Result<(), &str>) {
@@ -171,19 +183,21 @@ async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Box<dy
     }
 }
 
-/// Apply `jobs` in one transaction, each in a savepoint, then answer them all.
+/// Apply `jobs` in one transaction, then answer them all.
 async fn apply_batch(conn: &mut SqliteConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
     let commit = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
         for job in jobs.iter_mut() {
-            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
-            if !job.apply(conn).await {
-                sqlx::query("ROLLBACK TO job").execute(&mut *conn).await?;
-            }
-            sqlx::query("RELEASE job").execute(&mut *conn).await?;
+            job.apply(conn).await?;
         }
-        sqlx::query("COMMIT").execute(&mut *conn).await?;
-        Ok::<(), sqlx::Error>(())
+        sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
     }
     .await;
     let commit = match commit {
@@ -193,7 +207,7 @@ async fn apply_batch(conn: &mut SqliteConnection, jobs: &mut Vec<Box<dyn WriteJo
             // Leave no transaction open for the next batch; if there is none,
             // this fails harmlessly.
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(error.to_string())
+            Err(error)
         }
     };
     for job in jobs.drain(..) {
@@ -418,117 +432,98 @@ async fn claim_recovery(
     })
 }
 
+/// Why a journal write of `op` for run `id` changed nothing: the run is not
+/// pending (or does not exist), or the operation is already journaled.
+async fn refusal(conn: &mut SqliteConnection, id: &WorkflowId, op: u32) -> Result<StoreError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match status {
+        None => StoreError::UnknownRun(id.to_string()),
+        Some(status) if status != RunStatus::Pending.as_str() => StoreError::RunNotPending {
+            run: id.to_string(),
+            status,
+        },
+        Some(_) => StoreError::DuplicateOperation {
+            run: id.to_string(),
+            op,
+        },
+    })
+}
+
+/// Insert a journal row, only while its run is pending. On a conflict with
+/// an existing row, `upsert` completes a started wait instead.
+const INSERT_JOURNAL: &str =
+    "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING')";
+
 async fn write_journal(
     conn: &mut SqliteConnection,
     id: WorkflowId,
     write: JournalWrite,
     now: i64,
 ) -> Result<()> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
-        .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
-    match status.as_deref() {
-        Some("PENDING") => {}
-        Some(status) => {
-            return Err(StoreError::RunNotPending {
-                run: id.to_string(),
-                status: status.to_owned(),
-            });
-        }
-        None => return Err(StoreError::UnknownRun(id.to_string())),
-    }
-    let duplicate = |error: sqlx::Error, op: u32| {
-        if is_unique_violation(&error) {
-            StoreError::DuplicateOperation {
-                run: id.to_string(),
-                op,
-            }
-        } else {
-            StoreError::Database(error)
-        }
-    };
-    match write {
-        JournalWrite::SetEvent { op, key, value } => {
-            sqlx::query(
-                "INSERT INTO journal (run_id, op, kind, name, completed, recorded_at)
-                 VALUES (?, ?, ?, ?, 1, ?)",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(OperationKind::SetEvent.as_str())
-            .bind(&key)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| duplicate(e, op))?;
-            sqlx::query(
-                "INSERT INTO events (run_id, key, value, op, updated_at) VALUES (?, ?, ?, ?, ?)
-                 ON CONFLICT (run_id, key) DO UPDATE
-                 SET value = excluded.value, op = excluded.op, updated_at = excluded.updated_at",
-            )
-            .bind(id.as_str())
-            .bind(&key)
-            .bind(&value)
-            .bind(op)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query(
-                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(&key)
-            .bind(&value)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
-        JournalWrite::GetEventStarted { op, name, deadline } => {
-            sqlx::query(
-                "INSERT INTO journal (run_id, op, kind, name, deadline, completed, recorded_at)
-                 VALUES (?, ?, ?, ?, ?, 0, ?)",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(OperationKind::GetEvent.as_str())
-            .bind(&name)
-            .bind(deadline)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| duplicate(e, op))?;
+    let op = write.op();
+    let (kind, name, outcome, deadline, completed) = match &write {
+        JournalWrite::SetEvent { key, .. } => (OperationKind::SetEvent, key, None, None, true),
+        JournalWrite::GetEventStarted { name, deadline, .. } => {
+            (OperationKind::GetEvent, name, None, Some(*deadline), false)
         }
         JournalWrite::GetEventCompleted {
-            op,
             name,
             outcome,
             deadline,
-        } => {
-            let written = sqlx::query(
-                "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 1, ?)
-                 ON CONFLICT (run_id, op) DO UPDATE
-                 SET outcome = excluded.outcome, completed = 1, recorded_at = excluded.recorded_at
-                 WHERE journal.completed = 0 AND journal.kind = excluded.kind",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(OperationKind::GetEvent.as_str())
-            .bind(&name)
-            .bind(&outcome)
-            .bind(deadline)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-            if written.rows_affected() == 0 {
-                return Err(StoreError::DuplicateOperation {
-                    run: id.to_string(),
-                    op,
-                });
-            }
-        }
+            ..
+        } => (
+            OperationKind::GetEvent,
+            name,
+            outcome.clone(),
+            Some(*deadline),
+            true,
+        ),
+    };
+    let statement = if matches!(write, JournalWrite::GetEventCompleted { .. }) {
+        // Complete a started wait, never one that is already complete.
+        format!(
+            "{INSERT_JOURNAL}
+             ON CONFLICT (run_id, op) DO UPDATE
+             SET outcome = excluded.outcome, completed = 1, recorded_at = excluded.recorded_at
+             WHERE journal.completed = 0 AND journal.kind = excluded.kind"
+        )
+    } else {
+        INSERT_JOURNAL.to_owned()
+    };
+    let inserted = sqlx::query(&statement)
+        .bind(id.as_str())
+        .bind(op)
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(outcome)
+        .bind(deadline)
+        .bind(completed)
+        .bind(now)
+        .execute(&mut *conn)
+        .await;
+    match inserted {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => return Err(refusal(conn, &id, op).await?),
+        Err(error) if is_unique_violation(&error) => return Err(refusal(conn, &id, op).await?),
+        Err(error) => return Err(error.into()),
+    }
+    if let JournalWrite::SetEvent { key, value, .. } = write {
+        // The history's trigger publishes the value into `events`.
+        sqlx::query(
+            "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(op)
+        .bind(&key)
+        .bind(&value)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! clients, against a real `cairn serve` (release build, default durable
 //! settings unless told otherwise).
 //!
-//! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16] [-- serve args]
+//! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16]
+//!     [--server URL | -- serve args]
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use serde_json::json;
 
 struct Options {
     seconds: u64,
+    /// Measure an already running host instead of starting one.
+    server: Option<String>,
     clients: Vec<usize>,
     serve_args: Vec<String>,
 }
@@ -21,6 +24,7 @@ struct Options {
 fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
         seconds: 10,
+        server: None,
         clients: vec![1, 16],
         serve_args: Vec::new(),
     };
@@ -36,6 +40,7 @@ fn parse_options() -> anyhow::Result<Options> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
+            "--server" => options.server = Some(args.next().context("--server URL")?),
             "--" => options.serve_args.extend(args.by_ref()),
             other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
         }
@@ -127,20 +132,26 @@ async fn main() -> anyhow::Result<()> {
     let options = parse_options()?;
     let dir = tempfile::tempdir()?;
     let serve_args: Vec<&str> = options.serve_args.iter().map(String::as_str).collect();
-    let host = Host::start(dir.path(), &serve_args).await?;
-    let deployed = host
-        .client
+    let (_host, client) = match &options.server {
+        Some(url) => (None, Client::new(url)?),
+        None => {
+            let host = Host::start(dir.path(), &serve_args).await?;
+            let client = host.client.clone();
+            (Some(host), client)
+        }
+    };
+    let deployed = client
         .deploy("steps", examples::bytes(examples::STEPS))
         .await?;
-    ensure!(deployed.status == 201, "deploy: {}", deployed.body);
+    ensure!(deployed.status.is_success(), "deploy: {}", deployed.body);
     println!(
         "seed benchmark: start steps_workflow + read step1 + read step2, over HTTP; {} s per setting; serve args: {:?}",
         options.seconds, options.serve_args
     );
     // Warm up: connections, the instance cache, SQLite's page cache.
-    measure(&host.client, 4, Duration::from_secs(1)).await?;
+    measure(&client, 4, Duration::from_secs(1)).await?;
     for &clients in &options.clients {
-        measure(&host.client, clients, Duration::from_secs(options.seconds))
+        measure(&client, clients, Duration::from_secs(options.seconds))
             .await?
             .print();
     }
