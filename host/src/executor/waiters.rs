@@ -91,21 +91,18 @@ impl Subscription {
             if let Some(value) = read().await? {
                 return Ok(Some(value));
             }
-            loop {
-                if Instant::now() >= deadline {
-                    return Ok(None);
-                }
-                match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
-                    Err(_elapsed) => return read().await,
-                    // The sender lives in the map while we are subscribed.
-                    Ok(Err(_closed)) => return read().await,
-                    Ok(Ok(())) => {}
-                }
-                let published = self.receiver.borrow_and_update().clone();
-                match published.as_deref().and_then(&from_published) {
-                    Some(value) => return Ok(Some(value)),
-                    None => break,
-                }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
+                Err(_elapsed) => return read().await,
+                // The sender lives in the map while we are subscribed.
+                Ok(Err(_closed)) => return read().await,
+                Ok(Ok(())) => {}
+            }
+            let published = self.receiver.borrow_and_update().clone();
+            if let Some(value) = published.as_deref().and_then(&from_published) {
+                return Ok(Some(value));
             }
         }
     }
