@@ -142,6 +142,15 @@ impl Api {
         }
     }
 
+    /// The id of a run that exists, or a 404.
+    async fn existing_run(&self, id: &str) -> Result<WorkflowId, ApiError> {
+        let id = parse_workflow_id(id)?;
+        match self.executor.get_run(&id).await? {
+            Some(_) => Ok(id),
+            None => Err(run_not_found(&id)),
+        }
+    }
+
     async fn list_modules(&self) -> ApiResult {
         let modules = self.executor.list_modules().await?;
         let views: Vec<ModuleView> = modules.iter().map(ModuleView::from).collect();
@@ -221,10 +230,7 @@ impl Api {
     }
 
     async fn list_events(&self, id: &str) -> ApiResult {
-        let id = parse_workflow_id(id)?;
-        if self.executor.get_run(&id).await?.is_none() {
-            return Err(run_not_found(&id));
-        }
+        let id = self.existing_run(id).await?;
         let events = self.executor.list_events(&id).await?;
         let mut object = serde_json::Map::new();
         for (key, value) in events {
@@ -271,10 +277,7 @@ impl Api {
     }
 
     async fn list_steps(&self, id: &str) -> ApiResult {
-        let id = parse_workflow_id(id)?;
-        if self.executor.get_run(&id).await?.is_none() {
-            return Err(run_not_found(&id));
-        }
+        let id = self.existing_run(id).await?;
         let journal = self.executor.journal(&id).await?;
         let steps: Vec<StepView> = journal.iter().map(StepView::from).collect();
         Ok(json_response(
