@@ -119,6 +119,17 @@ async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
         let stored = client.get(&format!("/v1/modules/{name}")).await?;
         assert_eq!(stored.status, 404, "{name} must not be stored");
     }
+    // A component that imports what the host does not offer, and exports
+    // nothing: both named in the answer.
+    let foreign = wat::parse_str(r#"(component (import "evil:net/raw-socket" (func)))"#)?;
+    let reply = client.deploy("foreign", foreign).await?;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.error_code(), Some("wrong_world"));
+    let text = reply.body["error"]["message"].as_str().unwrap();
+    assert!(text.contains("evil:net/raw-socket"), "{text}");
+    assert!(text.contains("must export cairn:workflow/workflows@0.1.0"), "{text}");
+    assert_eq!(client.get("/v1/modules/foreign").await?.status, 404);
+
     let bad_name = client.deploy("Bad_Name", steps).await?;
     assert_eq!(bad_name.status, 400);
     assert_eq!(bad_name.error_code(), Some("invalid_module_name"));
