@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["steps", "orders", "faulty"];
+const EXAMPLES: &[&str] = &["steps", "orders", "faulty", "hostile", "hostile-fs"];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -56,11 +56,11 @@ fn main() {
         let artifact = target_dir
             .join("wasm32-wasip2")
             .join("release")
-            .join(format!("{name}.wasm"));
+            .join(format!("{}.wasm", name.replace('-', "_")));
         assert!(artifact.exists(), "{} was not built", artifact.display());
         println!(
             "cargo:rustc-env=CAIRN_EXAMPLE_{}={}",
-            name.to_uppercase(),
+            name.to_uppercase().replace('-', "_"),
             artifact.display()
         );
     }

@@ -93,6 +93,15 @@ struct ServeArgs {
     /// Largest event value, workflow input or output, in bytes.
     #[arg(long, env = "CAIRN_MAX_VALUE_BYTES", default_value_t = 1024 * 1024)]
     max_value_bytes: usize,
+    /// Journaled operations (host calls) one run may make.
+    #[arg(long, env = "CAIRN_MAX_JOURNAL_ENTRIES", default_value_t = 10_000)]
+    max_journal_entries: u32,
+    /// Largest linear memory of a guest instance, in bytes.
+    #[arg(long, env = "CAIRN_MAX_MEMORY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_memory_bytes: usize,
+    /// Longest a guest may compute without calling the host, in milliseconds.
+    #[arg(long, env = "CAIRN_CPU_SLICE_MS", default_value_t = 5_000)]
+    cpu_slice_ms: u64,
 }
 
 #[tokio::main]
@@ -105,6 +114,9 @@ async fn main() -> anyhow::Result<()> {
             config.synchronous = args.sqlite_synchronous;
             config.limits.max_recovery_attempts = args.max_recovery_attempts;
             config.limits.max_value_bytes = args.max_value_bytes;
+            config.limits.max_journal_entries = args.max_journal_entries;
+            config.guest.max_memory_bytes = args.max_memory_bytes;
+            config.guest.cpu_slice = std::time::Duration::from_millis(args.cpu_slice_ms);
             config.api.max_upload_bytes = args.max_upload_bytes;
             // A start request carries an input of up to max_value_bytes.
             config.api.max_json_body_bytes = args.max_value_bytes + 64 * 1024;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::domain::ModuleName;
 use crate::executor::{Executor, Limits, SystemClock};
 use crate::http::{Api, ApiLimits};
-use crate::runtime::Runtime;
+use crate::runtime::{GuestLimits, Runtime};
 use crate::store::{SqliteOptions, SqliteStore, Synchronous};
 
 /// Everything `cairn serve` is configured with.
@@ -20,6 +20,7 @@ pub struct ServeConfig {
     pub deploy: Vec<(ModuleName, PathBuf)>,
     pub synchronous: Synchronous,
     pub limits: Limits,
+    pub guest: GuestLimits,
     pub api: ApiLimits,
 }
 
@@ -31,6 +32,7 @@ impl ServeConfig {
             deploy: Vec::new(),
             synchronous: Synchronous::Full,
             limits: Limits::default(),
+            guest: GuestLimits::default(),
             api: ApiLimits::default(),
         }
     }
@@ -70,7 +72,7 @@ pub async fn serve(
     let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));
     sqlite.synchronous = config.synchronous;
     let store = SqliteStore::open(sqlite).await?;
-    let runtime = Runtime::new(Some(config.data_dir.join("compiled")))?;
+    let runtime = Runtime::new(Some(config.data_dir.join("compiled")), config.guest.clone())?;
     let executor = Executor::new(
         Arc::new(store),
         runtime,

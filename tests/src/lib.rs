@@ -18,6 +18,10 @@ pub mod examples {
     pub const STEPS: &str = env!("CAIRN_EXAMPLE_STEPS");
     pub const ORDERS: &str = env!("CAIRN_EXAMPLE_ORDERS");
     pub const FAULTY: &str = env!("CAIRN_EXAMPLE_FAULTY");
+    /// Misbehaving guests for the sandbox tests; not in [`ALL`].
+    pub const HOSTILE: &str = env!("CAIRN_EXAMPLE_HOSTILE");
+    /// A guest that imports the file system; its upload is refused.
+    pub const HOSTILE_FS: &str = env!("CAIRN_EXAMPLE_HOSTILE_FS");
 
     /// Every example, as (module name, component path).
     pub const ALL: [(&str, &str); 3] = [("steps", STEPS), ("orders", ORDERS), ("faulty", FAULTY)];
@@ -128,6 +132,21 @@ impl Host {
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+
+    /// The host process's resident memory, in bytes.
+    pub fn resident_bytes(&self) -> anyhow::Result<u64> {
+        let pid = self.child.id().context("the host has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .context("VmRSS in /proc/PID/status")?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
     }
 
     pub fn log_contents(&self) -> String {

@@ -127,7 +127,10 @@ async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
     assert_eq!(reply.error_code(), Some("wrong_world"));
     let text = reply.body["error"]["message"].as_str().unwrap();
     assert!(text.contains("evil:net/raw-socket"), "{text}");
-    assert!(text.contains("must export cairn:workflow/workflows@0.1.0"), "{text}");
+    assert!(
+        text.contains("must export cairn:workflow/workflows@0.1.0"),
+        "{text}"
+    );
     assert_eq!(client.get("/v1/modules/foreign").await?.status, 404);
 
     let bad_name = client.deploy("Bad_Name", steps).await?;

@@ -69,6 +69,8 @@ pub struct Limits {
     /// Recoveries of one run before it is given up as
     /// `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
     pub max_recovery_attempts: u32,
+    /// Journaled operations one run may make; past it the run fails.
+    pub max_journal_entries: u32,
 }
 
 impl Default for Limits {
@@ -76,6 +78,7 @@ impl Default for Limits {
         Self {
             max_value_bytes: 1024 * 1024,
             max_recovery_attempts: 10,
+            max_journal_entries: 10_000,
         }
     }
 }

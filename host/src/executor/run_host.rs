@@ -48,6 +48,15 @@ impl RunHost {
         name: &str,
     ) -> Result<(u32, Option<JournalEntry>), HostFailure> {
         let op = self.next_op;
+        let limit = self.exec.limits.max_journal_entries;
+        if op >= limit {
+            // A failure, not a guest error: a guest that ignored the error
+            // and kept calling would never stop.
+            return Err(HostFailure::Run(format!(
+                "run {} reached its limit of {limit} journaled operations",
+                self.run
+            )));
+        }
         self.next_op += 1;
         let Some(entry) = self.journal.get(op as usize) else {
             return Ok((op, None));
@@ -249,7 +258,7 @@ mod tests {
             .unwrap();
         Executor::new(
             Arc::new(store),
-            Runtime::new(None).unwrap(),
+            Runtime::new(None, crate::runtime::GuestLimits::default()).unwrap(),
             Arc::new(SystemClock),
             Limits::default(),
         )

@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::cairn::workflow::{context, events, types};
 use super::bindings::{Level, WitError};
+use super::limits::InstanceLimiter;
 
 /// Why the host refused a guest's call; the guest sees it as `error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +65,15 @@ pub trait WorkflowHost: Send + 'static {
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
-/// The `T` of `Store<T>`: WASI state that grants nothing, and the run's host.
+/// The `T` of `Store<T>`: WASI state that grants nothing, the run's host,
+/// and the instance's limits.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     host: Box<dyn WorkflowHost>,
+    pub(super) limiter: InstanceLimiter,
+    /// Epoch ticks the guest has run since it last called the host.
+    pub(super) busy_ticks: u32,
 }
 
 impl std::fmt::Debug for HostState {
@@ -80,12 +85,23 @@ impl std::fmt::Debug for HostState {
 }
 
 impl HostState {
-    pub fn new(wasi: WasiCtx, host: Box<dyn WorkflowHost>) -> Self {
+    pub(super) fn new(
+        wasi: WasiCtx,
+        host: Box<dyn WorkflowHost>,
+        limiter: InstanceLimiter,
+    ) -> Self {
         Self {
             wasi,
             table: ResourceTable::new(),
             host,
+            limiter,
+            busy_ticks: 0,
         }
+    }
+
+    /// The guest called the host: its CPU slice starts again.
+    fn host_called(&mut self) {
+        self.busy_ticks = 0;
     }
 }
 
@@ -110,6 +126,7 @@ impl events::Host for HostState {
         key: String,
         value: String,
     ) -> wasmtime::Result<Result<(), WitError>> {
+        self.host_called();
         match self.host.set_event(key, value).await {
             Ok(result) => Ok(result.map_err(WitError::from)),
             Err(failure) => Err(trap(failure)),
@@ -122,6 +139,7 @@ impl events::Host for HostState {
         key: String,
         timeout_ms: u64,
     ) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        self.host_called();
         match self.host.get_event(workflow_id, key, timeout_ms).await {
             Ok(result) => Ok(result.map_err(WitError::from)),
             Err(failure) => Err(trap(failure)),
@@ -131,6 +149,7 @@ impl events::Host for HostState {
 
 impl context::Host for HostState {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
+        self.host_called();
         Ok(self.host.workflow_id())
     }
 
@@ -140,6 +159,7 @@ impl context::Host for HostState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        self.host_called();
         self.host.log(level.into(), &message, &fields);
         Ok(())
     }

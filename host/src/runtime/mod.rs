@@ -5,6 +5,7 @@
 mod bindings;
 mod guest_output;
 mod host;
+mod limits;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -16,6 +17,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
 pub use host::{GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, WorkflowHost};
+pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
@@ -33,8 +35,6 @@ const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
     "wasi:io/",
     "wasi:clocks/",
     "wasi:random/",
-    "wasi:filesystem/",
-    "wasi:sockets/",
 ];
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -113,6 +113,7 @@ struct Inner {
     cache_dir: Option<PathBuf>,
     /// Distinguishes compiled artifacts of incompatible engine builds.
     engine_hash: String,
+    limits: GuestLimits,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -124,11 +125,14 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self> {
+    pub fn new(cache_dir: Option<PathBuf>, limits: GuestLimits) -> Result<Self> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(e.to_string());
         let mut config = Config::new();
         config.wasm_component_model(true);
+        // Guests that spin are interrupted at each epoch tick (see limits.rs).
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(engine_error)?;
+        limits::start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
@@ -150,6 +154,7 @@ impl Runtime {
                 modules: Mutex::new(HashMap::new()),
                 cache_dir,
                 engine_hash: format!("{:016x}", hasher.finish()),
+                limits,
             }),
         })
     }
@@ -240,10 +245,7 @@ impl Runtime {
             Err(message) => return GuestOutcome::HostFailed(message),
         };
         let stderr = GuestOutput::new(&run_id, "stderr");
-        let mut store = Store::new(
-            &self.inner.engine,
-            HostState::new(sealed_wasi(&run_id, stderr.clone()), host),
-        );
+        let mut store = self.new_store(sealed_wasi(&run_id, stderr.clone()), host);
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
@@ -260,6 +262,37 @@ impl Runtime {
                 _ => GuestOutcome::Trapped(describe_trap(&trap, &stderr.tail())),
             },
         }
+    }
+
+    /// A store for one instance, with its limits: memory and tables through
+    /// the limiter; CPU through epoch deadlines, yielding to the async
+    /// runtime at every tick and trapping after a whole slice without a host
+    /// call.
+    fn new_store(
+        &self,
+        wasi: wasmtime_wasi::WasiCtx,
+        host: Box<dyn WorkflowHost>,
+    ) -> Store<HostState> {
+        let limits = &self.inner.limits;
+        let limiter = limits::InstanceLimiter::new(limits.clone());
+        let mut store = Store::new(&self.inner.engine, HostState::new(wasi, host, limiter));
+        store.limiter(|state| &mut state.limiter);
+        let slice_ticks = limits.cpu_slice_ticks();
+        let slice = limits.cpu_slice;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut context| {
+            let state = context.data_mut();
+            state.busy_ticks += 1;
+            if state.busy_ticks > slice_ticks {
+                return Err(wasmtime::Error::new(LimitExceeded(format!(
+                    "the guest ran for {} ms without calling the host, past the limit of {} ms",
+                    u64::from(state.busy_ticks) * EPOCH_TICK.as_millis() as u64,
+                    slice.as_millis()
+                ))));
+            }
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
+        store
     }
 
     fn check_world(&self, component: &Component) -> Result<(), UploadError> {
@@ -284,7 +317,7 @@ impl Runtime {
         }
         if !unexpected.is_empty() {
             problems.push(format!(
-                "it imports [{}], which the host does not offer (allowed: cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random, filesystem, sockets)",
+                "it imports [{}], which the host does not offer to workflows (allowed: cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks and random; no file system, no sockets)",
                 unexpected.join(", ")
             ));
         }
@@ -308,12 +341,9 @@ impl Runtime {
         &self,
         pre: &WorkflowPre<HostState>,
     ) -> Result<Vec<String>, UploadError> {
-        let mut store = Store::new(
-            &self.inner.engine,
-            HostState::new(
-                sealed_wasi("upload", GuestOutput::new("upload", "stderr")),
-                Box::new(NoRun),
-            ),
+        let mut store = self.new_store(
+            sealed_wasi("upload", GuestOutput::new("upload", "stderr")),
+            Box::new(NoRun),
         );
         let instance = pre
             .instantiate_async(&mut store)
@@ -421,9 +451,13 @@ fn describe_trap(error: &wasmtime::Error, stderr: &str) -> String {
     if let Some(failure) = error.downcast_ref::<HostFailure>() {
         return failure.to_string();
     }
-    let mut message = match error.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => error.to_string(),
+    let mut message = if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        limit.to_string()
+    } else {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => trap.to_string(),
+            None => error.to_string(),
+        }
     };
     let stderr = stderr.trim();
     if !stderr.is_empty() {

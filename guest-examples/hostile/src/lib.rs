@@ -1,0 +1,63 @@
+//! Guests that misbehave on purpose, for the sandbox tests: each must end in
+//! an `ERROR` run with a useful message while the host keeps serving others.
+//! Never deploy these in earnest.
+use std::hint::black_box;
+
+use cairn_sdk::{Result, set_event};
+
+/// Computes forever without calling the host: stopped by the CPU slice.
+fn spin(_input: ()) -> Result<()> {
+    let mut counter: u64 = 0;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Allocates until it is refused: stopped by the memory limit.
+fn memory_bomb(_input: ()) -> Result<()> {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1; 1 << 20]);
+        black_box(&hoard);
+    }
+}
+
+/// Recursion whose frames live on the WebAssembly stack (no locals in
+/// linear memory), so it runs into the engine's stack limit.
+fn dive(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    dive(depth + 1).wrapping_add(depth)
+}
+
+/// Recurses without end: stopped by the stack limit.
+fn recursion(_input: ()) -> Result<u64> {
+    Ok(dive(0))
+}
+
+/// Publishes an event larger than the host accepts: refused with an error
+/// the workflow passes on.
+fn giant_event(_input: ()) -> Result<()> {
+    let big = "x".repeat(2 * 1024 * 1024);
+    set_event("big", &big)
+}
+
+/// Publishes events without end: stopped by the journal limit.
+fn event_flood(_input: ()) -> Result<()> {
+    for i in 0u64.. {
+        set_event(&format!("key-{i}"), &i)?;
+    }
+    Ok(())
+}
+
+/// Traps in the middle of a sequence of events: those before stay.
+fn trap_mid_sequence(_input: ()) -> Result<()> {
+    set_event("a", &1)?;
+    set_event("b", &2)?;
+    let empty: Vec<u8> = Vec::new();
+    let _ = empty[black_box(5)];
+    set_event("c", &3)
+}
+
+cairn_sdk::workflows!(spin, memory_bomb, recursion, giant_event, event_flood, trap_mid_sequence);

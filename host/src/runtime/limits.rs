@@ -1,0 +1,107 @@
+//! Limits on one guest instance: memory and tables through a resource
+//! limiter, CPU through epoch deadlines. A guest past a limit traps with a
+//! message that names the limit; the host goes on serving everyone else.
+
+use std::time::Duration;
+
+use wasmtime::{Engine, ResourceLimiter};
+
+/// How often the engine's epoch advances: the granularity of CPU slices. A
+/// guest that does not call the host yields to the async runtime at every
+/// tick, so one busy guest cannot starve the others or the HTTP server.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-instance limits; the host's configuration sets them.
+#[derive(Debug, Clone)]
+pub struct GuestLimits {
+    /// Largest linear memory of an instance, in bytes.
+    pub max_memory_bytes: usize,
+    /// Largest table of an instance, in elements.
+    pub max_table_elements: usize,
+    /// Longest a guest may run without calling the host.
+    pub cpu_slice: Duration,
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_table_elements: 100_000,
+            cpu_slice: Duration::from_secs(5),
+        }
+    }
+}
+
+impl GuestLimits {
+    /// The CPU slice in epoch ticks (at least one).
+    pub(super) fn cpu_slice_ticks(&self) -> u32 {
+        let ticks = self.cpu_slice.as_millis() / EPOCH_TICK.as_millis();
+        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+    }
+}
+
+/// A guest went past one of its limits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LimitExceeded(pub String);
+
+/// The resource limiter of one instance.
+#[derive(Debug, Clone)]
+pub(super) struct InstanceLimiter {
+    limits: GuestLimits,
+}
+
+impl InstanceLimiter {
+    pub(super) fn new(limits: GuestLimits) -> Self {
+        Self { limits }
+    }
+}
+
+impl ResourceLimiter for InstanceLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let limit = self.limits.max_memory_bytes;
+        if desired > limit {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "the guest's memory would grow to {desired} bytes, past the limit of {limit} bytes ({} MiB)",
+                limit / (1024 * 1024)
+            ))));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let limit = self.limits.max_table_elements;
+        if desired > limit {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "a guest table would grow to {desired} elements, past the limit of {limit}"
+            ))));
+        }
+        Ok(true)
+    }
+}
+
+/// Advance `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine
+/// lives.
+pub(super) fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("cairn-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = engine.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}
