@@ -33,10 +33,24 @@ impl Reply {
 
 /// Talks to one Cairn server over HTTP/1.1 with pooled keep-alive
 /// connections. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// `Bearer <token>`, sent with every request when set.
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl Client {
@@ -50,7 +64,19 @@ impl Client {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);
-        Ok(Self { base, http })
+        Ok(Self {
+            base,
+            http,
+            authorization: None,
+        })
+    }
+
+    /// The same client, sending `token` as its bearer token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            authorization: Some(format!("Bearer {token}")),
+            ..self.clone()
+        }
     }
 
     pub fn base(&self) -> &str {
@@ -69,6 +95,9 @@ impl Client {
         let mut request = Request::builder().method(method).uri(&url);
         if let Some(content_type) = content_type {
             request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(authorization) = &self.authorization {
+            request = request.header(hyper::header::AUTHORIZATION, authorization);
         }
         let request = request
             .body(Full::new(body))

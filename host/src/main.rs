@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use cairn::client::{Client, Reply};
 use cairn::domain::ModuleName;
+use cairn::http::AccessControl;
 use cairn::server::{ServeConfig, serve};
 use cairn::store::Synchronous;
 use clap::{Parser, Subcommand};
@@ -67,6 +68,9 @@ struct ServerArg {
     /// The Cairn server to talk to.
     #[arg(long, env = "CAIRN_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// The bearer token to send, if the server requires one.
+    #[arg(long, env = "CAIRN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -102,6 +106,18 @@ struct ServeArgs {
     /// Longest a guest may compute without calling the host, in milliseconds.
     #[arg(long, env = "CAIRN_CPU_SLICE_MS", default_value_t = 5_000)]
     cpu_slice_ms: u64,
+    /// The admin bearer token: deploy (and everything invoke tokens may do).
+    #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// An invoke bearer token: start runs, read runs and events (repeatable;
+    /// the environment variable takes a comma-separated list).
+    #[arg(
+        long,
+        env = "CAIRN_INVOKE_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    invoke_token: Vec<String>,
 }
 
 #[tokio::main]
@@ -117,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
             config.limits.max_journal_entries = args.max_journal_entries;
             config.guest.max_memory_bytes = args.max_memory_bytes;
             config.guest.cpu_slice = std::time::Duration::from_millis(args.cpu_slice_ms);
+            config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token);
             config.api.max_upload_bytes = args.max_upload_bytes;
             // A start request carries an input of up to max_value_bytes.
             config.api.max_json_body_bytes = args.max_value_bytes + 64 * 1024;
@@ -161,7 +178,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn client(server: &ServerArg) -> anyhow::Result<Client> {
-    Ok(Client::new(&server.server)?)
+    let client = Client::new(&server.server)?;
+    Ok(match &server.token {
+        Some(token) => client.with_token(token),
+        None => client,
+    })
 }
 
 /// Print the JSON answer; an error answer makes the command fail.

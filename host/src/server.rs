@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::domain::ModuleName;
 use crate::executor::{Executor, Limits, SystemClock};
-use crate::http::{Api, ApiLimits};
+use crate::http::{AccessControl, Api, ApiLimits};
 use crate::runtime::{GuestLimits, Runtime};
 use crate::store::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -22,6 +22,8 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub guest: GuestLimits,
     pub api: ApiLimits,
+    /// Bearer tokens; open (no tokens) is allowed on loopback only.
+    pub access: AccessControl,
 }
 
 impl ServeConfig {
@@ -34,6 +36,7 @@ impl ServeConfig {
             limits: Limits::default(),
             guest: GuestLimits::default(),
             api: ApiLimits::default(),
+            access: AccessControl::open(),
         }
     }
 }
@@ -54,6 +57,10 @@ pub enum ServeError {
     },
     #[error("start-up failed: {0}")]
     Executor(#[from] crate::executor::ExecutorError),
+    #[error(
+        "refusing to serve on {0} without access tokens: anyone who can reach it could deploy code. Set an admin token (--admin-token or CAIRN_ADMIN_TOKEN) and invoke tokens (--invoke-token or CAIRN_INVOKE_TOKENS), or listen on a loopback address"
+    )]
+    Insecure(SocketAddr),
     #[error("cannot listen on {addr}: {detail}")]
     Listen { addr: SocketAddr, detail: String },
 }
@@ -64,6 +71,9 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    if config.access.is_open() && !config.listen.ip().is_loopback() {
+        return Err(ServeError::Insecure(config.listen));
+    }
     let data_dir_error = |detail: std::io::Error| ServeError::DataDir {
         path: config.data_dir.display().to_string(),
         detail: detail.to_string(),
@@ -114,9 +124,16 @@ pub async fn serve(
         addr: config.listen,
         detail: e.to_string(),
     })?;
+    if config.access.is_open() {
+        tracing::warn!(
+            %addr,
+            "no access tokens configured: the API is open to anyone on this machine (development mode); set --admin-token and --invoke-token to require them"
+        );
+    }
+    // Last: scripts and tests take this line to mean the host is ready.
     println!("cairn listening on http://{addr}");
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    let api = Api::new(executor, config.api.clone());
+    let api = Api::new(executor, config.api.clone(), config.access.clone());
     crate::http::serve(listener, api, shutdown)
         .await
         .map_err(|e| ServeError::Listen {

@@ -1,6 +1,7 @@
 //! The HTTP API over hyper 1.x: [`Api::handle`] maps a request to a response
 //! without a socket (what most tests use); [`serve`] is the accept loop.
 
+mod access;
 mod error;
 mod router;
 
@@ -12,6 +13,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+pub use access::{AccessControl, Role};
 pub use error::ApiError;
 pub use router::{Api, ApiLimits, Body, encode_segment};
 

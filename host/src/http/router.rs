@@ -11,6 +11,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use super::access::{AccessControl, required_role};
 use super::error::ApiError;
 use crate::domain::{
     JournalEntry, Millis, ModuleInfo, ModuleName, ModuleVersion, RunRecord, WorkflowId,
@@ -51,11 +52,16 @@ impl Default for ApiLimits {
 pub struct Api {
     executor: Executor,
     limits: ApiLimits,
+    access: AccessControl,
 }
 
 impl Api {
-    pub fn new(executor: Executor, limits: ApiLimits) -> Self {
-        Self { executor, limits }
+    pub fn new(executor: Executor, limits: ApiLimits, access: AccessControl) -> Self {
+        Self {
+            executor,
+            limits,
+            access,
+        }
     }
 
     /// Answer one request. Never fails: errors become JSON error responses.
@@ -102,6 +108,8 @@ impl Api {
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let query = request.uri().query().unwrap_or("").to_owned();
         let method = request.method().clone();
+        self.access
+            .check(&request, required_role(&method, &segments))?;
         match (segments.as_slice(), &method) {
             (["healthz"], &Method::GET) => Ok(json_response(
                 StatusCode::OK,

@@ -1,0 +1,170 @@
+//! Access control: bearer tokens of two kinds. The admin token may do
+//! anything; invoke tokens may start runs and read them. Tokens are compared
+//! in constant time (through their SHA-256 digests, so their lengths do not
+//! leak either) and never logged.
+
+use hyper::{Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Anyone: liveness.
+    Public,
+    /// Start runs, read runs, events and modules.
+    Invoke,
+    /// Deploy modules (and, later, delete, cancel, resume, fork).
+    Admin,
+}
+
+/// The role a request needs, from its method and path.
+pub fn required_role(method: &Method, segments: &[&str]) -> Role {
+    match (segments, method) {
+        (["healthz"], _) => Role::Public,
+        (["v1", "modules", _], &Method::PUT) => Role::Admin,
+        _ => Role::Invoke,
+    }
+}
+
+/// The configured tokens, kept as digests.
+#[derive(Clone, Default)]
+pub struct AccessControl {
+    admin: Option<[u8; 32]>,
+    invoke: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AccessControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessControl")
+            .field("admin", &self.admin.map(|_| "<redacted>"))
+            .field("invoke", &format!("{} token(s)", self.invoke.len()))
+            .finish()
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Equal without an early exit, so timing tells nothing about where two
+/// digests differ.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+impl AccessControl {
+    /// No tokens: everything is open (the host refuses this off loopback).
+    pub fn open() -> Self {
+        Self::default()
+    }
+
+    pub fn new(admin: Option<&str>, invoke: &[String]) -> Self {
+        Self {
+            admin: admin.map(digest),
+            invoke: invoke.iter().map(|t| digest(t)).collect(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.admin.is_none() && self.invoke.is_empty()
+    }
+
+    /// The role the request's bearer token grants.
+    fn granted(&self, authorization: Option<&str>) -> Option<Role> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        let presented = digest(token);
+        // Check every token, whatever matches, to keep the time constant.
+        let admin = self.admin.as_ref().is_some_and(|a| same(a, &presented));
+        let invoke = self
+            .invoke
+            .iter()
+            .fold(false, |found, t| found | same(t, &presented));
+        if admin {
+            Some(Role::Admin)
+        } else if invoke {
+            Some(Role::Invoke)
+        } else {
+            None
+        }
+    }
+
+    /// Allow the request, or say why not (401 without a valid token, 403
+    /// with a token that does not grant enough).
+    pub fn check<B>(&self, request: &hyper::Request<B>, needed: Role) -> Result<(), ApiError> {
+        if needed == Role::Public || self.is_open() {
+            return Ok(());
+        }
+        let authorization = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.granted(authorization) {
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route needs a bearer token: send `Authorization: Bearer <token>` with an invoke or admin token of this host",
+            )),
+            Some(granted) if granted < needed => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route needs the admin token; the token sent is an invoke token",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(token: Option<&str>) -> hyper::Request<()> {
+        let mut builder = hyper::Request::builder();
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn tokens_grant_their_role_and_no_more() {
+        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        assert!(
+            access
+                .check(&request(Some("admin-secret")), Role::Admin)
+                .is_ok()
+        );
+        assert!(
+            access
+                .check(&request(Some("invoke-secret")), Role::Invoke)
+                .is_ok()
+        );
+        let forbidden = access
+            .check(&request(Some("invoke-secret")), Role::Admin)
+            .unwrap_err();
+        assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+        for token in [None, Some("wrong"), Some("admin-secretX"), Some("")] {
+            let refused = access.check(&request(token), Role::Invoke).unwrap_err();
+            assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
+        }
+        assert!(access.check(&request(None), Role::Public).is_ok());
+    }
+
+    #[test]
+    fn without_tokens_everything_is_open() {
+        assert!(
+            AccessControl::open()
+                .check(&request(None), Role::Admin)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tokens_never_show_in_debug_output() {
+        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        let shown = format!("{access:?}");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}
