@@ -21,6 +21,7 @@ pub enum ClientError {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: serde_json::Value,
 }
 
@@ -112,6 +113,7 @@ impl Client {
             .await
             .map_err(|e| unreachable(format!("{e:?}")))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let bytes = response
             .into_body()
             .collect()
@@ -125,7 +127,11 @@ impl Client {
                 ClientError::NotJson(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
             })?
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn::client::{Client, Reply};
@@ -106,6 +107,21 @@ struct ServeArgs {
     /// Longest a guest may compute without calling the host, in milliseconds.
     #[arg(long, env = "CAIRN_CPU_SLICE_MS", default_value_t = 5_000)]
     cpu_slice_ms: u64,
+    /// Guest instances alive at once; further runs queue for a slot.
+    #[arg(long, env = "CAIRN_MAX_LIVE_INSTANCES", default_value_t = 1000)]
+    max_live_instances: usize,
+    /// Runs queued for an instance slot before start requests get 503.
+    #[arg(long, env = "CAIRN_MAX_QUEUED_RUNS", default_value_t = 10_000)]
+    max_queued_runs: usize,
+    /// Long-polls (events, results) waiting at once before requests get 503.
+    #[arg(long, env = "CAIRN_MAX_PENDING_WAITS", default_value_t = 10_000)]
+    max_pending_waits: usize,
+    /// How long a client may take to send its request headers, in ms.
+    #[arg(long, env = "CAIRN_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    header_read_timeout_ms: u64,
+    /// How long a client may take to send a request body, in ms.
+    #[arg(long, env = "CAIRN_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    body_read_timeout_ms: u64,
     /// The admin bearer token: deploy (and everything invoke tokens may do).
     #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -131,8 +147,13 @@ async fn main() -> anyhow::Result<()> {
             config.limits.max_recovery_attempts = args.max_recovery_attempts;
             config.limits.max_value_bytes = args.max_value_bytes;
             config.limits.max_journal_entries = args.max_journal_entries;
+            config.limits.max_live_instances = args.max_live_instances.max(1);
+            config.limits.max_queued_runs = args.max_queued_runs;
+            config.api.max_pending_waits = args.max_pending_waits;
+            config.api.header_read_timeout = Duration::from_millis(args.header_read_timeout_ms);
+            config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
             config.guest.max_memory_bytes = args.max_memory_bytes;
-            config.guest.cpu_slice = std::time::Duration::from_millis(args.cpu_slice_ms);
+            config.guest.cpu_slice = Duration::from_millis(args.cpu_slice_ms);
             config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token);
             config.api.max_upload_bytes = args.max_upload_bytes;
             // A start request carries an input of up to max_value_bytes.

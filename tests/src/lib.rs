@@ -153,6 +153,26 @@ impl Host {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Poll `/healthz` until `condition` holds of its body, for at most
+    /// `timeout`: for conditions that only the host's load figures show.
+    pub async fn await_health(
+        &self,
+        timeout: Duration,
+        condition: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let health = self.client.get("/healthz").await?.body;
+            if condition(&health) {
+                return Ok(health);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("the host's health never met the condition: {health}");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Wait for run `id` to reach a terminal status and return its record.
     pub async fn result(&self, id: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
         let reply = self

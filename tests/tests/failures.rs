@@ -243,3 +243,45 @@ async fn malformed_requests_get_clear_errors() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        dir.path(),
+        &[
+            "--header-read-timeout-ms",
+            "300",
+            "--body-read-timeout-ms",
+            "300",
+        ],
+    )
+    .await?;
+    let addr = host.url.trim_start_matches("http://").to_owned();
+
+    // A body that never finishes: 408 with a message, not a hang.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream
+        .write_all(b"POST /v1/workflows HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"module\":")
+        .await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await??;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+
+    // Headers that never finish: the connection is closed.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await?;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the host must close a connection whose headers stall"
+    );
+    assert_eq!(host.client.get("/healthz").await?.status, 200);
+    Ok(())
+}

@@ -7,9 +7,11 @@ mod run_host;
 mod waiters;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use clock::{Clock, SystemClock};
@@ -49,6 +51,9 @@ pub enum ExecutorError {
     InvalidInput(String),
     #[error("{0}")]
     TooLarge(String),
+    /// Too much work in flight; the client should retry later.
+    #[error("{0}")]
+    Overloaded(String),
     #[error(transparent)]
     Upload(#[from] UploadError),
     #[error(transparent)]
@@ -71,6 +76,11 @@ pub struct Limits {
     pub max_recovery_attempts: u32,
     /// Journaled operations one run may make; past it the run fails.
     pub max_journal_entries: u32,
+    /// Guest instances alive at once; further runs queue for a slot.
+    pub max_live_instances: usize,
+    /// Runs queued for an instance slot; past it, start requests are refused
+    /// as overloaded (HTTP 503) rather than queued without bound.
+    pub max_queued_runs: usize,
 }
 
 impl Default for Limits {
@@ -79,6 +89,8 @@ impl Default for Limits {
             max_value_bytes: 1024 * 1024,
             max_recovery_attempts: 10,
             max_journal_entries: 10_000,
+            max_live_instances: 1000,
+            max_queued_runs: 10_000,
         }
     }
 }
@@ -123,6 +135,17 @@ pub(crate) struct Inner {
     /// The current version of each module, kept in memory because every
     /// start request needs it.
     current: RwLock<HashMap<ModuleName, ModuleVersion>>,
+    /// One permit per live guest instance.
+    instance_slots: Arc<Semaphore>,
+    /// Runs waiting for an instance slot.
+    queued_runs: AtomicUsize,
+}
+
+/// What the host has in flight; served by `/healthz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    pub live_instances: usize,
+    pub queued_runs: usize,
 }
 
 impl std::fmt::Debug for dyn Store {
@@ -152,6 +175,8 @@ impl Executor {
                 runtime,
                 waiters: Waiters::default(),
                 clock,
+                instance_slots: Arc::new(Semaphore::new(limits.max_live_instances)),
+                queued_runs: AtomicUsize::new(0),
                 limits,
                 current: RwLock::new(current),
             }),
@@ -164,6 +189,14 @@ impl Executor {
 
     pub fn waiters(&self) -> &Waiters {
         &self.inner.waiters
+    }
+
+    pub fn load(&self) -> Load {
+        Load {
+            live_instances: self.inner.limits.max_live_instances
+                - self.inner.instance_slots.available_permits(),
+            queued_runs: self.inner.queued_runs.load(Ordering::Relaxed),
+        }
     }
 
     /// Validate `bytes` and make them the current version of module `name`.
@@ -216,6 +249,13 @@ impl Executor {
                 workflow: request.workflow,
                 available: module.workflows.join(", "),
             });
+        }
+        let queued = self.inner.queued_runs.load(Ordering::Relaxed);
+        if queued >= self.inner.limits.max_queued_runs {
+            return Err(ExecutorError::Overloaded(format!(
+                "{queued} runs are already queued for one of the {} instance slots; retry later",
+                self.inner.limits.max_live_instances
+            )));
         }
         let limit = self.inner.limits.max_value_bytes;
         if request.input.len() > limit {
@@ -361,6 +401,11 @@ impl Inner {
     /// Run `run` to its end in a fresh instance, replaying `journal`, and
     /// record how it ended.
     async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+        self.queued_runs.fetch_add(1, Ordering::Relaxed);
+        let slot = self.instance_slots.clone().acquire_owned().await;
+        self.queued_runs.fetch_sub(1, Ordering::Relaxed);
+        // The semaphore is never closed.
+        let _slot = slot.expect("instance slots stay open");
         let host = RunHost::new(self.clone(), run.id.clone(), journal);
         let store = &self.store;
         let version = &run.version;

@@ -70,6 +70,9 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::TooLarge(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }
+            ExecutorError::Overloaded(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+            }
             ExecutorError::Upload(upload) => upload.into(),
             ExecutorError::Store(store) => Self::internal(store),
         }

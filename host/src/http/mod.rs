@@ -17,9 +17,6 @@ pub use access::{AccessControl, Role};
 pub use error::ApiError;
 pub use router::{Api, ApiLimits, Body, encode_segment};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Accept connections on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
@@ -46,13 +43,14 @@ pub async fn serve(
 }
 
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, api: Api) {
+    let header_read_timeout = api.limits().header_read_timeout;
     let service = service_fn(move |request| {
         let api = api.clone();
         async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(stream), service);
     if let Err(error) = connection.await {
         tracing::debug!(%peer, %error, "connection ended with an error");

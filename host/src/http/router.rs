@@ -1,6 +1,7 @@
 //! Routing and handlers of the `/v1` API.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,6 +11,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::access::{AccessControl, required_role};
 use super::error::ApiError;
@@ -34,6 +36,12 @@ pub struct ApiLimits {
     pub default_event_timeout: Duration,
     /// Longest wait a client may ask of the event long-poll.
     pub max_event_timeout: Duration,
+    /// Long-polls (events, results) waiting at once; past it, 503.
+    pub max_pending_waits: usize,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request body.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ApiLimits {
@@ -43,6 +51,9 @@ impl Default for ApiLimits {
             max_json_body_bytes: 2 * 1024 * 1024,
             default_event_timeout: Duration::from_secs(60),
             max_event_timeout: Duration::from_secs(300),
+            max_pending_waits: 10_000,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -53,15 +64,36 @@ pub struct Api {
     executor: Executor,
     limits: ApiLimits,
     access: AccessControl,
+    /// One permit per pending long-poll.
+    wait_slots: Arc<Semaphore>,
 }
 
 impl Api {
     pub fn new(executor: Executor, limits: ApiLimits, access: AccessControl) -> Self {
         Self {
             executor,
+            wait_slots: Arc::new(Semaphore::new(limits.max_pending_waits)),
             limits,
             access,
         }
+    }
+
+    pub fn limits(&self) -> &ApiLimits {
+        &self.limits
+    }
+
+    /// A permit to wait, or 503 when too many clients already do.
+    fn wait_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        self.wait_slots.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "{} requests are already waiting on this host, its limit; retry later",
+                    self.limits.max_pending_waits
+                ),
+            )
+        })
     }
 
     /// Answer one request. Never fails: errors become JSON error responses.
@@ -80,6 +112,11 @@ impl Api {
                     tracing::warn!(%method, %path, status = %error.status, "request failed");
                 }
                 let mut response = json_response(error.status, &error.body());
+                if error.status == StatusCode::SERVICE_UNAVAILABLE {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
                 if error.status == StatusCode::METHOD_NOT_ALLOWED
                     && let Some(allow) = error.message.strip_prefix("allowed: ")
                     && let Ok(value) = HeaderValue::from_str(allow)
@@ -111,19 +148,30 @@ impl Api {
         self.access
             .check(&request, required_role(&method, &segments))?;
         match (segments.as_slice(), &method) {
-            (["healthz"], &Method::GET) => Ok(json_response(
-                StatusCode::OK,
-                &serde_json::json!({"status": "ok"}),
-            )),
+            (["healthz"], &Method::GET) => {
+                let load = self.executor.load();
+                let pending_waits =
+                    self.limits.max_pending_waits - self.wait_slots.available_permits();
+                Ok(json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "status": "ok",
+                        "live_instances": load.live_instances,
+                        "queued_runs": load.queued_runs,
+                        "pending_waits": pending_waits,
+                    }),
+                ))
+            }
             (["v1", "modules"], &Method::GET) => self.list_modules().await,
             (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
             (["v1", "modules", name], &Method::PUT) => {
                 let name = parse_module_name(name)?;
-                let bytes = read_body(request, self.limits.max_upload_bytes).await?;
+                let bytes = read_body(request, &self.limits, self.limits.max_upload_bytes).await?;
                 self.put_module(name, bytes).await
             }
             (["v1", "workflows"], &Method::POST) => {
-                let body = read_body(request, self.limits.max_json_body_bytes).await?;
+                let body =
+                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
                 self.start(&body).await
             }
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
@@ -274,6 +322,7 @@ impl Api {
     async fn wait_result(&self, id: &str, query: &str) -> ApiResult {
         let id = parse_workflow_id(id)?;
         let timeout = self.timeout(query)?;
+        let _slot = self.wait_slot()?;
         match self.executor.wait_result(&id, timeout).await? {
             // 200 once finished; 202 with the run as it is while it runs on.
             Some(run) if run.status.is_terminal() => {
@@ -297,6 +346,7 @@ impl Api {
     async fn wait_event(&self, id: &str, key: &str, query: &str) -> ApiResult {
         let id = parse_workflow_id(id)?;
         let timeout = self.timeout(query)?;
+        let _slot = self.wait_slot()?;
         match self.executor.wait_event(&id, key, timeout).await? {
             Some(value) => Ok(json_response(
                 StatusCode::OK,
@@ -505,7 +555,11 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn read_body<B>(request: Request<B>, limit: usize) -> Result<Bytes, ApiError>
+async fn read_body<B>(
+    request: Request<B>,
+    limits: &ApiLimits,
+    limit: usize,
+) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
@@ -519,7 +573,21 @@ where
     {
         return Err(body_too_large(limit));
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    let timeout = limits.body_read_timeout;
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect())
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        timeout.as_millis()
+                    ),
+                )
+            })?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
         Err(error) => Err(ApiError::bad_request(
