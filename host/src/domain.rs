@@ -193,6 +193,8 @@ pub struct RunRecord {
     pub attempts: u32,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// When the run must have finished, if it has a time limit.
+    pub deadline: Option<Millis>,
 }
 
 /// A run to create.
@@ -204,6 +206,7 @@ pub struct NewRun {
     pub workflow: String,
     pub input: String,
     pub now: Millis,
+    pub deadline: Option<Millis>,
 }
 
 /// How a run ended.
@@ -211,6 +214,21 @@ pub struct NewRun {
 pub enum RunOutcome {
     Success { output: String },
     Error { message: String },
+}
+
+/// Limits a module sets for its runs at deploy time, each within the host's
+/// bounds; `None` takes the host's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_slice_ms: Option<u64>,
+    /// Default wall-clock limit of a run, from its start; a start request
+    /// may set its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout_ms: Option<u64>,
 }
 
 /// One deployed version of a module.
@@ -221,6 +239,7 @@ pub struct ModuleVersion {
     pub workflows: Vec<String>,
     pub size: u64,
     pub deployed_at: Millis,
+    pub settings: ModuleSettings,
 }
 
 /// A module: its current version first, then older ones, newest first.

@@ -99,7 +99,7 @@ pub async fn serve(
         };
         let bytes = std::fs::read(path).map_err(|e| deploy_error(e.to_string()))?;
         let put = executor
-            .deploy(name.clone(), bytes)
+            .deploy(name.clone(), bytes, Default::default())
             .await
             .map_err(|e| deploy_error(e.to_string()))?;
         tracing::info!(module = %name, version = %put.module.version, workflows = ?put.module.workflows, "deployed");

@@ -29,6 +29,7 @@ fn new_run(run: &str, now: i64) -> NewRun {
         workflow: "steps_workflow".into(),
         input: "null".into(),
         now,
+        deadline: None,
     }
 }
 
@@ -283,6 +284,7 @@ async fn module_versions_are_stored_once_and_the_latest_deploy_is_current() {
             version: version.into(),
             bytes: bytes.to_vec(),
             workflows: vec!["a".into()],
+            settings: Default::default(),
             now,
         };
         assert!(

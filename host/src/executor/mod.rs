@@ -18,10 +18,10 @@ pub use clock::{Clock, SystemClock};
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
-    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleName, ModuleVersion, NewRun,
-    RunOutcome, RunRecord, WorkflowId,
+    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleName, ModuleSettings,
+    ModuleVersion, NewRun, RunOutcome, RunRecord, WorkflowId,
 };
-use crate::runtime::{GuestOutcome, Runtime, UploadError};
+use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
 use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
 use run_host::RunHost;
 
@@ -103,6 +103,8 @@ pub struct StartRequest {
     /// JSON text.
     pub input: String,
     pub id: Option<WorkflowId>,
+    /// Wall-clock limit of the run, from now; the module's default if none.
+    pub timeout: Option<Duration>,
 }
 
 /// The run a start request refers to, and whether this request created it.
@@ -201,7 +203,13 @@ impl Executor {
 
     /// Validate `bytes` and make them the current version of module `name`.
     /// Nothing is stored unless the module is valid.
-    pub async fn deploy(&self, name: ModuleName, bytes: Vec<u8>) -> Result<PutModule> {
+    pub async fn deploy(
+        &self,
+        name: ModuleName,
+        bytes: Vec<u8>,
+        settings: ModuleSettings,
+    ) -> Result<PutModule> {
+        self.check_settings(&settings)?;
         let validated = self.inner.runtime.validate(&bytes).await?;
         let version = domain::module_version(&bytes);
         self.inner.runtime.install(&version, &validated);
@@ -213,6 +221,7 @@ impl Executor {
                 version,
                 bytes,
                 workflows: validated.workflows,
+                settings,
                 now: self.inner.clock.now(),
             })
             .await?;
@@ -222,6 +231,34 @@ impl Executor {
             .expect("module map lock")
             .insert(name, put.module.clone());
         Ok(put)
+    }
+
+    /// A module may tighten the host's limits, or loosen them up to the
+    /// host's bounds, not past them.
+    fn check_settings(&self, settings: &ModuleSettings) -> Result<()> {
+        let host = self.inner.runtime.limits();
+        if let Some(bytes) = settings.max_memory_bytes
+            && bytes > host.max_memory_bytes
+        {
+            return Err(ExecutorError::InvalidInput(format!(
+                "max_memory_bytes {bytes} is above this host's limit of {} bytes",
+                host.max_memory_bytes
+            )));
+        }
+        if let Some(ms) = settings.cpu_slice_ms
+            && u128::from(ms) > host.cpu_slice.as_millis()
+        {
+            return Err(ExecutorError::InvalidInput(format!(
+                "cpu_slice_ms {ms} is above this host's limit of {} ms",
+                host.cpu_slice.as_millis()
+            )));
+        }
+        if settings.run_timeout_ms == Some(0) || settings.cpu_slice_ms == Some(0) {
+            return Err(ExecutorError::InvalidInput(
+                "run_timeout_ms and cpu_slice_ms must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
@@ -267,13 +304,20 @@ impl Executor {
         domain::check_json(&request.input).map_err(|e| {
             ExecutorError::InvalidInput(format!("the input is not valid JSON: {e}"))
         })?;
+        let now = self.inner.clock.now();
+        let timeout_ms = match request.timeout {
+            Some(timeout) => Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+            None => module.settings.run_timeout_ms,
+        };
         let new_run = NewRun {
+            deadline: timeout_ms
+                .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
             id: request.id.unwrap_or_else(WorkflowId::generate),
             module: request.module,
             version: module.version,
             workflow: request.workflow,
             input: request.input,
-            now: self.inner.clock.now(),
+            now,
         };
         match self.inner.store.create_run(new_run.clone()).await? {
             CreateRun::Created(run) => {
@@ -401,23 +445,46 @@ impl Inner {
     /// Run `run` to its end in a fresh instance, replaying `journal`, and
     /// record how it ended.
     async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
-        self.queued_runs.fetch_add(1, Ordering::Relaxed);
-        let slot = self.instance_slots.clone().acquire_owned().await;
-        self.queued_runs.fetch_sub(1, Ordering::Relaxed);
-        // The semaphore is never closed.
-        let _slot = slot.expect("instance slots stay open");
-        let host = RunHost::new(self.clone(), run.id.clone(), journal);
-        let store = &self.store;
-        let version = &run.version;
-        let bytes = async || match store.module_bytes(version).await {
-            Ok(Some(bytes)) => Ok(bytes),
-            Ok(None) => Err(format!("module version {version} is not in the store")),
-            Err(e) => Err(format!("cannot load module version {version}: {e}")),
+        let limits = self.guest_limits(&run).await;
+        let attempt = async {
+            self.queued_runs.fetch_add(1, Ordering::Relaxed);
+            let slot = self.instance_slots.clone().acquire_owned().await;
+            self.queued_runs.fetch_sub(1, Ordering::Relaxed);
+            // The semaphore is never closed.
+            let _slot = slot.expect("instance slots stay open");
+            let host = RunHost::new(self.clone(), run.id.clone(), journal);
+            let store = &self.store;
+            let version = &run.version;
+            let bytes = async || match store.module_bytes(version).await {
+                Ok(Some(bytes)) => Ok(bytes),
+                Ok(None) => Err(format!("module version {version} is not in the store")),
+                Err(e) => Err(format!("cannot load module version {version}: {e}")),
+            };
+            self.runtime
+                .run(
+                    version,
+                    bytes,
+                    Box::new(host),
+                    &run.workflow,
+                    &run.input,
+                    limits,
+                )
+                .await
         };
-        let outcome = self
-            .runtime
-            .run(version, bytes, Box::new(host), &run.workflow, &run.input)
-            .await;
+        let outcome = match run.deadline {
+            None => attempt.await,
+            Some(deadline) => {
+                let remaining = deadline.saturating_sub(self.clock.now()).max(0) as u64;
+                // Past the deadline the instance is dropped wherever it is.
+                match tokio::time::timeout(Duration::from_millis(remaining), attempt).await {
+                    Ok(outcome) => outcome,
+                    Err(_elapsed) => GuestOutcome::Trapped(format!(
+                        "the run did not finish within its time limit of {} ms",
+                        deadline - run.created_at
+                    )),
+                }
+            }
+        };
         let outcome = match outcome {
             GuestOutcome::Returned(output) => self.check_output(output),
             GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
@@ -441,6 +508,38 @@ impl Inner {
             return;
         }
         self.waiters.publish(&WaitKey::Finished(run.id), None);
+    }
+
+    /// The host's guest limits, with the overrides of the run's module
+    /// version (checked against the host's bounds when it was deployed).
+    async fn guest_limits(&self, run: &RunRecord) -> GuestLimits {
+        let mut limits = self.runtime.limits().clone();
+        let current = self
+            .current
+            .read()
+            .expect("module map lock")
+            .get(&run.module)
+            .filter(|m| m.version == run.version)
+            .map(|m| m.settings.clone());
+        let settings = match current {
+            Some(settings) => settings,
+            None => match self.store.get_module(&run.module).await {
+                Ok(Some(module)) => module
+                    .versions
+                    .into_iter()
+                    .find(|v| v.version == run.version)
+                    .map(|v| v.settings)
+                    .unwrap_or_default(),
+                _ => ModuleSettings::default(),
+            },
+        };
+        if let Some(bytes) = settings.max_memory_bytes {
+            limits.max_memory_bytes = bytes;
+        }
+        if let Some(ms) = settings.cpu_slice_ms {
+            limits.cpu_slice = Duration::from_millis(ms);
+        }
+        limits
     }
 
     fn check_output(&self, output: String) -> RunOutcome {

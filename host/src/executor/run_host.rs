@@ -277,6 +277,7 @@ mod tests {
                 workflow: "w".into(),
                 input: "null".into(),
                 now: 0,
+                deadline: None,
             })
             .await
             .unwrap();

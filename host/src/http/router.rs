@@ -16,7 +16,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::access::{AccessControl, required_role};
 use super::error::ApiError;
 use crate::domain::{
-    JournalEntry, Millis, ModuleInfo, ModuleName, ModuleVersion, RunRecord, WorkflowId,
+    JournalEntry, Millis, ModuleInfo, ModuleName, ModuleSettings, ModuleVersion, RunRecord,
+    WorkflowId,
 };
 use crate::executor::{Executor, StartRequest};
 
@@ -166,8 +167,9 @@ impl Api {
             (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
             (["v1", "modules", name], &Method::PUT) => {
                 let name = parse_module_name(name)?;
+                let settings = module_settings(&query)?;
                 let bytes = read_body(request, &self.limits, self.limits.max_upload_bytes).await?;
-                self.put_module(name, bytes).await
+                self.put_module(name, bytes, settings).await
             }
             (["v1", "workflows"], &Method::POST) => {
                 let body =
@@ -227,8 +229,13 @@ impl Api {
         }
     }
 
-    async fn put_module(&self, name: ModuleName, bytes: Bytes) -> ApiResult {
-        let put = self.executor.deploy(name, bytes.to_vec()).await?;
+    async fn put_module(
+        &self,
+        name: ModuleName,
+        bytes: Bytes,
+        settings: ModuleSettings,
+    ) -> ApiResult {
+        let put = self.executor.deploy(name, bytes.to_vec(), settings).await?;
         let status = if put.created {
             StatusCode::CREATED
         } else {
@@ -257,6 +264,7 @@ impl Api {
                 workflow: request.workflow,
                 input,
                 id,
+                timeout: request.timeout_ms.map(Duration::from_millis),
             })
             .await?;
         let status = if started.created {
@@ -396,6 +404,9 @@ struct StartBody {
     input: Option<Box<RawValue>>,
     #[serde(default)]
     id: Option<String>,
+    /// Wall-clock limit of the run; the module's default when absent.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -417,6 +428,8 @@ struct RunView<'a> {
     attempts: u32,
     created_at: String,
     updated_at: String,
+    /// When the run must have finished, if it has a time limit.
+    deadline: Option<String>,
 }
 
 impl<'a> From<&'a RunRecord> for RunView<'a> {
@@ -436,6 +449,7 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             attempts: run.attempts,
             created_at: timestamp(run.created_at),
             updated_at: timestamp(run.updated_at),
+            deadline: run.deadline.map(timestamp),
         }
     }
 }
@@ -474,6 +488,7 @@ struct DeployedView<'a> {
     name: &'a str,
     version: &'a str,
     workflows: &'a [String],
+    settings: &'a ModuleSettings,
 }
 
 impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
@@ -482,6 +497,7 @@ impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
             name: module.name.as_str(),
             version: &module.version,
             workflows: &module.workflows,
+            settings: &module.settings,
         }
     }
 }
@@ -490,6 +506,7 @@ impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
 struct VersionView<'a> {
     version: &'a str,
     workflows: &'a [String],
+    settings: &'a ModuleSettings,
     size: u64,
     deployed_at: String,
 }
@@ -517,6 +534,7 @@ impl<'a> From<&'a ModuleInfo> for ModuleView<'a> {
                 .map(|v| VersionView {
                     version: &v.version,
                     workflows: &v.workflows,
+                    settings: &v.settings,
                     size: v.size,
                     deployed_at: timestamp(v.deployed_at),
                 })
@@ -639,6 +657,38 @@ fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
             Ok(segment)
         })
         .collect()
+}
+
+/// A module's settings from the query of its upload:
+/// `?max_memory_bytes=N&cpu_slice_ms=N&run_timeout_ms=N`, each optional.
+fn module_settings(query: &str) -> Result<ModuleSettings, ApiError> {
+    const ACCEPTED: &str = "max_memory_bytes, cpu_slice_ms, run_timeout_ms";
+    let mut settings = ModuleSettings::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let number = || {
+            value.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_settings",
+                    format!("{key} must be a whole number, got {value:?}"),
+                )
+            })
+        };
+        match key {
+            "max_memory_bytes" => {
+                settings.max_memory_bytes = Some(usize::try_from(number()?).unwrap_or(usize::MAX))
+            }
+            "cpu_slice_ms" => settings.cpu_slice_ms = Some(number()?),
+            "run_timeout_ms" => settings.run_timeout_ms = Some(number()?),
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_settings",
+                    format!("unknown module setting {other:?}; accepted: {ACCEPTED}"),
+                ));
+            }
+        }
+    }
+    Ok(settings)
 }
 
 fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {

@@ -159,6 +159,11 @@ impl Runtime {
         })
     }
 
+    /// The host's limits on guests (modules may tighten them).
+    pub fn limits(&self) -> &GuestLimits {
+        &self.inner.limits
+    }
+
     /// Check that `bytes` are a workflow module and list its workflows. This
     /// compiles the component (on a blocking thread) and runs its `names`.
     pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule, UploadError> {
@@ -238,6 +243,7 @@ impl Runtime {
         host: Box<dyn WorkflowHost>,
         workflow: &str,
         input: &str,
+        limits: GuestLimits,
     ) -> GuestOutcome {
         let run_id = host.workflow_id();
         let pre = match self.module(version, bytes).await {
@@ -245,7 +251,7 @@ impl Runtime {
             Err(message) => return GuestOutcome::HostFailed(message),
         };
         let stderr = GuestOutput::new(&run_id, "stderr");
-        let mut store = self.new_store(sealed_wasi(&run_id, stderr.clone()), host);
+        let mut store = self.new_store(sealed_wasi(&run_id, stderr.clone()), host, limits);
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
@@ -272,8 +278,8 @@ impl Runtime {
         &self,
         wasi: wasmtime_wasi::WasiCtx,
         host: Box<dyn WorkflowHost>,
+        limits: GuestLimits,
     ) -> Store<HostState> {
-        let limits = &self.inner.limits;
         let limiter = limits::InstanceLimiter::new(limits.clone());
         let mut store = Store::new(&self.inner.engine, HostState::new(wasi, host, limiter));
         store.limiter(|state| &mut state.limiter);
@@ -344,6 +350,7 @@ impl Runtime {
         let mut store = self.new_store(
             sealed_wasi("upload", GuestOutput::new("upload", "stderr")),
             Box::new(NoRun),
+            self.inner.limits.clone(),
         );
         let instance = pre
             .instantiate_async(&mut store)

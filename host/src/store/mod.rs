@@ -11,8 +11,8 @@ use async_trait::async_trait;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, NewRun,
-    RunOutcome, RunRecord, WorkflowId,
+    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleSettings, ModuleVersion,
+    NewRun, RunOutcome, RunRecord, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -47,6 +47,7 @@ pub struct NewModuleVersion {
     pub version: String,
     pub bytes: Vec<u8>,
     pub workflows: Vec<String>,
+    pub settings: ModuleSettings,
     pub now: i64,
 }
 
@@ -77,7 +78,8 @@ pub struct RecoveryClaim {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Record a module version under a name and make it the current one. The
-    /// same bytes again under the same name are not stored twice.
+    /// same bytes again under the same name are not stored twice; their
+    /// settings are those of the latest deployment.
     async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule>;
     async fn list_modules(&self) -> Result<Vec<ModuleInfo>>;
     async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>>;

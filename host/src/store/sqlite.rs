@@ -241,18 +241,21 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        deadline: row.try_get("deadline")?,
     })
 }
 
 fn module_version_from_row(row: &SqliteRow) -> Result<ModuleVersion> {
     let name: String = row.try_get("name")?;
     let workflows: String = row.try_get("workflows")?;
+    let settings: String = row.try_get("settings")?;
     Ok(ModuleVersion {
         name: ModuleName::parse(&name).map_err(corrupt)?,
         version: row.try_get("version")?,
         workflows: serde_json::from_str(&workflows).map_err(corrupt)?,
         size: row.try_get::<i64, _>("size")? as u64,
         deployed_at: row.try_get("deployed_at")?,
+        settings: serde_json::from_str(&settings).map_err(corrupt)?,
     })
 }
 
@@ -272,8 +275,8 @@ fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
     Ok(modules)
 }
 
-const RUN_COLUMNS: &str =
-    "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at";
+const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline";
+const MODULE_COLUMNS: &str = "name, version, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
     let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
@@ -302,30 +305,40 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
     .bind(&m.version)
     .fetch_one(&mut *conn)
     .await?;
-    if known && current.as_deref() != Some(m.version.as_str()) {
-        // An older version deployed again becomes the current one.
-        sqlx::query("UPDATE module_versions SET deployed_at = ? WHERE name = ? AND version = ?")
-            .bind(m.now)
-            .bind(m.name.as_str())
-            .bind(&m.version)
-            .execute(&mut *conn)
-            .await?;
-    } else if !known {
+    let settings = serde_json::to_string(&m.settings).map_err(corrupt)?;
+    if known {
+        // Deployed again: its settings are the latest ones, and an older
+        // version becomes the current one.
+        let is_current = current.as_deref() == Some(m.version.as_str());
         sqlx::query(
-            "INSERT INTO module_versions (name, version, workflows, size, deployed_at)
-             VALUES (?, ?, ?, ?, ?)",
+            "UPDATE module_versions SET settings = ?,
+                 deployed_at = CASE WHEN ? THEN deployed_at ELSE ? END
+             WHERE name = ? AND version = ?",
+        )
+        .bind(&settings)
+        .bind(is_current)
+        .bind(m.now)
+        .bind(m.name.as_str())
+        .bind(&m.version)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO module_versions (name, version, workflows, size, deployed_at, settings)
+             VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(m.name.as_str())
         .bind(&m.version)
         .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
         .bind(m.bytes.len() as i64)
         .bind(m.now)
+        .bind(&settings)
         .execute(&mut *conn)
         .await?;
     }
-    let row = sqlx::query(
-        "SELECT name, version, workflows, size, deployed_at FROM module_versions WHERE name = ? AND version = ?",
-    )
+    let row = sqlx::query(&format!(
+        "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? AND version = ?"
+    ))
     .bind(m.name.as_str())
     .bind(&m.version)
     .fetch_one(&mut *conn)
@@ -338,8 +351,8 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
 
 async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRun> {
     let inserted = sqlx::query(
-        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?)
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline)
+         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(run.id.as_str())
@@ -349,6 +362,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
     .bind(&run.input)
     .bind(run.now)
     .bind(run.now)
+    .bind(run.deadline)
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -364,6 +378,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
             attempts: 1,
             created_at: run.now,
             updated_at: run.now,
+            deadline: run.deadline,
         }));
     }
     let existing = select_run(conn, run.id.as_str())
@@ -537,8 +552,7 @@ impl Store for SqliteStore {
 
     async fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
         let rows = sqlx::query(
-            "SELECT name, version, workflows, size, deployed_at FROM module_versions
-             ORDER BY name, deployed_at DESC, rowid DESC",
+            &format!("SELECT {MODULE_COLUMNS} FROM module_versions ORDER BY name, deployed_at DESC, rowid DESC"),
         )
         .fetch_all(&self.reads)
         .await?;
@@ -547,8 +561,7 @@ impl Store for SqliteStore {
 
     async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>> {
         let rows = sqlx::query(
-            "SELECT name, version, workflows, size, deployed_at FROM module_versions
-             WHERE name = ? ORDER BY deployed_at DESC, rowid DESC",
+            &format!("SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC"),
         )
         .bind(name.as_str())
         .fetch_all(&self.reads)
