@@ -133,6 +133,27 @@ async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
     );
     assert_eq!(client.get("/v1/modules/foreign").await?.status, 404);
 
+    // Bytes sent as a form (curl's default for --data-binary) or as JSON.
+    for content_type in ["application/x-www-form-urlencoded", "application/json"] {
+        let reply = client
+            .send(
+                hyper::Method::PUT,
+                "/v1/modules/typed",
+                Some(content_type),
+                steps.clone().into(),
+            )
+            .await?;
+        assert_eq!(reply.status, 415, "{}", reply.body);
+        assert_eq!(reply.error_code(), Some("unsupported_media_type"));
+        assert!(
+            reply.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("application/wasm")
+        );
+    }
+    assert_eq!(client.get("/v1/modules/typed").await?.status, 404);
+
     let bad_name = client.deploy("Bad_Name", steps).await?;
     assert_eq!(bad_name.status, 400);
     assert_eq!(bad_name.error_code(), Some("invalid_module_name"));
@@ -270,6 +291,21 @@ async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("body_timeout"), "{answer}");
+
+    // Headers far too large: refused, never a 5xx.
+    let mut stream = tokio::net::TcpStream::connect(&addr).await?;
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-junk: {}\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let _ = stream.write_all(huge.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
 
     // Headers that never finish: the connection is closed.
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;

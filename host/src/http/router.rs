@@ -167,6 +167,7 @@ impl Api {
             (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
             (["v1", "modules", name], &Method::PUT) => {
                 let name = parse_module_name(name)?;
+                check_upload_content_type(&request)?;
                 let settings = module_settings(&query)?;
                 let bytes = read_body(request, &self.limits, self.limits.max_upload_bytes).await?;
                 self.put_module(name, bytes, settings).await
@@ -657,6 +658,32 @@ fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
             Ok(segment)
         })
         .collect()
+}
+
+/// Uploads are component bytes: `application/wasm`, `application/octet-stream`
+/// or no content type at all. A form or JSON body is a mistake worth naming.
+fn check_upload_content_type<B>(request: &Request<B>) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "application/wasm" || essence == "application/octet-stream" {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!(
+            "a module upload is the component's bytes with Content-Type application/wasm (or application/octet-stream), not {value:?}"
+        ),
+    ))
 }
 
 /// A module's settings from the query of its upload:
