@@ -95,12 +95,19 @@ pub fn validate_workflow_name(name: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
-/// Check an event key.
+/// Check an event key: 1 to 255 bytes without control characters (a key
+/// is an event name in a Server-Sent Events stream, where a line break
+/// would end it early).
 pub fn validate_event_key(key: &str) -> Result<(), InvalidName> {
     if key.is_empty() || key.len() > MAX_EVENT_KEY_LEN {
         return Err(InvalidName(format!(
             "event key must be 1 to {MAX_EVENT_KEY_LEN} bytes long, got {}",
             key.len()
+        )));
+    }
+    if key.chars().any(char::is_control) {
+        return Err(InvalidName(format!(
+            "event key {key:?} must not contain control characters"
         )));
     }
     Ok(())
@@ -363,6 +370,14 @@ mod tests {
         assert!(WorkflowId::parse(&"x".repeat(256)).is_err());
         assert!(WorkflowId::parse("").is_err());
         assert!(WorkflowId::parse("a\nb").is_err());
+    }
+
+    #[test]
+    fn event_keys_are_bounded_and_single_line() {
+        assert!(validate_event_key("step1").is_ok());
+        for bad in ["", "a\nb", "a\rb", &"k".repeat(256)] {
+            assert!(validate_event_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

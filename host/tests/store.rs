@@ -94,7 +94,7 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
                 ("status".into(), "\"paid\"".into())
             ]
         );
-        let history = store.event_history(&run).await.unwrap();
+        let history = store.event_history(&run, None).await.unwrap();
         let writes: Vec<_> = history
             .iter()
             .map(|e| (e.op, e.key.as_str(), e.value.as_str()))
@@ -108,6 +108,14 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
             ]
         );
         assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+        let later: Vec<u32> = store
+            .event_history(&run, Some(0))
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.op)
+            .collect();
+        assert_eq!(later, [1, 2], "only the writes after operation 0");
 
         let journal = store.journal(&run).await.unwrap();
         assert_eq!(journal.len(), 3);
@@ -138,7 +146,7 @@ async fn an_operation_is_journaled_once_and_its_effect_with_it() {
             store.get_event(&run, "k").await.unwrap().as_deref(),
             Some("1")
         );
-        assert_eq!(store.event_history(&run).await.unwrap().len(), 1);
+        assert_eq!(store.event_history(&run, None).await.unwrap().len(), 1);
     }
 }
 

@@ -19,7 +19,7 @@ pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
     self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleName, ModuleSettings,
-    ModuleVersion, NewRun, RunOutcome, RunRecord, WorkflowId,
+    ModuleVersion, NewRun, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
 use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
@@ -112,6 +112,17 @@ pub struct StartRequest {
 pub struct Started {
     pub run: RunRecord,
     pub created: bool,
+}
+
+/// How a wait for an event ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventWait {
+    /// The event's value (JSON text).
+    Set(String),
+    /// The time ran out.
+    TimedOut,
+    /// The run ended, with this status, without ever setting the event.
+    Finished(RunStatus),
 }
 
 /// What start-up recovery did.
@@ -352,7 +363,7 @@ impl Executor {
             .await?;
         for id in &claim.exceeded {
             tracing::warn!(run = %id, "run exceeded its recovery attempts");
-            inner.waiters.publish(&WaitKey::Finished(id.clone()), None);
+            inner.published_end(id);
         }
         let resumed = claim.resume.len();
         for run in claim.resume {
@@ -407,33 +418,69 @@ impl Executor {
     }
 
     /// The value of event `key` of run `id`, waiting up to `timeout` for it.
-    /// A run that does not exist yet is waited for like any other.
+    /// A run that does not exist yet is waited for like any other; a run
+    /// that has finished without setting the key ends the wait at once.
     pub async fn wait_event(
         &self,
         id: &WorkflowId,
         key: &str,
         timeout: Duration,
-    ) -> Result<Option<String>> {
+    ) -> Result<EventWait> {
         let store = &self.inner.store;
-        let mut subscription = self.inner.waiters.subscribe(WaitKey::Event {
+        let deadline = Instant::now() + timeout;
+        // Both subscriptions come before the first read, so neither a write
+        // nor the run's end can slip in between a read and the wait.
+        let mut event = self.inner.waiters.subscribe(WaitKey::Event {
             run: id.clone(),
             key: key.to_owned(),
         });
-        Ok(subscription
-            .wait_for(
-                Instant::now() + timeout,
-                || store.get_event(id, key),
-                |value| Some(value.to_owned()),
-            )
-            .await?)
+        let mut finished = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
+        loop {
+            if let Some(value) = store.get_event(id, key).await? {
+                return Ok(EventWait::Set(value));
+            }
+            if let Some(run) = store.get_run(id).await?
+                && run.status.is_terminal()
+            {
+                // A run's end commits after its last event write: read once
+                // more, in case that write landed after the first read.
+                return Ok(match store.get_event(id, key).await? {
+                    Some(value) => EventWait::Set(value),
+                    None => EventWait::Finished(run.status),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Ok(EventWait::TimedOut);
+            }
+            tokio::select! {
+                woken = event.changed_before(deadline) => {
+                    if woken && let Some(value) = event.take_published() {
+                        return Ok(EventWait::Set(value.to_string()));
+                    }
+                }
+                _ = finished.changed_before(deadline) => {}
+            }
+        }
+    }
+
+    /// Follow run `id`: wake up whenever it writes an event or ends. Subscribe
+    /// before reading what the run has done, so nothing falls in between.
+    pub fn follow(&self, id: &WorkflowId) -> Subscription {
+        self.inner.waiters.subscribe(WaitKey::Activity(id.clone()))
     }
 
     pub async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
         Ok(self.inner.store.list_events(id).await?)
     }
 
-    pub async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>> {
-        Ok(self.inner.store.event_history(id).await?)
+    /// The event writes of run `id`, oldest first: all of them, or those
+    /// journaled after operation `after_op`.
+    pub async fn event_history(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+    ) -> Result<Vec<EventRecord>> {
+        Ok(self.inner.store.event_history(id, after_op).await?)
     }
 
     pub async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
@@ -507,7 +554,21 @@ impl Inner {
             tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");
             return;
         }
-        self.waiters.publish(&WaitKey::Finished(run.id), None);
+        self.published_end(&run.id);
+    }
+
+    /// Wake the readers of an event write. Call after its commit.
+    pub(crate) fn published_event(&self, run: &WorkflowId, key: String, value: &str) {
+        let run = run.clone();
+        self.waiters.publish(&WaitKey::Activity(run.clone()), None);
+        self.waiters
+            .publish(&WaitKey::Event { run, key }, Some(value));
+    }
+
+    /// Wake the readers waiting for a run's end. Call after its commit.
+    fn published_end(&self, run: &WorkflowId) {
+        self.waiters.publish(&WaitKey::Finished(run.clone()), None);
+        self.waiters.publish(&WaitKey::Activity(run.clone()), None);
     }
 
     /// The host's guest limits, with the overrides of the run's module

@@ -139,11 +139,7 @@ impl WorkflowHost for RunHost {
             value: value.clone(),
         })
         .await?;
-        let event = WaitKey::Event {
-            run: self.run.clone(),
-            key,
-        };
-        self.exec.waiters.publish(&event, Some(&value));
+        self.exec.published_event(&self.run, key, &value);
         Ok(Ok(()))
     }
 
@@ -304,14 +300,14 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(exec.event_history(&run).await.unwrap().len(), 1);
+        assert_eq!(exec.event_history(&run, None).await.unwrap().len(), 1);
         // Past the journal, calls are new operations again.
         replay
             .set_event("k".into(), "2".into())
             .await
             .unwrap()
             .unwrap();
-        let history = exec.event_history(&run).await.unwrap();
+        let history = exec.event_history(&run, None).await.unwrap();
         assert_eq!(history.iter().map(|e| e.op).collect::<Vec<_>>(), [0, 1]);
     }
 

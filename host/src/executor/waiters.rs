@@ -23,6 +23,9 @@ pub enum WaitKey {
     Event { run: WorkflowId, key: String },
     /// A run reaching a terminal status; published without a value.
     Finished(WorkflowId),
+    /// Anything a run publishes: each event write and its end. For readers
+    /// that follow the whole run (event streams); published without a value.
+    Activity(WorkflowId),
 }
 
 type Published = Option<Arc<str>>;
@@ -74,6 +77,23 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// Wait until something is published on the key or `deadline` passes;
+    /// true when woken by a publication. What was published is then in
+    /// [`Subscription::take_published`].
+    pub async fn changed_before(&mut self, deadline: Instant) -> bool {
+        match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
+            Ok(Ok(())) => true,
+            // The sender lives in the map while we are subscribed, so the
+            // channel cannot close; were it to, waiting on is pointless.
+            Ok(Err(_)) | Err(_) => false,
+        }
+    }
+
+    /// The value of the last publication, marking it seen.
+    pub fn take_published(&mut self) -> Option<Arc<str>> {
+        self.receiver.borrow_and_update().clone()
+    }
+
     /// Read with `read` until it finds a value or `deadline` passes. After a
     /// wake-up the published value is taken as it is when `from_published`
     /// accepts it; otherwise the database is read again.
@@ -91,17 +111,10 @@ impl Subscription {
             if let Some(value) = read().await? {
                 return Ok(Some(value));
             }
-            if Instant::now() >= deadline {
-                return Ok(None);
+            if Instant::now() >= deadline || !self.changed_before(deadline).await {
+                return read().await;
             }
-            match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
-                Err(_elapsed) => return read().await,
-                // The sender lives in the map while we are subscribed.
-                Ok(Err(_closed)) => return read().await,
-                Ok(Ok(())) => {}
-            }
-            let published = self.receiver.borrow_and_update().clone();
-            if let Some(value) = published.as_deref().and_then(&from_published) {
+            if let Some(value) = self.take_published().as_deref().and_then(&from_published) {
                 return Ok(Some(value));
             }
         }

@@ -7,6 +7,7 @@ use hyper::{Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::router::query_param;
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -22,7 +23,8 @@ pub enum Role {
 /// The role a request needs, from its method and path.
 pub fn required_role(method: &Method, segments: &[&str]) -> Role {
     match (segments, method) {
-        (["healthz"], _) => Role::Public,
+        // Liveness, the API's description and the run page: no data.
+        (["healthz"] | ["openapi.json"] | ["ui", "runs", _], _) => Role::Public,
         (["v1", "modules", _], &Method::PUT) => Role::Admin,
         _ => Role::Invoke,
     }
@@ -72,8 +74,8 @@ impl AccessControl {
     }
 
     /// The role the request's bearer token grants.
-    fn granted(&self, authorization: Option<&str>) -> Option<Role> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
+    fn granted(&self, token: Option<&str>) -> Option<Role> {
+        let token = token?.trim();
         let presented = digest(token);
         // Check every token, whatever matches, to keep the time constant.
         let admin = self.admin.as_ref().is_some_and(|a| same(a, &presented));
@@ -96,15 +98,27 @@ impl AccessControl {
         if needed == Role::Public || self.is_open() {
             return Ok(());
         }
-        let authorization = request
+        let header = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        match self.granted(authorization) {
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        // Browsers' EventSource cannot send headers: reads may carry the
+        // token in the query instead.
+        let token = match header {
+            Some(token) => Some(token.to_owned()),
+            None if request.method() == Method::GET => {
+                query_param(request.uri().query().unwrap_or(""), "access_token")
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        match self.granted(token.as_deref()) {
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this route needs a bearer token: send `Authorization: Bearer <token>` with an invoke or admin token of this host",
+                "this route needs a bearer token: send `Authorization: Bearer <token>` (or, for reads, `?access_token=<token>`) with an invoke or admin token of this host",
             )),
             Some(granted) if granted < needed => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -150,6 +164,25 @@ mod tests {
             assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
         }
         assert!(access.check(&request(None), Role::Public).is_ok());
+    }
+
+    #[test]
+    fn reads_may_carry_the_token_in_the_query() {
+        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        let read = |method: Method, query: &str| {
+            let request = hyper::Request::builder()
+                .method(method)
+                .uri(format!("/v1/workflows/a/events?{query}"))
+                .body(())
+                .unwrap();
+            access.check(&request, Role::Invoke)
+        };
+        assert!(read(Method::GET, "access_token=invoke-secret").is_ok());
+        assert!(read(Method::GET, "access_token=wrong").is_err());
+        assert!(
+            read(Method::POST, "access_token=invoke-secret").is_err(),
+            "only reads take a token from the query"
+        );
     }
 
     #[test]

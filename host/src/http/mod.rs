@@ -4,6 +4,9 @@
 mod access;
 mod error;
 mod router;
+mod routes;
+mod stream;
+mod views;
 
 use std::net::SocketAddr;
 use std::time::Duration;

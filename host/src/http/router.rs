@@ -15,11 +15,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::access::{AccessControl, required_role};
 use super::error::ApiError;
-use crate::domain::{
-    JournalEntry, Millis, ModuleInfo, ModuleName, ModuleSettings, ModuleVersion, RunRecord,
-    WorkflowId,
-};
-use crate::executor::{Executor, StartRequest};
+use super::routes::allowed_methods;
+use super::stream::{Framing, StreamRequest, event_stream};
+use super::views::{DeployedView, EventView, ModuleView, RunView, StepView};
+use crate::domain::{ModuleName, ModuleSettings, WorkflowId};
+use crate::executor::{EventWait, Executor, StartRequest};
 
 /// The response body type of every route.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -37,8 +37,11 @@ pub struct ApiLimits {
     pub default_event_timeout: Duration,
     /// Longest wait a client may ask of the event long-poll.
     pub max_event_timeout: Duration,
-    /// Long-polls (events, results) waiting at once; past it, 503.
+    /// Long-polls (events, results) and event streams open at once; past
+    /// it, 503.
     pub max_pending_waits: usize,
+    /// Idle time after which an event stream sends a keep-alive comment.
+    pub stream_keep_alive: Duration,
     /// How long a client may take to send its request headers.
     pub header_read_timeout: Duration,
     /// How long a client may take to send a request body.
@@ -53,6 +56,7 @@ impl Default for ApiLimits {
             default_event_timeout: Duration::from_secs(60),
             max_event_timeout: Duration::from_secs(300),
             max_pending_waits: 10_000,
+            stream_keep_alive: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
         }
@@ -163,6 +167,23 @@ impl Api {
                     }),
                 ))
             }
+            (["openapi.json"], &Method::GET) => Ok(static_response(
+                "application/json",
+                include_str!("assets/openapi.json"),
+            )),
+            (["ui", "runs", _], &Method::GET) => {
+                let mut response =
+                    static_response("text/html; charset=utf-8", include_str!("assets/run.html"));
+                // The page is self-contained: its inline script may only
+                // talk to this host.
+                response.headers_mut().insert(
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+                    ),
+                );
+                Ok(response)
+            }
             (["v1", "modules"], &Method::GET) => self.list_modules().await,
             (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
             (["v1", "modules", name], &Method::PUT) => {
@@ -180,6 +201,9 @@ impl Api {
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
             (["v1", "workflows", id, "result"], &Method::GET) => self.wait_result(id, &query).await,
             (["v1", "workflows", id, "steps"], &Method::GET) => self.list_steps(id).await,
+            (["v1", "workflows", id, "events"], &Method::GET) if wants_event_stream(&request) => {
+                self.stream_events(id, &request, &query).await
+            }
             (["v1", "workflows", id, "events"], &Method::GET) => self.list_events(id).await,
             (["v1", "workflows", id, "events", key], &Method::GET) => {
                 self.wait_event(id, key, &query).await
@@ -309,6 +333,48 @@ impl Api {
         ))
     }
 
+    async fn stream_events<B>(&self, id: &str, request: &Request<B>, query: &str) -> ApiResult {
+        let run = self.existing_run(id).await?;
+        let after_op = match request.headers().get("last-event-id") {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u32>().ok())
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_last_event_id",
+                            format!(
+                                "Last-Event-ID must be the id of an event of this stream (a whole number), got {value:?}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let framing = match query_param(query, "envelope")?.as_deref() {
+            None | Some("false") => Framing::Named,
+            Some("true") => Framing::Envelope,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("envelope must be true or false, got {other:?}"),
+                ));
+            }
+        };
+        let permit = self.wait_slot()?;
+        Ok(event_stream(
+            self.executor.clone(),
+            StreamRequest {
+                run,
+                after_op,
+                framing,
+                keep_alive: self.limits.stream_keep_alive,
+            },
+            permit,
+        ))
+    }
+
     /// `timeout_ms` of a long-poll: the default when absent, capped.
     fn timeout(&self, query: &str) -> Result<Duration, ApiError> {
         let Some(text) = query_param(query, "timeout_ms")? else {
@@ -357,22 +423,37 @@ impl Api {
         let timeout = self.timeout(query)?;
         let _slot = self.wait_slot()?;
         match self.executor.wait_event(&id, key, timeout).await? {
-            Some(value) => Ok(json_response(
+            EventWait::Set(value) => Ok(json_response(
                 StatusCode::OK,
                 &EventView {
                     key,
                     value: raw_json(value)?,
                 },
             )),
-            None => Err(ApiError::not_found(
+            EventWait::TimedOut => Err(ApiError::not_found(
                 "event_not_set",
                 format!(
                     "event {key:?} of run {id} was not set within {} ms",
                     timeout.as_millis()
                 ),
             )),
+            EventWait::Finished(status) => Err(ApiError::not_found(
+                "workflow_finished",
+                format!("run {id} ended {status} without setting event {key:?}"),
+            )),
         }
     }
+}
+
+/// Whether the client asks for Server-Sent Events rather than JSON.
+fn wants_event_stream<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|media| media.split(';').next().unwrap_or("").trim() == "text/event-stream")
 }
 
 fn request_has_body<B>(request: &Request<B>) -> bool {
@@ -381,19 +462,6 @@ fn request_has_body<B>(request: &Request<B>) -> bool {
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0")
-}
-
-/// Methods a known path accepts, for 405 answers.
-fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
-    match segments {
-        ["healthz"] | ["v1", "modules"] => Some("GET"),
-        ["v1", "modules", _] => Some("GET, PUT"),
-        ["v1", "workflows"] => Some("POST"),
-        ["v1", "workflows", _]
-        | ["v1", "workflows", _, "events"]
-        | ["v1", "workflows", _, "events", _] => Some("GET"),
-        _ => None,
-    }
 }
 
 #[derive(Deserialize)]
@@ -408,145 +476,6 @@ struct StartBody {
     /// Wall-clock limit of the run; the module's default when absent.
     #[serde(default)]
     timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct EventView<'a> {
-    key: &'a str,
-    value: Box<RawValue>,
-}
-
-#[derive(Serialize)]
-struct RunView<'a> {
-    id: &'a str,
-    module: &'a str,
-    version: &'a str,
-    workflow: &'a str,
-    status: &'static str,
-    input: Option<Box<RawValue>>,
-    output: Option<Box<RawValue>>,
-    error: Option<&'a str>,
-    attempts: u32,
-    created_at: String,
-    updated_at: String,
-    /// When the run must have finished, if it has a time limit.
-    deadline: Option<String>,
-}
-
-impl<'a> From<&'a RunRecord> for RunView<'a> {
-    fn from(run: &'a RunRecord) -> Self {
-        Self {
-            id: run.id.as_str(),
-            module: run.module.as_str(),
-            version: &run.version,
-            workflow: &run.workflow,
-            status: run.status.as_str(),
-            input: RawValue::from_string(run.input.clone()).ok(),
-            output: run
-                .output
-                .clone()
-                .and_then(|o| RawValue::from_string(o).ok()),
-            error: run.error.as_deref(),
-            attempts: run.attempts,
-            created_at: timestamp(run.created_at),
-            updated_at: timestamp(run.updated_at),
-            deadline: run.deadline.map(timestamp),
-        }
-    }
-}
-
-/// One journal entry.
-#[derive(Serialize)]
-struct StepView<'a> {
-    op: u32,
-    kind: &'static str,
-    name: &'a str,
-    outcome: Option<Box<RawValue>>,
-    completed: bool,
-    deadline: Option<String>,
-    recorded_at: String,
-}
-
-impl<'a> From<&'a JournalEntry> for StepView<'a> {
-    fn from(entry: &'a JournalEntry) -> Self {
-        Self {
-            op: entry.op,
-            kind: entry.kind.as_str(),
-            name: &entry.name,
-            outcome: entry
-                .outcome
-                .clone()
-                .and_then(|o| RawValue::from_string(o).ok()),
-            completed: entry.completed,
-            deadline: entry.deadline.map(timestamp),
-            recorded_at: timestamp(entry.recorded_at),
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct DeployedView<'a> {
-    name: &'a str,
-    version: &'a str,
-    workflows: &'a [String],
-    settings: &'a ModuleSettings,
-}
-
-impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
-    fn from(module: &'a ModuleVersion) -> Self {
-        Self {
-            name: module.name.as_str(),
-            version: &module.version,
-            workflows: &module.workflows,
-            settings: &module.settings,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct VersionView<'a> {
-    version: &'a str,
-    workflows: &'a [String],
-    settings: &'a ModuleSettings,
-    size: u64,
-    deployed_at: String,
-}
-
-#[derive(Serialize)]
-struct ModuleView<'a> {
-    name: &'a str,
-    /// The current version.
-    version: &'a str,
-    workflows: &'a [String],
-    /// Every deployed version, the current one first.
-    versions: Vec<VersionView<'a>>,
-}
-
-impl<'a> From<&'a ModuleInfo> for ModuleView<'a> {
-    fn from(module: &'a ModuleInfo) -> Self {
-        let current = module.current();
-        Self {
-            name: module.name.as_str(),
-            version: &current.version,
-            workflows: &current.workflows,
-            versions: module
-                .versions
-                .iter()
-                .map(|v| VersionView {
-                    version: &v.version,
-                    workflows: &v.workflows,
-                    settings: &v.settings,
-                    size: v.size,
-                    deployed_at: timestamp(v.deployed_at),
-                })
-                .collect(),
-        }
-    }
-}
-
-fn timestamp(ms: Millis) -> String {
-    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
@@ -622,6 +551,14 @@ fn body_too_large(limit: usize) -> ApiError {
         "body_too_large",
         format!("the request body is larger than the limit of {limit} bytes"),
     )
+}
+
+fn static_response(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 pub(super) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
@@ -718,7 +655,7 @@ fn module_settings(query: &str) -> Result<ModuleSettings, ApiError> {
     Ok(settings)
 }
 
-fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, ApiError> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         if key == name {

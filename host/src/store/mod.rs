@@ -102,6 +102,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>>;
     /// Current events of a run, by key.
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>>;
-    /// Every event write of a run, oldest first.
-    async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>>;
+    /// The event writes of a run, oldest first: all of them, or those
+    /// journaled after operation `after_op`.
+    async fn event_history(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+    ) -> Result<Vec<EventRecord>>;
 }

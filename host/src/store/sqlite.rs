@@ -657,11 +657,17 @@ impl Store for SqliteStore {
         )
     }
 
-    async fn event_history(&self, id: &WorkflowId) -> Result<Vec<EventRecord>> {
+    async fn event_history(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+    ) -> Result<Vec<EventRecord>> {
+        // (run_id, op) is unique, so its index serves this range.
         let rows = sqlx::query(
-            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? ORDER BY seq",
+            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? AND op > ? ORDER BY op",
         )
         .bind(id.as_str())
+        .bind(after_op.map_or(-1, i64::from))
         .fetch_all(&self.reads)
         .await?;
         rows.iter()

@@ -1,0 +1,241 @@
+//! Live event streams: `GET /v1/workflows/{id}/events` with
+//! `Accept: text/event-stream`.
+//!
+//! A stream first replays the run's event history, then sends every
+//! `set-event` as it commits, and ends with a `cairn:finished` event that
+//! carries the run's terminal status. Each event's `id:` is the operation
+//! number of its write, so a client that reconnects with `Last-Event-ID`
+//! gets exactly the writes it has not seen: no gap, no duplicate.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Frame;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+
+use super::router::Body;
+use super::views::RunView;
+use crate::domain::{EventRecord, RunRecord, WorkflowId};
+use crate::executor::Executor;
+
+/// The name of the last event of a stream.
+pub const FINISHED_EVENT: &str = "cairn:finished";
+
+/// How events are framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `event:` = the key, `data:` = the value: what the API promises.
+    Named,
+    /// Unnamed `message` events whose data is `{"key", "value"}`: for
+    /// `EventSource` clients that do not know the keys in advance (a named
+    /// event reaches only listeners registered for its name).
+    Envelope,
+}
+
+/// What a stream needs to know.
+#[derive(Debug)]
+pub struct StreamRequest {
+    pub run: WorkflowId,
+    /// Resume after this operation (`Last-Event-ID`).
+    pub after_op: Option<u32>,
+    pub framing: Framing,
+    /// Idle time after which a comment line is sent, so proxies keep the
+    /// connection and a gone client is noticed.
+    pub keep_alive: Duration,
+}
+
+/// Start streaming; the stream holds `permit` (a pending-wait slot) for its
+/// whole life.
+pub fn event_stream(
+    executor: Executor,
+    request: StreamRequest,
+    permit: OwnedSemaphorePermit,
+) -> Response<Body> {
+    // A few frames of slack: the pump waits for a slow client rather than
+    // buffering a run's whole history.
+    let (frames, receiver) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let run = request.run.clone();
+        if let Err(PumpError::Store(error)) = pump(&executor, request, &frames).await {
+            tracing::warn!(%run, %error, "event stream ended by a store error");
+        }
+    });
+    let mut response = Response::new(ChannelBody { receiver }.boxed());
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tell buffering reverse proxies (nginx) to pass frames on at once.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+enum PumpError {
+    /// The client went away: nothing to report.
+    Gone,
+    Store(String),
+}
+
+impl From<crate::executor::ExecutorError> for PumpError {
+    fn from(error: crate::executor::ExecutorError) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+async fn pump(
+    executor: &Executor,
+    request: StreamRequest,
+    frames: &mpsc::Sender<Bytes>,
+) -> Result<(), PumpError> {
+    let StreamRequest {
+        run,
+        mut after_op,
+        framing,
+        keep_alive,
+    } = request;
+    let send = async |frame: String| {
+        frames
+            .send(Bytes::from(frame))
+            .await
+            .map_err(|_| PumpError::Gone)
+    };
+    // Subscribed before the first read: a write that commits while we read
+    // still wakes us.
+    let mut activity = executor.follow(&run);
+    loop {
+        for record in executor.event_history(&run, after_op).await? {
+            after_op = Some(record.op);
+            send(event_frame(&record, framing)).await?;
+        }
+        let Some(status) = executor.get_run(&run).await? else {
+            return Err(PumpError::Store(format!("run {run} disappeared")));
+        };
+        if status.status.is_terminal() {
+            // The run's end commits after its last write, which the read
+            // above may have missed: read once more before the end.
+            for record in executor.event_history(&run, after_op).await? {
+                send(event_frame(&record, framing)).await?;
+            }
+            send(finished_frame(&status)).await?;
+            return Ok(());
+        }
+        loop {
+            tokio::select! {
+                woken = activity.changed_before(Instant::now() + keep_alive) => {
+                    if woken {
+                        break;
+                    }
+                    send(": keep-alive\n\n".to_owned()).await?;
+                }
+                () = frames.closed() => return Err(PumpError::Gone),
+            }
+        }
+    }
+}
+
+/// One event write as an SSE frame. Event keys have no line breaks (the
+/// host refuses them), and raw line breaks in JSON text can only be
+/// whitespace, so a value always fits on one `data:` line.
+fn event_frame(record: &EventRecord, framing: Framing) -> String {
+    let value = one_line(&record.value);
+    match framing {
+        Framing::Named => format!(
+            "id: {}\nevent: {}\ndata: {value}\n\n",
+            record.op, record.key
+        ),
+        Framing::Envelope => {
+            let key = serde_json::to_string(&record.key).expect("a string serialises");
+            format!(
+                "id: {}\ndata: {{\"key\":{key},\"value\":{value}}}\n\n",
+                record.op
+            )
+        }
+    }
+}
+
+/// The last frame: the run as `GET /v1/workflows/{id}` shows it.
+fn finished_frame(run: &RunRecord) -> String {
+    let view = serde_json::to_string(&RunView::from(run)).expect("a view serialises");
+    format!("event: {FINISHED_EVENT}\ndata: {}\n\n", one_line(&view))
+}
+
+fn one_line(json: &str) -> String {
+    json.replace(['\r', '\n'], " ")
+}
+
+/// A response body fed by the pump task; dropping it (the client left)
+/// closes the channel, which ends the pump.
+struct ChannelBody {
+    receiver: mpsc::Receiver<Bytes>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|frame| frame.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(op: u32, key: &str, value: &str) -> EventRecord {
+        EventRecord {
+            seq: 1,
+            op,
+            key: key.into(),
+            value: value.into(),
+            recorded_at: 0,
+        }
+    }
+
+    #[test]
+    fn named_frames_carry_op_key_and_value() {
+        assert_eq!(
+            event_frame(&record(3, "step1", "\"completed\""), Framing::Named),
+            "id: 3\nevent: step1\ndata: \"completed\"\n\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_json_stays_one_data_line_and_the_same_value() {
+        let frame = event_frame(
+            &record(0, "k", "{\n  \"a\": \"x\\ny\"\r\n}"),
+            Framing::Named,
+        );
+        let data = frame
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap();
+        assert_eq!(frame.matches('\n').count(), 4, "{frame:?}");
+        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(value, serde_json::json!({"a": "x\ny"}));
+    }
+
+    #[test]
+    fn envelopes_name_the_key_in_the_data() {
+        let frame = event_frame(&record(1, "a\"b", "[1, 2]"), Framing::Envelope);
+        let data = frame.strip_prefix("id: 1\ndata: ").unwrap().trim_end();
+        let value: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(value, serde_json::json!({"key": "a\"b", "value": [1, 2]}));
+    }
+}

@@ -1,0 +1,147 @@
+//! The JSON shapes of the API's answers, borrowed from the domain records.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::domain::{JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord};
+
+#[derive(Serialize)]
+pub(super) struct EventView<'a> {
+    pub(super) key: &'a str,
+    pub(super) value: Box<RawValue>,
+}
+
+#[derive(Serialize)]
+pub(super) struct RunView<'a> {
+    pub(super) id: &'a str,
+    pub(super) module: &'a str,
+    pub(super) version: &'a str,
+    pub(super) workflow: &'a str,
+    pub(super) status: &'static str,
+    pub(super) input: Option<Box<RawValue>>,
+    pub(super) output: Option<Box<RawValue>>,
+    pub(super) error: Option<&'a str>,
+    pub(super) attempts: u32,
+    pub(super) created_at: String,
+    pub(super) updated_at: String,
+    /// When the run must have finished, if it has a time limit.
+    pub(super) deadline: Option<String>,
+}
+
+impl<'a> From<&'a RunRecord> for RunView<'a> {
+    fn from(run: &'a RunRecord) -> Self {
+        Self {
+            id: run.id.as_str(),
+            module: run.module.as_str(),
+            version: &run.version,
+            workflow: &run.workflow,
+            status: run.status.as_str(),
+            input: RawValue::from_string(run.input.clone()).ok(),
+            output: run
+                .output
+                .clone()
+                .and_then(|o| RawValue::from_string(o).ok()),
+            error: run.error.as_deref(),
+            attempts: run.attempts,
+            created_at: timestamp(run.created_at),
+            updated_at: timestamp(run.updated_at),
+            deadline: run.deadline.map(timestamp),
+        }
+    }
+}
+
+/// One journal entry.
+#[derive(Serialize)]
+pub(super) struct StepView<'a> {
+    pub(super) op: u32,
+    pub(super) kind: &'static str,
+    pub(super) name: &'a str,
+    pub(super) outcome: Option<Box<RawValue>>,
+    pub(super) completed: bool,
+    pub(super) deadline: Option<String>,
+    pub(super) recorded_at: String,
+}
+
+impl<'a> From<&'a JournalEntry> for StepView<'a> {
+    fn from(entry: &'a JournalEntry) -> Self {
+        Self {
+            op: entry.op,
+            kind: entry.kind.as_str(),
+            name: &entry.name,
+            outcome: entry
+                .outcome
+                .clone()
+                .and_then(|o| RawValue::from_string(o).ok()),
+            completed: entry.completed,
+            deadline: entry.deadline.map(timestamp),
+            recorded_at: timestamp(entry.recorded_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct DeployedView<'a> {
+    pub(super) name: &'a str,
+    pub(super) version: &'a str,
+    pub(super) workflows: &'a [String],
+    pub(super) settings: &'a ModuleSettings,
+}
+
+impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
+    fn from(module: &'a ModuleVersion) -> Self {
+        Self {
+            name: module.name.as_str(),
+            version: &module.version,
+            workflows: &module.workflows,
+            settings: &module.settings,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct VersionView<'a> {
+    pub(super) version: &'a str,
+    pub(super) workflows: &'a [String],
+    pub(super) settings: &'a ModuleSettings,
+    pub(super) size: u64,
+    pub(super) deployed_at: String,
+}
+
+#[derive(Serialize)]
+pub(super) struct ModuleView<'a> {
+    pub(super) name: &'a str,
+    /// The current version.
+    pub(super) version: &'a str,
+    pub(super) workflows: &'a [String],
+    /// Every deployed version, the current one first.
+    pub(super) versions: Vec<VersionView<'a>>,
+}
+
+impl<'a> From<&'a ModuleInfo> for ModuleView<'a> {
+    fn from(module: &'a ModuleInfo) -> Self {
+        let current = module.current();
+        Self {
+            name: module.name.as_str(),
+            version: &current.version,
+            workflows: &current.workflows,
+            versions: module
+                .versions
+                .iter()
+                .map(|v| VersionView {
+                    version: &v.version,
+                    workflows: &v.workflows,
+                    settings: &v.settings,
+                    size: v.size,
+                    deployed_at: timestamp(v.deployed_at),
+                })
+                .collect(),
+        }
+    }
+}
+
+pub(super) fn timestamp(ms: Millis) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(time).to_string()
+}
