@@ -12,6 +12,9 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use cairn::client::{Client, Reply};
+pub use sse::{SseEvent, SseStream};
+
+mod sse;
 
 /// The guest example components, built by this crate's `build.rs`.
 pub mod examples {
