@@ -159,6 +159,44 @@ impl Client {
         .await
     }
 
+    /// Upload a module with its routes manifest (JSON), as a
+    /// `multipart/form-data` form; without routes, as plain bytes.
+    pub async fn deploy_with_routes(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        routes: Option<Vec<u8>>,
+    ) -> Result<Reply, ClientError> {
+        let Some(routes) = routes else {
+            return self.deploy(name, component).await;
+        };
+        // A boundary that cannot occur in either part.
+        let boundary = format!("cairn-{}", uuid::Uuid::now_v7().simple());
+        let mut body = Vec::with_capacity(component.len() + routes.len() + 256);
+        for (part, content_type, bytes) in [
+            ("module", "application/wasm", &component),
+            ("routes", "application/json", &routes),
+        ] {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"\r\nContent-Type: {content_type}\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        self.send(
+            Method::PUT,
+            &format!("/v1/modules/{name}"),
+            Some(&content_type),
+            Bytes::from(body),
+        )
+        .await
+    }
+
     /// Start a run; `id` is optional.
     pub async fn start(
         &self,

@@ -238,11 +238,45 @@ pub struct ModuleSettings {
     pub run_timeout_ms: Option<u64>,
 }
 
+/// What a module is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModuleKind {
+    /// It exports `cairn:workflow/workflows`: durable workflows.
+    Workflow,
+    /// It exports `wasi:http/incoming-handler`: a handler of HTTP triggers,
+    /// neither durable nor journaled.
+    Handler,
+}
+
+impl ModuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workflow => "workflow",
+            Self::Handler => "handler",
+        }
+    }
+}
+
+impl FromStr for ModuleKind {
+    type Err = InvalidName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "workflow" => Ok(Self::Workflow),
+            "handler" => Ok(Self::Handler),
+            other => Err(InvalidName(format!(
+                "unknown module kind {other:?}; expected workflow or handler"
+            ))),
+        }
+    }
+}
+
 /// One deployed version of a module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleVersion {
     pub name: ModuleName,
     pub version: String,
+    pub kind: ModuleKind,
     pub workflows: Vec<String>,
     pub size: u64,
     pub deployed_at: Millis,

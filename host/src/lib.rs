@@ -24,3 +24,4 @@ pub mod http;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod triggers;

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn::client::{Client, Reply};
-use cairn::domain::ModuleName;
 use cairn::http::AccessControl;
-use cairn::server::{ServeConfig, serve};
+use cairn::server::{DeploySpec, ServeConfig, serve};
 use cairn::store::Synchronous;
 use clap::{Parser, Subcommand};
 
@@ -31,6 +30,9 @@ enum Command {
     Deploy {
         name: String,
         file: PathBuf,
+        /// The module's routes manifest (JSON); see the README's HTTP triggers.
+        #[arg(long)]
+        routes: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -82,8 +84,9 @@ struct ServeArgs {
     /// Where the database and compiled modules live.
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
     data_dir: PathBuf,
-    /// Deploy a module at start-up, as NAME=FILE.wasm (repeatable).
-    #[arg(long, value_name = "NAME=FILE")]
+    /// Deploy a module at start-up, as NAME=FILE.wasm, or
+    /// NAME=FILE.wasm,ROUTES.json with its routes manifest (repeatable).
+    #[arg(long, value_name = "NAME=FILE[,ROUTES]")]
     deploy: Vec<String>,
     /// "full" (default) fsyncs every commit and survives power loss;
     /// "normal" survives a host crash only, and is faster.
@@ -159,19 +162,32 @@ async fn main() -> anyhow::Result<()> {
             // A start request carries an input of up to max_value_bytes.
             config.api.max_json_body_bytes = args.max_value_bytes + 64 * 1024;
             for spec in &args.deploy {
-                let Some((name, file)) = spec.split_once('=') else {
-                    bail!("--deploy {spec:?}: expected NAME=FILE.wasm");
-                };
-                let name = ModuleName::parse(name).map_err(|e| anyhow::anyhow!("--deploy: {e}"))?;
-                config.deploy.push((name, PathBuf::from(file)));
+                config.deploy.push(
+                    spec.parse::<DeploySpec>()
+                        .map_err(|e| anyhow::anyhow!("--deploy {e}"))?,
+                );
             }
             serve(config, shutdown_signal()).await?;
             Ok(())
         }
-        Command::Deploy { name, file, server } => {
+        Command::Deploy {
+            name,
+            file,
+            routes,
+            server,
+        } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            print_reply(client(&server)?.deploy(&name, bytes).await?)
+            let routes = routes
+                .map(|path| {
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+                })
+                .transpose()?;
+            print_reply(
+                client(&server)?
+                    .deploy_with_routes(&name, bytes, routes)
+                    .await?,
+            )
         }
         Command::Start {
             module,

@@ -10,14 +10,45 @@ use crate::executor::{Executor, Limits, SystemClock};
 use crate::http::{AccessControl, Api, ApiLimits};
 use crate::runtime::{GuestLimits, Runtime};
 use crate::store::{SqliteOptions, SqliteStore, Synchronous};
+use crate::triggers::Manifest;
+
+/// A module to deploy at start-up: `NAME=FILE.wasm[,ROUTES.json]`.
+#[derive(Debug, Clone)]
+pub struct DeploySpec {
+    pub name: ModuleName,
+    pub component: PathBuf,
+    /// Its routes manifest, if it has routes.
+    pub routes: Option<PathBuf>,
+}
+
+impl std::str::FromStr for DeploySpec {
+    type Err = String;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let Some((name, files)) = spec.split_once('=') else {
+            return Err(format!(
+                "{spec:?}: expected NAME=FILE.wasm or NAME=FILE.wasm,ROUTES.json"
+            ));
+        };
+        let (component, routes) = match files.split_once(',') {
+            Some((component, routes)) => (component, Some(PathBuf::from(routes))),
+            None => (files, None),
+        };
+        Ok(Self {
+            name: ModuleName::parse(name).map_err(|e| e.0)?,
+            component: PathBuf::from(component),
+            routes,
+        })
+    }
+}
 
 /// Everything `cairn serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    /// Modules to deploy at start-up: a name and a component file each.
-    pub deploy: Vec<(ModuleName, PathBuf)>,
+    /// Modules to deploy at start-up.
+    pub deploy: Vec<DeploySpec>,
     pub synchronous: Synchronous,
     pub limits: Limits,
     pub guest: GuestLimits,
@@ -91,15 +122,27 @@ pub async fn serve(
     )
     .await?;
 
-    for (name, path) in &config.deploy {
+    for DeploySpec {
+        name,
+        component: path,
+        routes,
+    } in &config.deploy
+    {
         let deploy_error = |detail: String| ServeError::Deploy {
             name: name.to_string(),
             path: path.display().to_string(),
             detail,
         };
         let bytes = std::fs::read(path).map_err(|e| deploy_error(e.to_string()))?;
+        let manifest = match routes {
+            None => Manifest::default(),
+            Some(routes) => std::fs::read(routes)
+                .map_err(|e| format!("reading {}: {e}", routes.display()))
+                .and_then(|json| Manifest::parse(&json))
+                .map_err(deploy_error)?,
+        };
         let put = executor
-            .deploy(name.clone(), bytes, Default::default())
+            .deploy(name.clone(), bytes, Default::default(), manifest)
             .await
             .map_err(|e| deploy_error(e.to_string()))?;
         tracing::info!(module = %name, version = %put.module.version, workflows = ?put.module.workflows, "deployed");

@@ -3,6 +3,7 @@
 //! that wait on events.
 
 mod clock;
+mod routes;
 mod run_host;
 mod waiters;
 
@@ -18,11 +19,13 @@ pub use clock::{Clock, SystemClock};
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
-    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleName, ModuleSettings,
-    ModuleVersion, NewRun, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleKind, ModuleName,
+    ModuleSettings, ModuleVersion, NewRun, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
 use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
+use crate::triggers::{Manifest, ModuleRole, RouteMatch};
+use routes::Routes;
 use run_host::RunHost;
 
 pub type Result<T, E = ExecutorError> = std::result::Result<T, E>;
@@ -49,6 +52,10 @@ pub enum ExecutorError {
     },
     #[error("{0}")]
     InvalidInput(String),
+    #[error("{0}")]
+    InvalidRoutes(String),
+    #[error("{0}")]
+    RouteConflict(String),
     #[error("{0}")]
     TooLarge(String),
     /// Too much work in flight; the client should retry later.
@@ -81,6 +88,8 @@ pub struct Limits {
     /// Runs queued for an instance slot; past it, start requests are refused
     /// as overloaded (HTTP 503) rather than queued without bound.
     pub max_queued_runs: usize,
+    /// Longest wait a trigger route may declare, in ms.
+    pub max_trigger_wait_ms: u64,
 }
 
 impl Default for Limits {
@@ -91,6 +100,7 @@ impl Default for Limits {
             max_journal_entries: 10_000,
             max_live_instances: 1000,
             max_queued_runs: 10_000,
+            max_trigger_wait_ms: 300_000,
         }
     }
 }
@@ -152,6 +162,10 @@ pub(crate) struct Inner {
     instance_slots: Arc<Semaphore>,
     /// Runs waiting for an instance slot.
     queued_runs: AtomicUsize,
+    /// The routes of every module.
+    routes: RwLock<Routes>,
+    /// Held by a deployment from its route check to its commit.
+    deploying: tokio::sync::Mutex<()>,
 }
 
 /// What the host has in flight; served by `/healthz`.
@@ -176,12 +190,32 @@ impl Executor {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Self> {
-        let current = store
+        let current: HashMap<ModuleName, ModuleVersion> = store
             .list_modules()
             .await?
             .into_iter()
             .map(|module| (module.name.clone(), module.current().clone()))
             .collect();
+        let mut routes = Routes::default();
+        for (name, manifest) in store.list_routes().await? {
+            let Some(module) = current.get(&name) else {
+                continue;
+            };
+            let checked = Manifest::parse(manifest.as_bytes()).and_then(|manifest| {
+                let checked =
+                    manifest.check(routes::role_of(module), limits.max_trigger_wait_ms)?;
+                routes.check(&name, &checked)?;
+                Ok((manifest, checked))
+            });
+            match checked {
+                Ok((manifest, checked)) => routes.replace(&name, manifest, checked),
+                // Only a host started with tighter limits than the one that
+                // accepted the routes gets here: serve the module without them.
+                Err(error) => {
+                    tracing::error!(module = %name, %error, "not serving the routes of a module")
+                }
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -192,6 +226,8 @@ impl Executor {
                 queued_runs: AtomicUsize::new(0),
                 limits,
                 current: RwLock::new(current),
+                routes: RwLock::new(routes),
+                deploying: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -212,16 +248,34 @@ impl Executor {
         }
     }
 
-    /// Validate `bytes` and make them the current version of module `name`.
-    /// Nothing is stored unless the module is valid.
+    /// Validate `bytes` and make them the current version of module `name`,
+    /// with the routes of `manifest` in place of its old ones. Nothing is
+    /// stored unless the module and its routes are valid.
     pub async fn deploy(
         &self,
         name: ModuleName,
         bytes: Vec<u8>,
         settings: ModuleSettings,
+        manifest: Manifest,
     ) -> Result<PutModule> {
         self.check_settings(&settings)?;
         let validated = self.inner.runtime.validate(&bytes).await?;
+        let role = match validated.kind {
+            ModuleKind::Workflow => ModuleRole::Workflows(&validated.workflows),
+            ModuleKind::Handler => ModuleRole::Handler,
+        };
+        let routes = manifest
+            .check(role, self.inner.limits.max_trigger_wait_ms)
+            .map_err(ExecutorError::InvalidRoutes)?;
+        // One deployment at a time, so that no other can slip a conflicting
+        // route in between this one's check and its commit.
+        let _deploying = self.inner.deploying.lock().await;
+        self.inner
+            .routes
+            .read()
+            .expect("routes lock")
+            .check(&name, &routes)
+            .map_err(ExecutorError::RouteConflict)?;
         let version = domain::module_version(&bytes);
         self.inner.runtime.install(&version, &validated);
         let put = self
@@ -231,17 +285,61 @@ impl Executor {
                 name: name.clone(),
                 version,
                 bytes,
+                kind: validated.kind,
                 workflows: validated.workflows,
                 settings,
+                routes: serde_json::to_string(&manifest).expect("a manifest serialises"),
                 now: self.inner.clock.now(),
             })
             .await?;
+        self.inner
+            .routes
+            .write()
+            .expect("routes lock")
+            .replace(&name, manifest, routes);
         self.inner
             .current
             .write()
             .expect("module map lock")
             .insert(name, put.module.clone());
         Ok(put)
+    }
+
+    /// The trigger route for a request, with its path parameters.
+    pub fn find_route(&self, method: &str, segments: &[&str]) -> Option<RouteMatch> {
+        self.inner
+            .routes
+            .read()
+            .expect("routes lock")
+            .find(method, segments)
+    }
+
+    /// The methods of the trigger routes whose paths fit `segments`.
+    pub fn route_methods(&self, segments: &[&str]) -> Vec<String> {
+        self.inner
+            .routes
+            .read()
+            .expect("routes lock")
+            .methods_for(segments)
+    }
+
+    /// The routes manifest module `name` was last deployed with.
+    pub fn module_routes(&self, name: &ModuleName) -> Manifest {
+        self.inner
+            .routes
+            .read()
+            .expect("routes lock")
+            .manifest(name)
+    }
+
+    /// The current version of module `name`.
+    pub fn current_module(&self, name: &ModuleName) -> Option<ModuleVersion> {
+        self.inner
+            .current
+            .read()
+            .expect("module map lock")
+            .get(name)
+            .cloned()
     }
 
     /// A module may tighten the host's limits, or loosen them up to the

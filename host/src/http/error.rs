@@ -67,6 +67,10 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::UnknownWorkflow { .. } => Self::not_found("workflow_not_found", message),
             ExecutorError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
             ExecutorError::InvalidInput(_) => Self::bad_request("invalid_request", message),
+            ExecutorError::InvalidRoutes(_) => Self::bad_request("invalid_routes", message),
+            ExecutorError::RouteConflict(_) => {
+                Self::new(StatusCode::CONFLICT, "route_conflict", message)
+            }
             ExecutorError::TooLarge(_) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", message)
             }

@@ -3,9 +3,11 @@
 
 mod access;
 mod error;
+mod multipart;
 mod router;
 mod routes;
 mod stream;
+mod triggers;
 mod views;
 
 use std::net::SocketAddr;

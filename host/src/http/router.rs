@@ -15,16 +15,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::access::{AccessControl, required_role};
 use super::error::ApiError;
+use super::multipart;
 use super::routes::allowed_methods;
 use super::stream::{Framing, StreamRequest, event_stream};
+use super::triggers::PREFIX;
 use super::views::{DeployedView, EventView, ModuleView, RunView, StepView};
 use crate::domain::{ModuleName, ModuleSettings, WorkflowId};
 use crate::executor::{EventWait, Executor, StartRequest};
+use crate::triggers::Manifest;
 
 /// The response body type of every route.
 pub type Body = BoxBody<Bytes, Infallible>;
 
-type ApiResult = Result<Response<Body>, ApiError>;
+pub(super) type ApiResult = Result<Response<Body>, ApiError>;
 
 /// Size and time limits of the HTTP API.
 #[derive(Debug, Clone)]
@@ -87,8 +90,12 @@ impl Api {
         &self.limits
     }
 
+    pub(super) fn executor(&self) -> &Executor {
+        &self.executor
+    }
+
     /// A permit to wait, or 503 when too many clients already do.
-    fn wait_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub(super) fn wait_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
         self.wait_slots.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -104,7 +111,7 @@ impl Api {
     /// Answer one request. Never fails: errors become JSON error responses.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let method = request.method().clone();
@@ -143,7 +150,7 @@ impl Api {
 
     async fn route<B>(&self, request: Request<B>) -> ApiResult
     where
-        B: hyper::body::Body<Data = Bytes>,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let segments = path_segments(request.uri().path())?;
@@ -152,6 +159,9 @@ impl Api {
         let method = request.method().clone();
         self.access
             .check(&request, required_role(&method, &segments))?;
+        if let [PREFIX, route @ ..] = segments.as_slice() {
+            return self.serve_trigger(request, route).await;
+        }
         match (segments.as_slice(), &method) {
             (["healthz"], &Method::GET) => {
                 let load = self.executor.load();
@@ -188,10 +198,14 @@ impl Api {
             (["v1", "modules", name], &Method::GET) => self.get_module(name).await,
             (["v1", "modules", name], &Method::PUT) => {
                 let name = parse_module_name(name)?;
-                check_upload_content_type(&request)?;
+                let form = upload_form(&request)?;
                 let settings = module_settings(&query)?;
-                let bytes = read_body(request, &self.limits, self.limits.max_upload_bytes).await?;
-                self.put_module(name, bytes, settings).await
+                let body = read_body(request, &self.limits, self.limits.max_upload_bytes).await?;
+                let (component, manifest) = match form {
+                    None => (body.to_vec(), Manifest::default()),
+                    Some(boundary) => upload_parts(&body, &boundary)?,
+                };
+                self.put_module(name, component, settings, manifest).await
             }
             (["v1", "workflows"], &Method::POST) => {
                 let body =
@@ -236,7 +250,15 @@ impl Api {
 
     async fn list_modules(&self) -> ApiResult {
         let modules = self.executor.list_modules().await?;
-        let views: Vec<ModuleView> = modules.iter().map(ModuleView::from).collect();
+        let routes: Vec<Manifest> = modules
+            .iter()
+            .map(|m| self.executor.module_routes(&m.name))
+            .collect();
+        let views: Vec<ModuleView> = modules
+            .iter()
+            .zip(&routes)
+            .map(|(module, routes)| ModuleView::new(module, routes))
+            .collect();
         Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({ "modules": views }),
@@ -246,7 +268,13 @@ impl Api {
     async fn get_module(&self, name: &str) -> ApiResult {
         let name = parse_module_name(name)?;
         match self.executor.get_module(&name).await? {
-            Some(module) => Ok(json_response(StatusCode::OK, &ModuleView::from(&module))),
+            Some(module) => {
+                let routes = self.executor.module_routes(&name);
+                Ok(json_response(
+                    StatusCode::OK,
+                    &ModuleView::new(&module, &routes),
+                ))
+            }
             None => Err(ApiError::not_found(
                 "module_not_found",
                 format!("module {name} is not deployed"),
@@ -257,16 +285,24 @@ impl Api {
     async fn put_module(
         &self,
         name: ModuleName,
-        bytes: Bytes,
+        component: Vec<u8>,
         settings: ModuleSettings,
+        manifest: Manifest,
     ) -> ApiResult {
-        let put = self.executor.deploy(name, bytes.to_vec(), settings).await?;
+        let put = self
+            .executor
+            .deploy(name, component, settings, manifest)
+            .await?;
         let status = if put.created {
             StatusCode::CREATED
         } else {
             StatusCode::OK
         };
-        Ok(json_response(status, &DeployedView::from(&put.module)))
+        let routes = self.executor.module_routes(&put.module.name);
+        Ok(json_response(
+            status,
+            &DeployedView::new(&put.module, &routes),
+        ))
     }
 
     async fn start(&self, body: &[u8]) -> ApiResult {
@@ -503,7 +539,7 @@ fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
-async fn read_body<B>(
+pub(super) async fn read_body<B>(
     request: Request<B>,
     limits: &ApiLimits,
     limit: usize,
@@ -597,12 +633,19 @@ fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
-/// Uploads are component bytes: `application/wasm`, `application/octet-stream`
-/// or no content type at all. A form or JSON body is a mistake worth naming.
-fn check_upload_content_type<B>(request: &Request<B>) -> Result<(), ApiError> {
+/// Uploads are component bytes (`application/wasm`,
+/// `application/octet-stream` or no content type at all), or a
+/// `multipart/form-data` form with the component and its routes: then the
+/// form's boundary. Any other body is a mistake worth naming.
+fn upload_form<B>(request: &Request<B>) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(header::CONTENT_TYPE) else {
-        return Ok(());
+        return Ok(None);
     };
+    if let Some(boundary) = multipart::boundary(value.to_str().unwrap_or("")) {
+        return boundary
+            .map(Some)
+            .map_err(|e| ApiError::bad_request("invalid_form", e));
+    }
     let essence = value
         .to_str()
         .unwrap_or("")
@@ -612,15 +655,48 @@ fn check_upload_content_type<B>(request: &Request<B>) -> Result<(), ApiError> {
         .trim()
         .to_ascii_lowercase();
     if essence == "application/wasm" || essence == "application/octet-stream" {
-        return Ok(());
+        return Ok(None);
     }
     Err(ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         format!(
-            "a module upload is the component's bytes with Content-Type application/wasm (or application/octet-stream), not {value:?}"
+            "a module upload is the component's bytes with Content-Type application/wasm (or application/octet-stream), or a multipart/form-data form with parts \"module\" and \"routes\"; not {value:?}"
         ),
     ))
+}
+
+/// The component and the routes manifest of a form upload.
+fn upload_parts(body: &[u8], boundary: &str) -> Result<(Vec<u8>, Manifest), ApiError> {
+    let invalid = |message: String| ApiError::bad_request("invalid_form", message);
+    let mut component = None;
+    let mut manifest = None;
+    for part in multipart::parse(body, boundary).map_err(invalid)? {
+        let slot_taken = match part.name.as_str() {
+            "module" => component.replace(part.bytes.to_vec()).is_some(),
+            "routes" => manifest
+                .replace(
+                    Manifest::parse(part.bytes)
+                        .map_err(|e| ApiError::bad_request("invalid_routes", e))?,
+                )
+                .is_some(),
+            other => {
+                return Err(invalid(format!(
+                    "unexpected form part {other:?}; a module upload has the parts \"module\" (the component) and \"routes\" (optional, the JSON routes manifest)"
+                )));
+            }
+        };
+        if slot_taken {
+            return Err(invalid(format!(
+                "the form part {:?} appears twice",
+                part.name
+            )));
+        }
+    }
+    let component = component.ok_or_else(|| {
+        invalid("the form has no part \"module\" with the component's bytes".into())
+    })?;
+    Ok((component, manifest.unwrap_or_default()))
 }
 
 /// A module's settings from the query of its upload:
@@ -672,7 +748,7 @@ pub(super) fn query_param(query: &str, name: &str) -> Result<Option<String>, Api
     Ok(None)
 }
 
-fn percent_decode(text: &str) -> Option<String> {
+pub(super) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

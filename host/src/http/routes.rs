@@ -16,6 +16,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/workflows/{id}/steps"),
     ("GET", "/v1/workflows/{id}/events"),
     ("GET", "/v1/workflows/{id}/events/{key}"),
+    // The routes modules declare; `{path}` spans the rest of the path.
+    ("GET", "/app/{path}"),
+    ("POST", "/app/{path}"),
+    ("PUT", "/app/{path}"),
+    ("PATCH", "/app/{path}"),
+    ("DELETE", "/app/{path}"),
 ];
 
 /// Whether decoded path `segments` fit `pattern`.
@@ -71,6 +77,8 @@ mod tests {
                 item.as_object()
                     .unwrap()
                     .keys()
+                    // Path-level parameters are not an operation.
+                    .filter(|key| *key != "parameters")
                     .map(move |method| (method.to_uppercase(), path.clone()))
             })
             .collect();

@@ -6,6 +6,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord};
+use crate::triggers::{Manifest, RouteSpec};
 
 #[derive(Serialize)]
 pub(super) struct EventView<'a> {
@@ -85,17 +86,22 @@ impl<'a> From<&'a JournalEntry> for StepView<'a> {
 pub(super) struct DeployedView<'a> {
     pub(super) name: &'a str,
     pub(super) version: &'a str,
+    pub(super) kind: &'static str,
     pub(super) workflows: &'a [String],
     pub(super) settings: &'a ModuleSettings,
+    /// The module's routes, as deployed with this version.
+    pub(super) routes: &'a [RouteSpec],
 }
 
-impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
-    fn from(module: &'a ModuleVersion) -> Self {
+impl<'a> DeployedView<'a> {
+    pub(super) fn new(module: &'a ModuleVersion, routes: &'a Manifest) -> Self {
         Self {
             name: module.name.as_str(),
             version: &module.version,
+            kind: module.kind.as_str(),
             workflows: &module.workflows,
             settings: &module.settings,
+            routes: &routes.routes,
         }
     }
 }
@@ -103,6 +109,7 @@ impl<'a> From<&'a ModuleVersion> for DeployedView<'a> {
 #[derive(Serialize)]
 pub(super) struct VersionView<'a> {
     pub(super) version: &'a str,
+    pub(super) kind: &'static str,
     pub(super) workflows: &'a [String],
     pub(super) settings: &'a ModuleSettings,
     pub(super) size: u64,
@@ -114,23 +121,29 @@ pub(super) struct ModuleView<'a> {
     pub(super) name: &'a str,
     /// The current version.
     pub(super) version: &'a str,
+    pub(super) kind: &'static str,
     pub(super) workflows: &'a [String],
+    /// The routes of the current deployment.
+    pub(super) routes: &'a [RouteSpec],
     /// Every deployed version, the current one first.
     pub(super) versions: Vec<VersionView<'a>>,
 }
 
-impl<'a> From<&'a ModuleInfo> for ModuleView<'a> {
-    fn from(module: &'a ModuleInfo) -> Self {
+impl<'a> ModuleView<'a> {
+    pub(super) fn new(module: &'a ModuleInfo, routes: &'a Manifest) -> Self {
         let current = module.current();
         Self {
             name: module.name.as_str(),
             version: &current.version,
+            kind: current.kind.as_str(),
             workflows: &current.workflows,
+            routes: &routes.routes,
             versions: module
                 .versions
                 .iter()
                 .map(|v| VersionView {
                     version: &v.version,
+                    kind: v.kind.as_str(),
                     workflows: &v.workflows,
                     settings: &v.settings,
                     size: v.size,

@@ -19,6 +19,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 pub use host::{GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, WorkflowHost};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 
+use crate::domain::ModuleKind;
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
 use host::HostState;
@@ -71,6 +72,8 @@ pub enum UploadError {
 /// A component that passed validation, ready to run.
 #[derive(Clone)]
 pub struct ValidatedModule {
+    pub kind: ModuleKind,
+    /// The workflows of a workflow module; none for a handler.
     pub workflows: Vec<String>,
     pre: WorkflowPre<HostState>,
 }
@@ -179,7 +182,11 @@ impl Runtime {
         self.check_world(&component)?;
         let pre = self.prepare(&component).map_err(UploadError::WrongWorld)?;
         let workflows = self.list_workflows(&pre).await?;
-        Ok(ValidatedModule { workflows, pre })
+        Ok(ValidatedModule {
+            kind: ModuleKind::Workflow,
+            workflows,
+            pre,
+        })
     }
 
     /// Make a validated module runnable under `version`, and keep its compiled

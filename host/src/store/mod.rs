@@ -11,8 +11,8 @@ use async_trait::async_trait;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleSettings, ModuleVersion,
-    NewRun, RunOutcome, RunRecord, WorkflowId,
+    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleKind, ModuleName, ModuleSettings,
+    ModuleVersion, NewRun, RunOutcome, RunRecord, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -46,8 +46,12 @@ pub struct NewModuleVersion {
     pub name: ModuleName,
     pub version: String,
     pub bytes: Vec<u8>,
+    pub kind: ModuleKind,
     pub workflows: Vec<String>,
     pub settings: ModuleSettings,
+    /// The routes manifest (JSON) of this deployment; it replaces the
+    /// module's routes.
+    pub routes: String,
     pub now: i64,
 }
 
@@ -84,6 +88,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_modules(&self) -> Result<Vec<ModuleInfo>>;
     async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>>;
     async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>>;
+    /// The routes manifest (JSON) of every module that has one.
+    async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>>;
 
     /// Create a `PENDING` run with its first attempt counted, unless a run
     /// with that id exists: then return that one, unchanged.

@@ -249,9 +249,11 @@ fn module_version_from_row(row: &SqliteRow) -> Result<ModuleVersion> {
     let name: String = row.try_get("name")?;
     let workflows: String = row.try_get("workflows")?;
     let settings: String = row.try_get("settings")?;
+    let kind: String = row.try_get("kind")?;
     Ok(ModuleVersion {
         name: ModuleName::parse(&name).map_err(corrupt)?,
         version: row.try_get("version")?,
+        kind: kind.parse().map_err(corrupt)?,
         workflows: serde_json::from_str(&workflows).map_err(corrupt)?,
         size: row.try_get::<i64, _>("size")? as u64,
         deployed_at: row.try_get("deployed_at")?,
@@ -276,7 +278,7 @@ fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
 }
 
 const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline";
-const MODULE_COLUMNS: &str = "name, version, workflows, size, deployed_at, settings";
+const MODULE_COLUMNS: &str = "name, version, kind, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
     let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
@@ -324,11 +326,12 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
         .await?;
     } else {
         sqlx::query(
-            "INSERT INTO module_versions (name, version, workflows, size, deployed_at, settings)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO module_versions (name, version, kind, workflows, size, deployed_at, settings)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(m.name.as_str())
         .bind(&m.version)
+        .bind(m.kind.as_str())
         .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
         .bind(m.bytes.len() as i64)
         .bind(m.now)
@@ -336,6 +339,12 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
         .execute(&mut *conn)
         .await?;
     }
+    // The deployment's routes replace the module's old ones.
+    sqlx::query("INSERT OR REPLACE INTO module_routes (name, manifest) VALUES (?, ?)")
+        .bind(m.name.as_str())
+        .bind(&m.routes)
+        .execute(&mut *conn)
+        .await?;
     let row = sqlx::query(&format!(
         "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? AND version = ?"
     ))
@@ -567,6 +576,21 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await?;
         Ok(modules_from_rows(&rows)?.pop())
+    }
+
+    async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>> {
+        let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
+            .fetch_all(&self.reads)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name: String = row.try_get("name")?;
+                Ok((
+                    ModuleName::parse(&name).map_err(corrupt)?,
+                    row.try_get("manifest")?,
+                ))
+            })
+            .collect()
     }
 
     async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {

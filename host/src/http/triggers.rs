@@ -1,0 +1,223 @@
+//! Serving the routes that modules declare, under `/app/`: a workflow route
+//! starts a run and answers at once, with the run's result, or with one of
+//! its events; a handler route hands the request to the module's
+//! `wasi:http` handler.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::router::{
+    Api, ApiResult, Body, encode_segment, json_response, percent_decode, read_body,
+};
+use crate::domain::{RunStatus, WorkflowId};
+use crate::executor::{EventWait, StartRequest, Started};
+use crate::triggers::{InputShape, Respond, RouteMatch, Target, fill_template};
+
+/// The path prefix of trigger routes; `/app/orders/1` is route `/orders/1`.
+pub const PREFIX: &str = "app";
+
+impl Api {
+    /// Serve a request under `/app/`; `segments` follow the prefix.
+    pub(super) async fn serve_trigger<B>(&self, request: Request<B>, segments: &[&str]) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let method = request.method().as_str().to_owned();
+        let Some(found) = self.executor().find_route(&method, segments) else {
+            let methods = self.executor().route_methods(segments);
+            return Err(if methods.is_empty() {
+                ApiError::not_found(
+                    "route_not_found",
+                    format!(
+                        "no module has a route for {method} /{}; the routes are listed with each module at /v1/modules",
+                        segments.join("/")
+                    ),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("allowed: {}", methods.join(", ")),
+                )
+            });
+        };
+        match &found.route.target {
+            Target::Workflow { .. } => self.trigger_workflow(request, found).await,
+            Target::Handler => self.trigger_handler(request, found).await,
+        }
+    }
+
+    async fn trigger_workflow<B>(&self, request: Request<B>, found: RouteMatch) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let Target::Workflow {
+            workflow,
+            id,
+            input,
+            respond,
+            event,
+            timeout_ms,
+        } = &found.route.target
+        else {
+            unreachable!("called for workflow routes only");
+        };
+        let method = request.method().to_string();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let body = read_body(request, self.limits(), self.limits().max_json_body_bytes).await?;
+        let body: Box<RawValue> = if body.is_empty() {
+            RawValue::from_string("null".into()).expect("null is JSON")
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("this route takes a JSON body (or none): {e}"),
+                )
+            })?
+        };
+        let input = match input {
+            InputShape::Body => body.get().to_owned(),
+            InputShape::Request => serde_json::json!({
+                "method": method,
+                "path": path,
+                "params": found.params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect::<serde_json::Map<_, _>>(),
+                "query": query_object(&query)?,
+                "body": body,
+            })
+            .to_string(),
+        };
+        let id = id
+            .as_deref()
+            .map(|template| WorkflowId::parse(&fill_template(template, &found.params)))
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_id", e.0))?;
+        let started = self
+            .executor()
+            .start(StartRequest {
+                module: found.module.clone(),
+                workflow: workflow.clone(),
+                input,
+                id,
+                timeout: None,
+            })
+            .await?;
+        let run = started.run.id.clone();
+        let timeout = Duration::from_millis(*timeout_ms);
+        match respond {
+            Respond::Accepted => Ok(accepted(&started)),
+            Respond::Result => {
+                let _slot = self.wait_slot()?;
+                match self.executor().wait_result(&run, timeout).await? {
+                    Some(done) if done.status == RunStatus::Success => Ok(raw_response(
+                        StatusCode::OK,
+                        done.output.unwrap_or_else(|| "null".into()),
+                    )),
+                    Some(done) if done.status.is_terminal() => Err(run_failed(
+                        &run,
+                        done.status,
+                        done.error.as_deref().unwrap_or(""),
+                    )),
+                    _ => Ok(accepted(&started)),
+                }
+            }
+            Respond::Event => {
+                let key = event.as_deref().expect("checked at deploy");
+                let _slot = self.wait_slot()?;
+                match self.executor().wait_event(&run, key, timeout).await? {
+                    EventWait::Set(value) => Ok(raw_response(StatusCode::OK, value)),
+                    EventWait::TimedOut => Ok(accepted(&started)),
+                    EventWait::Finished(status) => {
+                        let error = self
+                            .executor()
+                            .get_run(&run)
+                            .await?
+                            .and_then(|r| r.error)
+                            .unwrap_or_else(|| format!("it never set event {key:?}"));
+                        Err(run_failed(&run, status, &error))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Api {
+    async fn trigger_handler<B>(&self, _request: Request<B>, found: RouteMatch) -> ApiResult {
+        Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!(
+                "module {} is a handler, which this host cannot run yet",
+                found.module
+            ),
+        ))
+    }
+}
+
+/// 202 (or 200 for a run that existed already) with the run's location.
+fn accepted(started: &Started) -> Response<Body> {
+    let status = if started.created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let run = &started.run;
+    let mut response = json_response(
+        status,
+        &serde_json::json!({"id": run.id.as_str(), "status": run.status.as_str()}),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/v1/workflows/{}",
+        encode_segment(run.id.as_str())
+    )) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn raw_response(status: StatusCode, json: String) -> Response<Body> {
+    use http_body_util::{BodyExt, Full};
+    let mut response = Response::new(Full::new(Bytes::from(json)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// The run a route started ended without the answer the route waits for.
+/// The workflow's own error is the application's to show, not a host fault.
+fn run_failed(run: &WorkflowId, status: RunStatus, error: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "workflow_failed",
+        format!("run {run} ended {status}: {error}"),
+    )
+}
+
+/// The query string as a JSON object (the last of repeated keys wins).
+fn query_object(query: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let mut object = serde_json::Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_decode(&text.replace('+', " ")).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("query parameter {key:?} is not valid percent-encoded UTF-8"),
+                )
+            })
+        };
+        object.insert(decode(key)?, serde_json::Value::String(decode(value)?));
+    }
+    Ok(object)
+}
