@@ -4,7 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const EXAMPLES: &[&str] = &["steps", "orders", "faulty", "hostile", "hostile-fs"];
+const EXAMPLES: &[&str] = &[
+    "steps",
+    "orders",
+    "faulty",
+    "hostile",
+    "hostile-fs",
+    "event-listener",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());

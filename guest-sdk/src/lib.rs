@@ -29,6 +29,9 @@
 //! host calls in the same order, because a recovering run is replayed from the
 //! journal. Do work with side effects outside the host only if repeating it is
 //! harmless.
+//!
+//! HTTP handlers (feature `handler`, without the default `workflow`) are
+//! written with [`handler!`]; see the `handler` module.
 #![deny(missing_docs)]
 
 // The generated bindings name this crate by its public path, so that they
@@ -38,9 +41,12 @@ extern crate self as cairn_sdk;
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(feature = "workflow")]
 use serde::Serialize;
+#[cfg(feature = "workflow")]
 use serde::de::DeserializeOwned;
 
+#[cfg(feature = "workflow")]
 #[doc(hidden)]
 pub mod bindings {
     //! Generated bindings of the `cairn:workflow` world (wit-bindgen).
@@ -55,7 +61,13 @@ pub mod bindings {
     });
 }
 
+#[cfg(feature = "workflow")]
 use bindings::cairn::workflow::{context, events, types};
+#[cfg(all(feature = "handler", not(feature = "workflow")))]
+use handler::bindings::cairn::workflow::{context, types};
+
+#[cfg(feature = "handler")]
+pub mod handler;
 
 /// How long [`get_event_default`] waits: the SDK default of 60 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -82,6 +94,10 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The call is not allowed where it was made.
     NotAllowed,
+    /// A module, workflow or run that the call names does not exist.
+    NotFound,
+    /// The host is too busy to take the call; try again later.
+    Unavailable,
     /// A value could not be converted to or from JSON in the guest.
     Serialization,
     /// The workflow itself failed (see [`Error::msg`]).
@@ -116,20 +132,36 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-impl From<types::Error> for Error {
-    fn from(error: types::Error) -> Self {
-        let kind = match error.code {
-            types::ErrorCode::InvalidJson => ErrorKind::InvalidJson,
-            types::ErrorCode::TooLarge => ErrorKind::TooLarge,
-            types::ErrorCode::InvalidArgument => ErrorKind::InvalidArgument,
-            types::ErrorCode::NotAllowed => ErrorKind::NotAllowed,
-        };
-        Self {
-            kind,
-            message: error.message,
+/// `From` the host's `error` of a world's bindings: each world's bindings
+/// have a type of their own.
+macro_rules! error_from_wit {
+    ($($types:ident)::+) => {
+        impl From<$($types)::+::Error> for $crate::Error {
+            fn from(error: $($types)::+::Error) -> Self {
+                use $($types)::+::ErrorCode;
+                let kind = match error.code {
+                    ErrorCode::InvalidJson => $crate::ErrorKind::InvalidJson,
+                    ErrorCode::TooLarge => $crate::ErrorKind::TooLarge,
+                    ErrorCode::InvalidArgument => $crate::ErrorKind::InvalidArgument,
+                    ErrorCode::NotAllowed => $crate::ErrorKind::NotAllowed,
+                    ErrorCode::NotFound => $crate::ErrorKind::NotFound,
+                    ErrorCode::Unavailable => $crate::ErrorKind::Unavailable,
+                };
+                Self {
+                    kind,
+                    message: error.message,
+                }
+            }
         }
-    }
+    };
 }
+#[cfg_attr(
+    not(all(feature = "workflow", feature = "handler")),
+    allow(unused_imports)
+)]
+pub(crate) use error_from_wit;
+
+error_from_wit!(types);
 
 impl From<serde_json::Error> for Error {
     fn from(error: serde_json::Error) -> Self {
@@ -152,6 +184,7 @@ impl From<&str> for Error {
     }
 }
 
+#[cfg(feature = "workflow")]
 /// Publish, or overwrite, the event `key` of the current run with `value`
 /// serialised as JSON. The event is durable when this returns.
 pub fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
@@ -159,6 +192,7 @@ pub fn set_event<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<()> {
     events::set_event(key, &json).map_err(Error::from)
 }
 
+#[cfg(feature = "workflow")]
 /// Wait up to `timeout` for the event `key` of run `workflow_id` and return its
 /// value, or `None` when the time runs out. A zero timeout looks once.
 pub fn get_event<T: DeserializeOwned>(
@@ -173,17 +207,20 @@ pub fn get_event<T: DeserializeOwned>(
     }
 }
 
+#[cfg(feature = "workflow")]
 /// [`get_event`] with the SDK's default timeout, [`DEFAULT_TIMEOUT`].
 pub fn get_event_default<T: DeserializeOwned>(workflow_id: &str, key: &str) -> Result<Option<T>> {
     get_event(workflow_id, key, DEFAULT_TIMEOUT)
 }
 
+#[cfg(feature = "workflow")]
 /// The id of the run being executed.
 pub fn workflow_id() -> String {
     context::workflow_id()
 }
 
-/// Structured logging, tagged by the host with the run's id.
+/// Structured logging, tagged by the host with the run's id (in a handler,
+/// with the module's name).
 pub mod log {
     use super::context::{self, Level};
 
@@ -213,6 +250,7 @@ pub mod log {
     }
 }
 
+#[cfg(feature = "workflow")]
 /// Export the workflows of a module: each argument is a function
 /// `fn(I) -> Result<O>` where `I: DeserializeOwned` and `O: Serialize`,
 /// exported under the function's name. Use it once per module.

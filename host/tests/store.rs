@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use cairn::domain::{
-    JournalWrite, ModuleName, NewRun, OperationKind, RunOutcome, RunStatus, WorkflowId,
+    JournalWrite, ModuleKind, ModuleName, NewRun, OperationKind, RunOutcome, RunStatus, WorkflowId,
 };
 use cairn::store::{CreateRun, NewModuleVersion, SqliteOptions, SqliteStore, Store, StoreError};
 
@@ -291,8 +291,10 @@ async fn module_versions_are_stored_once_and_the_latest_deploy_is_current() {
             name: name.clone(),
             version: version.into(),
             bytes: bytes.to_vec(),
+            kind: ModuleKind::Workflow,
             workflows: vec!["a".into()],
             settings: Default::default(),
+            routes: format!(r#"{{"routes":[],"deployed_at":{now}}}"#),
             now,
         };
         assert!(
@@ -334,6 +336,33 @@ async fn module_versions_are_stored_once_and_the_latest_deploy_is_current() {
             Some(&b"two"[..])
         );
         assert_eq!(store.list_modules().await.unwrap().len(), 1);
+        // Each deployment's routes replace the module's previous ones.
+        assert_eq!(
+            store.list_routes().await.unwrap(),
+            [(name.clone(), r#"{"routes":[],"deployed_at":4}"#.to_owned())]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_module_keeps_its_kind() {
+    for (_dir, store) in backends().await {
+        let name = ModuleName::parse("listener").unwrap();
+        store
+            .put_module(NewModuleVersion {
+                name: name.clone(),
+                version: "sha256:h".into(),
+                bytes: b"h".to_vec(),
+                kind: ModuleKind::Handler,
+                workflows: Vec::new(),
+                settings: Default::default(),
+                routes: "{}".into(),
+                now: 1,
+            })
+            .await
+            .unwrap();
+        let info = store.get_module(&name).await.unwrap().unwrap();
+        assert_eq!(info.current().kind, ModuleKind::Handler);
     }
 }
 

@@ -25,6 +25,16 @@ pub mod examples {
     pub const HOSTILE: &str = env!("CAIRN_EXAMPLE_HOSTILE");
     /// A guest that imports the file system; its upload is refused.
     pub const HOSTILE_FS: &str = env!("CAIRN_EXAMPLE_HOSTILE_FS");
+    /// The seed's `eventListener`: an HTTP handler, with its routes.
+    pub const EVENT_LISTENER: &str = env!("CAIRN_EXAMPLE_EVENT_LISTENER");
+    pub const EVENT_LISTENER_ROUTES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guest-examples/event-listener/routes.json"
+    );
+    pub const ORDERS_ROUTES: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../guest-examples/orders/routes.json"
+    );
 
     /// Every example, as (module name, component path).
     pub const ALL: [(&str, &str); 3] = [("steps", STEPS), ("orders", ORDERS), ("faulty", FAULTY)];

@@ -8,10 +8,7 @@ use std::time::Duration;
 use cairn_tests::{Host, examples};
 use serde_json::json;
 
-const ORDERS_ROUTES: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../guest-examples/orders/routes.json"
-);
+use examples::ORDERS_ROUTES;
 
 async fn host_with_order_routes(dir: &std::path::Path) -> anyhow::Result<Host> {
     let host = Host::start(dir, &[]).await?;

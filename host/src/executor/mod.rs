@@ -3,6 +3,7 @@
 //! that wait on events.
 
 mod clock;
+mod handlers;
 mod routes;
 mod run_host;
 mod waiters;
@@ -122,6 +123,34 @@ pub struct StartRequest {
 pub struct Started {
     pub run: RunRecord,
     pub created: bool,
+}
+
+/// Emit a guest's log record, tagged with its `source` (`run <id>` or
+/// `module <name>`) under the `cairn::guest` target.
+pub(crate) fn emit_guest_log(
+    level: tracing::Level,
+    source: &str,
+    message: &str,
+    fields: &[(String, String)],
+) {
+    let fields = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match level {
+        tracing::Level::ERROR => {
+            tracing::error!(target: "cairn::guest", source, fields, "{message}")
+        }
+        tracing::Level::WARN => tracing::warn!(target: "cairn::guest", source, fields, "{message}"),
+        tracing::Level::INFO => tracing::info!(target: "cairn::guest", source, fields, "{message}"),
+        tracing::Level::DEBUG => {
+            tracing::debug!(target: "cairn::guest", source, fields, "{message}")
+        }
+        tracing::Level::TRACE => {
+            tracing::trace!(target: "cairn::guest", source, fields, "{message}")
+        }
+    }
 }
 
 /// How a wait for an event ended.
@@ -590,7 +619,7 @@ impl Inner {
     /// Run `run` to its end in a fresh instance, replaying `journal`, and
     /// record how it ended.
     async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
-        let limits = self.guest_limits(&run).await;
+        let limits = self.guest_limits(&run.module, &run.version).await;
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
             let slot = self.instance_slots.clone().acquire_owned().await;
@@ -598,13 +627,8 @@ impl Inner {
             // The semaphore is never closed.
             let _slot = slot.expect("instance slots stay open");
             let host = RunHost::new(self.clone(), run.id.clone(), journal);
-            let store = &self.store;
             let version = &run.version;
-            let bytes = async || match store.module_bytes(version).await {
-                Ok(Some(bytes)) => Ok(bytes),
-                Ok(None) => Err(format!("module version {version} is not in the store")),
-                Err(e) => Err(format!("cannot load module version {version}: {e}")),
-            };
+            let bytes = async || self.module_bytes(version).await;
             self.runtime
                 .run(
                     version,
@@ -669,24 +693,33 @@ impl Inner {
         self.waiters.publish(&WaitKey::Activity(run.clone()), None);
     }
 
-    /// The host's guest limits, with the overrides of the run's module
-    /// version (checked against the host's bounds when it was deployed).
-    async fn guest_limits(&self, run: &RunRecord) -> GuestLimits {
+    /// The bytes of module `version`, for the runtime to compile.
+    async fn module_bytes(&self, version: &str) -> Result<Vec<u8>, String> {
+        match self.store.module_bytes(version).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(format!("module version {version} is not in the store")),
+            Err(e) => Err(format!("cannot load module version {version}: {e}")),
+        }
+    }
+
+    /// The host's guest limits, with the overrides of a module version
+    /// (checked against the host's bounds when it was deployed).
+    async fn guest_limits(&self, module: &ModuleName, version: &str) -> GuestLimits {
         let mut limits = self.runtime.limits().clone();
         let current = self
             .current
             .read()
             .expect("module map lock")
-            .get(&run.module)
-            .filter(|m| m.version == run.version)
+            .get(module)
+            .filter(|m| m.version == version)
             .map(|m| m.settings.clone());
         let settings = match current {
             Some(settings) => settings,
-            None => match self.store.get_module(&run.module).await {
+            None => match self.store.get_module(module).await {
                 Ok(Some(module)) => module
                     .versions
                     .into_iter()
-                    .find(|v| v.version == run.version)
+                    .find(|v| v.version == version)
                     .map(|v| v.settings)
                     .unwrap_or_default(),
                 _ => ModuleSettings::default(),

@@ -214,29 +214,7 @@ impl WorkflowHost for RunHost {
         if self.replaying() {
             return;
         }
-        let fields = fields
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let run = self.run.as_str();
-        match level {
-            tracing::Level::ERROR => {
-                tracing::error!(target: "cairn::guest", run, fields, "{message}")
-            }
-            tracing::Level::WARN => {
-                tracing::warn!(target: "cairn::guest", run, fields, "{message}")
-            }
-            tracing::Level::INFO => {
-                tracing::info!(target: "cairn::guest", run, fields, "{message}")
-            }
-            tracing::Level::DEBUG => {
-                tracing::debug!(target: "cairn::guest", run, fields, "{message}")
-            }
-            tracing::Level::TRACE => {
-                tracing::trace!(target: "cairn::guest", run, fields, "{message}")
-            }
-        }
+        super::emit_guest_log(level, &format!("run {}", self.run), message, fields);
     }
 }
 

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::value::RawValue;
@@ -16,6 +17,7 @@ use super::router::{
 };
 use crate::domain::{RunStatus, WorkflowId};
 use crate::executor::{EventWait, StartRequest, Started};
+use crate::runtime::HandlerFailure;
 use crate::triggers::{InputShape, Respond, RouteMatch, Target, fill_template};
 
 /// The path prefix of trigger routes; `/app/orders/1` is route `/orders/1`.
@@ -150,16 +152,85 @@ impl Api {
 }
 
 impl Api {
-    async fn trigger_handler<B>(&self, _request: Request<B>, found: RouteMatch) -> ApiResult {
-        Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "not_implemented",
-            format!(
-                "module {} is a handler, which this host cannot run yet",
-                found.module
-            ),
+    /// Hand the request to the module's handler, as the route's own path
+    /// (`/app/events` reaches the handler as `/events`), and pass its
+    /// response on, buffered up to [`MAX_HANDLER_RESPONSE_BYTES`].
+    async fn trigger_handler<B>(&self, request: Request<B>, found: RouteMatch) -> ApiResult
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let _slot = self.wait_slot()?;
+        let (mut parts, body) = request.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .strip_prefix(&format!("/{PREFIX}"))
+            .unwrap_or("/");
+        let path_and_query = if path_and_query.starts_with('/') {
+            path_and_query.to_owned()
+        } else {
+            format!("/{path_and_query}")
+        };
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_owned();
+        parts.uri = format!("http://{host}{path_and_query}")
+            .parse()
+            .map_err(|e| ApiError::bad_request("invalid_path", format!("{e}")))?;
+        let limit = self.limits().max_json_body_bytes;
+        let body = Limited::new(body, limit).map_err(move |e| {
+            wasmtime_wasi_http::Error::InternalError(Some(format!(
+                "the request body could not be read (at most {limit} bytes): {e}"
+            )))
+        });
+        let response = self
+            .executor()
+            .handle_http(&found.module, Request::from_parts(parts, body))
+            .await
+            .map_err(|failure| match failure {
+                HandlerFailure::Guest(message) => {
+                    tracing::info!(module = %found.module, %message, "handler failed");
+                    ApiError::new(
+                        StatusCode::BAD_GATEWAY,
+                        "handler_failed",
+                        format!("the handler of module {} failed: {message}", found.module),
+                    )
+                }
+                HandlerFailure::Host(message) => ApiError::internal(message),
+            })?;
+        let (parts, body) = response.into_parts();
+        let collected = tokio::time::timeout(
+            self.limits().body_read_timeout,
+            Limited::new(body, MAX_HANDLER_RESPONSE_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| handler_broke(&found, "did not finish its response in time".into()))?
+        .map_err(|e| handler_broke(&found, format!("broke off its response: {e}")))?;
+        Ok(Response::from_parts(
+            parts,
+            Full::new(collected.to_bytes()).boxed(),
         ))
     }
+}
+
+/// Largest response body a handler may send.
+pub const MAX_HANDLER_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+fn handler_broke(found: &RouteMatch, what: String) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        "handler_failed",
+        format!(
+            "the handler of module {} {what} (responses are at most {MAX_HANDLER_RESPONSE_BYTES} bytes)",
+            found.module
+        ),
+    )
 }
 
 /// 202 (or 200 for a run that existed already) with the run's location.
@@ -184,7 +255,6 @@ fn accepted(started: &Started) -> Response<Body> {
 }
 
 fn raw_response(status: StatusCode, json: String) -> Response<Body> {
-    use http_body_util::{BodyExt, Full};
     let mut response = Response::new(Full::new(Bytes::from(json)).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -1,5 +1,9 @@
-//! The one `bindgen!` of the host, over `wit/`, and the conversions between
-//! its generated types and the host's own.
+//! The host's bindings of `wit/`, and the conversions between their
+//! generated types and the host's own.
+//!
+//! Two worlds, two `bindgen!`s: a workflow's linker must offer the workflow
+//! imports and nothing else, a handler's the `client` interface and nothing
+//! else. The second reuses the first's types, so both speak one `error`.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -7,6 +11,19 @@ wasmtime::component::bindgen!({
     imports: { default: async | trappable },
     exports: { default: async },
 });
+
+/// The `handler` world: the `client` interface handlers import.
+pub mod handler {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "handler",
+        imports: { default: async | trappable },
+        with: {
+            "cairn:workflow/types": super::cairn::workflow::types,
+            "cairn:workflow/context": super::cairn::workflow::context,
+        },
+    });
+}
 
 pub use self::cairn::workflow::context::Level;
 pub use self::cairn::workflow::types::{Error as WitError, ErrorCode as WitErrorCode};
@@ -20,6 +37,8 @@ impl From<GuestError> for WitError {
             GuestErrorCode::TooLarge => WitErrorCode::TooLarge,
             GuestErrorCode::InvalidArgument => WitErrorCode::InvalidArgument,
             GuestErrorCode::NotAllowed => WitErrorCode::NotAllowed,
+            GuestErrorCode::NotFound => WitErrorCode::NotFound,
+            GuestErrorCode::Unavailable => WitErrorCode::Unavailable,
         };
         WitError {
             code,

@@ -25,6 +25,8 @@ pub enum GuestErrorCode {
     TooLarge,
     InvalidArgument,
     NotAllowed,
+    NotFound,
+    Unavailable,
 }
 
 impl GuestError {
@@ -102,6 +104,16 @@ impl HostState {
     /// The guest called the host: its CPU slice starts again.
     fn host_called(&mut self) {
         self.busy_ticks = 0;
+    }
+}
+
+impl super::limits::Metered for HostState {
+    fn limiter(&mut self) -> &mut InstanceLimiter {
+        &mut self.limiter
+    }
+
+    fn busy_ticks(&mut self) -> &mut u32 {
+        &mut self.busy_ticks
     }
 }
 

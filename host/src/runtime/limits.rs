@@ -90,6 +90,35 @@ impl ResourceLimiter for InstanceLimiter {
     }
 }
 
+/// Store state that is metered: its instance limiter, and the epoch ticks
+/// the guest has run since it last called the host.
+pub(super) trait Metered: 'static {
+    fn limiter(&mut self) -> &mut InstanceLimiter;
+    fn busy_ticks(&mut self) -> &mut u32;
+}
+
+/// Put a store under its limits: memory and tables through the limiter;
+/// CPU through epoch deadlines, yielding to the async runtime at every tick
+/// and trapping after a whole slice without a host call.
+pub(super) fn meter<T: Metered>(store: &mut wasmtime::Store<T>, limits: &GuestLimits) {
+    store.limiter(|state| state.limiter());
+    let slice_ticks = limits.cpu_slice_ticks();
+    let slice = limits.cpu_slice;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |mut context| {
+        let busy = context.data_mut().busy_ticks();
+        *busy += 1;
+        if *busy > slice_ticks {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "the guest ran for {} ms without calling the host, past the limit of {} ms",
+                u64::from(*busy) * EPOCH_TICK.as_millis() as u64,
+                slice.as_millis()
+            ))));
+        }
+        Ok(wasmtime::UpdateDeadline::Yield(1))
+    });
+}
+
 /// Advance `engine`'s epoch every [`EPOCH_TICK`] for as long as the engine
 /// lives.
 pub(super) fn start_epoch_ticker(engine: &Engine) {

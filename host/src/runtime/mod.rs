@@ -4,6 +4,7 @@
 
 mod bindings;
 mod guest_output;
+mod handler;
 mod host;
 mod limits;
 
@@ -16,26 +17,42 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
+pub use handler::{HandlerClient, HandlerFailure, RunResult};
 pub use host::{GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, WorkflowHost};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
+pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::domain::ModuleKind;
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
+use handler::HandlerState;
 use host::HostState;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-/// The interface a module must export.
+/// The interface a workflow module exports.
 const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
-/// Imports a module may have: Cairn's interfaces, and the WASI interfaces
+/// The interface a handler module exports (any WASI 0.2 version).
+const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
+/// Imports a workflow may have: Cairn's interfaces, and the WASI interfaces
 /// that Rust's std (and other languages' runtimes) link against. WASI is
 /// linked with a context that grants nothing: no files, no environment, no
 /// network.
-const ALLOWED_IMPORT_PREFIXES: &[&str] = &[
+const WORKFLOW_IMPORT_PREFIXES: &[&str] = &[
     "cairn:workflow/",
     "wasi:cli/",
     "wasi:io/",
     "wasi:clocks/",
     "wasi:random/",
+];
+/// Imports a handler may have: those of a workflow, and the types of
+/// `wasi:http` (outgoing requests are linked, and refused when made).
+const HANDLER_IMPORT_PREFIXES: &[&str] = &[
+    "cairn:workflow/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:http/",
 ];
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -63,7 +80,7 @@ pub enum UploadError {
     CoreModule,
     #[error("the component is invalid: {0}")]
     Invalid(String),
-    #[error("the component does not implement the cairn:workflow/workflow world: {0}")]
+    #[error("the component is neither a workflow module nor an HTTP handler: {0}")]
     WrongWorld(String),
     #[error("the module's workflows could not be listed: {0}")]
     Names(String),
@@ -75,7 +92,23 @@ pub struct ValidatedModule {
     pub kind: ModuleKind,
     /// The workflows of a workflow module; none for a handler.
     pub workflows: Vec<String>,
-    pre: WorkflowPre<HostState>,
+    pre: Prepared,
+}
+
+/// A component ready to instantiate.
+#[derive(Clone)]
+enum Prepared {
+    Workflow(WorkflowPre<HostState>),
+    Handler(ProxyPre<HandlerState>),
+}
+
+impl Prepared {
+    fn component(&self) -> &Component {
+        match self {
+            Self::Workflow(pre) => pre.instance_pre().component(),
+            Self::Handler(pre) => pre.instance_pre().component(),
+        }
+    }
 }
 
 impl std::fmt::Debug for ValidatedModule {
@@ -110,8 +143,9 @@ pub struct Runtime {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
+    handler_linker: Linker<HandlerState>,
     /// Ready-to-instantiate modules, by version.
-    modules: Mutex<HashMap<String, WorkflowPre<HostState>>>,
+    modules: Mutex<HashMap<String, Prepared>>,
     /// Where compiled components are kept across restarts; `None` disables it.
     cache_dir: Option<PathBuf>,
     /// Distinguishes compiled artifacts of incompatible engine builds.
@@ -143,6 +177,7 @@ impl Runtime {
             |state| state,
         )
         .map_err(engine_error)?;
+        let handler_linker = handler::linker(&engine).map_err(engine_error)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         if let Some(dir) = &cache_dir {
@@ -154,6 +189,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                handler_linker,
                 modules: Mutex::new(HashMap::new()),
                 cache_dir,
                 engine_hash: format!("{:016x}", hasher.finish()),
@@ -179,11 +215,16 @@ impl Runtime {
         })
         .await
         .map_err(|e| UploadError::Invalid(format!("compilation was interrupted: {e}")))??;
-        self.check_world(&component)?;
-        let pre = self.prepare(&component).map_err(UploadError::WrongWorld)?;
-        let workflows = self.list_workflows(&pre).await?;
+        let kind = self.check_world(&component)?;
+        let pre = self
+            .prepare(&component, kind)
+            .map_err(UploadError::WrongWorld)?;
+        let workflows = match &pre {
+            Prepared::Workflow(pre) => self.list_workflows(pre).await?,
+            Prepared::Handler(_) => Vec::new(),
+        };
         Ok(ValidatedModule {
-            kind: ModuleKind::Workflow,
+            kind,
             workflows,
             pre,
         })
@@ -192,7 +233,7 @@ impl Runtime {
     /// Make a validated module runnable under `version`, and keep its compiled
     /// form on disk.
     pub fn install(&self, version: &str, module: &ValidatedModule) {
-        self.store_compiled(version, module.pre.instance_pre().component());
+        self.store_compiled(version, module.pre.component());
         self.inner
             .modules
             .lock()
@@ -206,7 +247,7 @@ impl Runtime {
         &self,
         version: &str,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<WorkflowPre<HostState>, String> {
+    ) -> Result<Prepared, String> {
         if let Some(pre) = self
             .inner
             .modules
@@ -232,7 +273,8 @@ impl Runtime {
                 component
             }
         };
-        let pre = self.prepare(&component)?;
+        let kind = self.check_world(&component).map_err(|e| e.to_string())?;
+        let pre = self.prepare(&component, kind)?;
         self.inner
             .modules
             .lock()
@@ -254,7 +296,12 @@ impl Runtime {
     ) -> GuestOutcome {
         let run_id = host.workflow_id();
         let pre = match self.module(version, bytes).await {
-            Ok(pre) => pre,
+            Ok(Prepared::Workflow(pre)) => pre,
+            Ok(Prepared::Handler(_)) => {
+                return GuestOutcome::Trapped(format!(
+                    "module version {version} is an HTTP handler, not a workflow module"
+                ));
+            }
             Err(message) => return GuestOutcome::HostFailed(message),
         };
         let stderr = GuestOutput::new(&run_id, "stderr");
@@ -277,10 +324,7 @@ impl Runtime {
         }
     }
 
-    /// A store for one instance, with its limits: memory and tables through
-    /// the limiter; CPU through epoch deadlines, yielding to the async
-    /// runtime at every tick and trapping after a whole slice without a host
-    /// call.
+    /// A store for one workflow instance, under its limits.
     fn new_store(
         &self,
         wasi: wasmtime_wasi::WasiCtx,
@@ -289,65 +333,87 @@ impl Runtime {
     ) -> Store<HostState> {
         let limiter = limits::InstanceLimiter::new(limits.clone());
         let mut store = Store::new(&self.inner.engine, HostState::new(wasi, host, limiter));
-        store.limiter(|state| &mut state.limiter);
-        let slice_ticks = limits.cpu_slice_ticks();
-        let slice = limits.cpu_slice;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut context| {
-            let state = context.data_mut();
-            state.busy_ticks += 1;
-            if state.busy_ticks > slice_ticks {
-                return Err(wasmtime::Error::new(LimitExceeded(format!(
-                    "the guest ran for {} ms without calling the host, past the limit of {} ms",
-                    u64::from(state.busy_ticks) * EPOCH_TICK.as_millis() as u64,
-                    slice.as_millis()
-                ))));
-            }
-            Ok(wasmtime::UpdateDeadline::Yield(1))
-        });
+        limits::meter(&mut store, &limits);
         store
     }
 
-    fn check_world(&self, component: &Component) -> Result<(), UploadError> {
+    /// What kind of module the component is, from its exports, and whether
+    /// its imports stay within what that kind is offered.
+    fn check_world(&self, component: &Component) -> Result<ModuleKind, UploadError> {
         let ty = component.component_type();
         let engine = &self.inner.engine;
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let kind = if exports.iter().any(|name| name == WORKFLOWS_EXPORT) {
+            Some(ModuleKind::Workflow)
+        } else if exports
+            .iter()
+            .any(|name| name.starts_with(HANDLER_EXPORT_PREFIX))
+        {
+            Some(ModuleKind::Handler)
+        } else {
+            None
+        };
+        let (allowed, offered, to) = match kind {
+            Some(ModuleKind::Workflow) | None => (
+                WORKFLOW_IMPORT_PREFIXES,
+                "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks and random",
+                "workflows",
+            ),
+            Some(ModuleKind::Handler) => (
+                HANDLER_IMPORT_PREFIXES,
+                "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random and http",
+                "handlers",
+            ),
+        };
         let unexpected: Vec<String> = ty
             .imports(engine)
             .map(|(name, _)| name.to_owned())
-            .filter(|name| !ALLOWED_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)))
+            .filter(|name| !allowed.iter().any(|p| name.starts_with(p)))
             .collect();
-        let exports_workflows = ty.exports(engine).any(|(name, _)| name == WORKFLOWS_EXPORT);
         let mut problems = Vec::new();
-        if !exports_workflows {
-            let exports: Vec<_> = ty
-                .exports(engine)
-                .map(|(name, _)| name.to_owned())
-                .collect();
+        if kind.is_none() {
             problems.push(format!(
-                "it must export {WORKFLOWS_EXPORT}, but exports [{}]",
+                "it must export {WORKFLOWS_EXPORT} (a workflow module) or wasi:http/incoming-handler@0.2 (an HTTP handler), but exports [{}]",
                 exports.join(", ")
             ));
         }
         if !unexpected.is_empty() {
             problems.push(format!(
-                "it imports [{}], which the host does not offer to workflows (allowed: cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks and random; no file system, no sockets)",
-                unexpected.join(", ")
+                "it imports [{}], which the host does not offer to {to} (allowed: {offered}; no file system, no sockets)",
+                unexpected.join(", "),
             ));
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(UploadError::WrongWorld(problems.join("; ")))
+        match kind {
+            Some(kind) if problems.is_empty() => Ok(kind),
+            _ => Err(UploadError::WrongWorld(problems.join("; "))),
         }
     }
 
-    fn prepare(&self, component: &Component) -> Result<WorkflowPre<HostState>, String> {
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| format!("its imports do not match what the host provides: {e:#}"))?;
-        WorkflowPre::new(pre).map_err(|e| format!("its exports do not match the world: {e:#}"))
+    fn prepare(&self, component: &Component, kind: ModuleKind) -> Result<Prepared, String> {
+        let mismatch =
+            |e: wasmtime::Error| format!("its imports do not match what the host provides: {e:#}");
+        let exports = |e: wasmtime::Error| format!("its exports do not match the world: {e:#}");
+        Ok(match kind {
+            ModuleKind::Workflow => {
+                let pre = self
+                    .inner
+                    .linker
+                    .instantiate_pre(component)
+                    .map_err(mismatch)?;
+                Prepared::Workflow(WorkflowPre::new(pre).map_err(exports)?)
+            }
+            ModuleKind::Handler => {
+                let pre = self
+                    .inner
+                    .handler_linker
+                    .instantiate_pre(component)
+                    .map_err(mismatch)?;
+                Prepared::Handler(ProxyPre::new(pre).map_err(exports)?)
+            }
+        })
     }
 
     async fn list_workflows(

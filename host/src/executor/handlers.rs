@@ -1,0 +1,155 @@
+//! Running HTTP handler modules: one request, one fresh instance, and the
+//! `client` interface served by the executor. Nothing here is journaled:
+//! a handler is a client of workflows, like any HTTP caller.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{EventWait, Executor, ExecutorError, StartRequest};
+use crate::domain::{ModuleName, WorkflowId};
+use crate::runtime::{
+    GuestError, GuestErrorCode, HandlerClient, HandlerFailure, HyperOutgoingBody, RunResult,
+};
+
+impl Executor {
+    /// Answer `request` with the current version of handler module `module`.
+    pub async fn handle_http<B>(
+        &self,
+        module: &ModuleName,
+        request: hyper::Request<B>,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandlerFailure>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let current = self.current_module(module).ok_or_else(|| {
+            HandlerFailure::Host(format!("module {module} is no longer deployed"))
+        })?;
+        let inner = &self.inner;
+        let limits = inner.guest_limits(module, &current.version).await;
+        let client = Box::new(ExecutorClient {
+            executor: self.clone(),
+            module: module.clone(),
+        });
+        let version = &current.version;
+        inner
+            .runtime
+            .handle(
+                version,
+                async || inner.module_bytes(version).await,
+                client,
+                request,
+                limits,
+            )
+            .await
+    }
+}
+
+/// The `client` interface of one handler instance.
+struct ExecutorClient {
+    executor: Executor,
+    module: ModuleName,
+}
+
+impl ExecutorClient {
+    /// A handler may wait as long as a trigger route may.
+    fn wait(&self, timeout_ms: u64) -> Duration {
+        Duration::from_millis(timeout_ms.min(self.executor.limits().max_trigger_wait_ms))
+    }
+}
+
+fn refusal(error: ExecutorError) -> GuestError {
+    let code = match &error {
+        ExecutorError::UnknownModule(_) | ExecutorError::UnknownWorkflow { .. } => {
+            GuestErrorCode::NotFound
+        }
+        ExecutorError::TooLarge(_) => GuestErrorCode::TooLarge,
+        ExecutorError::Overloaded(_) | ExecutorError::Store(_) => GuestErrorCode::Unavailable,
+        _ => GuestErrorCode::InvalidArgument,
+    };
+    if let ExecutorError::Store(store) = &error {
+        tracing::error!(error = %store, "a handler's call failed in the store");
+        return GuestError::new(code, "the host could not serve the call; retry later");
+    }
+    GuestError::new(code, error.to_string())
+}
+
+fn invalid(message: String) -> GuestError {
+    GuestError::new(GuestErrorCode::InvalidArgument, message)
+}
+
+#[async_trait]
+impl HandlerClient for ExecutorClient {
+    async fn start_workflow(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> Result<String, GuestError> {
+        let module = ModuleName::parse(&module).map_err(|e| invalid(e.0))?;
+        let id = id
+            .as_deref()
+            .map(WorkflowId::parse)
+            .transpose()
+            .map_err(|e| invalid(e.0))?;
+        let started = self
+            .executor
+            .start(StartRequest {
+                module,
+                workflow,
+                input,
+                id,
+                timeout: None,
+            })
+            .await
+            .map_err(refusal)?;
+        Ok(started.run.id.to_string())
+    }
+
+    async fn get_event(
+        &mut self,
+        workflow_id: String,
+        key: String,
+        timeout_ms: u64,
+    ) -> Result<Option<String>, GuestError> {
+        let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        crate::domain::validate_event_key(&key).map_err(|e| invalid(e.0))?;
+        match self
+            .executor
+            .wait_event(&id, &key, self.wait(timeout_ms))
+            .await
+            .map_err(refusal)?
+        {
+            EventWait::Set(value) => Ok(Some(value)),
+            EventWait::TimedOut | EventWait::Finished(_) => Ok(None),
+        }
+    }
+
+    async fn await_result(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> Result<Option<RunResult>, GuestError> {
+        let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        let run = self
+            .executor
+            .wait_result(&id, self.wait(timeout_ms))
+            .await
+            .map_err(refusal)?
+            .ok_or_else(|| {
+                GuestError::new(GuestErrorCode::NotFound, format!("run {id} does not exist"))
+            })?;
+        Ok(run.status.is_terminal().then(|| RunResult {
+            status: run.status.as_str().to_owned(),
+            output: run.output,
+            error: run.error,
+        }))
+    }
+
+    fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {
+        super::emit_guest_log(level, &format!("module {}", self.module), message, fields);
+    }
+}

@@ -1,0 +1,310 @@
+//! HTTP handler modules: components that export the standard
+//! `wasi:http/incoming-handler` and import Cairn's `client` interface.
+//!
+//! Each request gets a fresh instance under the same limits as a workflow's.
+//! Handlers are not durable: what they ask of the `client` interface goes to
+//! a [`HandlerClient`] that the HTTP layer installs, and nothing is
+//! journaled. They get no file system, no sockets and no outgoing HTTP.
+
+use std::future::Future;
+
+use async_trait::async_trait;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use super::bindings::cairn::workflow::context;
+use super::bindings::handler::cairn::workflow::client;
+use super::bindings::{Level, WitError};
+use super::guest_output::GuestOutput;
+use super::host::GuestError;
+use super::limits::{InstanceLimiter, Metered};
+
+/// How a run ended, as a handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    pub status: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What the `client` imports do for one request.
+#[async_trait]
+pub trait HandlerClient: Send + 'static {
+    async fn start_workflow(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> Result<String, GuestError>;
+    async fn get_event(
+        &mut self,
+        workflow_id: String,
+        key: String,
+        timeout_ms: u64,
+    ) -> Result<Option<String>, GuestError>;
+    async fn await_result(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> Result<Option<RunResult>, GuestError>;
+    fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
+}
+
+/// Refuses every outgoing request: handlers have no network.
+struct NoOutgoingHttp;
+
+impl WasiHttpHooks for NoOutgoingHttp {
+    fn send_request(
+        &mut self,
+        _request: hyper::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        hyper::Response<WasiBody>,
+                        Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+                    ),
+                    wasmtime_wasi_http::Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// The `T` of a handler's `Store<T>`.
+pub struct HandlerState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: NoOutgoingHttp,
+    table: ResourceTable,
+    client: Box<dyn HandlerClient>,
+    limiter: InstanceLimiter,
+    busy_ticks: u32,
+}
+
+impl std::fmt::Debug for HandlerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerState").finish_non_exhaustive()
+    }
+}
+
+impl HandlerState {
+    pub(super) fn new(
+        wasi: WasiCtx,
+        client: Box<dyn HandlerClient>,
+        limiter: InstanceLimiter,
+    ) -> Self {
+        Self {
+            wasi,
+            http: WasiHttpCtx::new(),
+            hooks: NoOutgoingHttp,
+            table: ResourceTable::new(),
+            client,
+            limiter,
+            busy_ticks: 0,
+        }
+    }
+
+    fn host_called(&mut self) {
+        self.busy_ticks = 0;
+    }
+}
+
+impl Metered for HandlerState {
+    fn limiter(&mut self) -> &mut InstanceLimiter {
+        &mut self.limiter
+    }
+
+    fn busy_ticks(&mut self) -> &mut u32 {
+        &mut self.busy_ticks
+    }
+}
+
+impl WasiView for HandlerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HandlerState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl super::bindings::cairn::workflow::types::Host for HandlerState {}
+
+/// A handler logs through `context`; it runs no workflow, so it has no
+/// workflow id.
+impl context::Host for HandlerState {
+    async fn workflow_id(&mut self) -> wasmtime::Result<String> {
+        self.host_called();
+        Ok(String::new())
+    }
+
+    async fn log(
+        &mut self,
+        level: Level,
+        message: String,
+        fields: Vec<(String, String)>,
+    ) -> wasmtime::Result<()> {
+        self.host_called();
+        self.client.log(level.into(), &message, &fields);
+        Ok(())
+    }
+}
+
+impl client::Host for HandlerState {
+    async fn start_workflow(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> wasmtime::Result<Result<String, WitError>> {
+        self.host_called();
+        let started = self
+            .client
+            .start_workflow(module, workflow, input, id)
+            .await;
+        Ok(started.map_err(WitError::from))
+    }
+
+    async fn get_event(
+        &mut self,
+        workflow_id: String,
+        key: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        self.host_called();
+        let value = self.client.get_event(workflow_id, key, timeout_ms).await;
+        Ok(value.map_err(WitError::from))
+    }
+
+    async fn await_result(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<client::RunResult>, WitError>> {
+        self.host_called();
+        let result = self.client.await_result(workflow_id, timeout_ms).await;
+        Ok(result
+            .map(|done| {
+                done.map(|r| client::RunResult {
+                    status: r.status,
+                    output: r.output,
+                    error: r.error,
+                })
+            })
+            .map_err(WitError::from))
+    }
+}
+
+/// The linker of handler instances: WASI that grants nothing, `wasi:http`
+/// (outgoing requests refused), and the `client` interface.
+pub(super) fn linker(
+    engine: &wasmtime::Engine,
+) -> wasmtime::Result<wasmtime::component::Linker<HandlerState>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    super::bindings::handler::Handler::add_to_linker::<
+        _,
+        wasmtime::component::HasSelf<HandlerState>,
+    >(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// Why a handler gave no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerFailure {
+    /// The handler trapped, or answered with an error instead of a response.
+    #[error("{0}")]
+    Guest(String),
+    /// The host could not run it (its module could not be loaded).
+    #[error("{0}")]
+    Host(String),
+}
+
+impl super::Runtime {
+    /// Answer `request` with handler module `version` in a fresh instance,
+    /// its `client` calls served by `client`. The response's body may still
+    /// be streaming from the instance when this returns.
+    pub async fn handle<B>(
+        &self,
+        version: &str,
+        bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
+        client: Box<dyn HandlerClient>,
+        request: hyper::Request<B>,
+        limits: super::GuestLimits,
+    ) -> Result<hyper::Response<HyperOutgoingBody>, HandlerFailure>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let pre = match self.module(version, bytes).await {
+            Ok(super::Prepared::Handler(pre)) => pre,
+            Ok(super::Prepared::Workflow(_)) => {
+                return Err(HandlerFailure::Guest(format!(
+                    "module version {version} is a workflow module, not an HTTP handler"
+                )));
+            }
+            Err(message) => return Err(HandlerFailure::Host(message)),
+        };
+        let label = format!("handler {version}");
+        let stderr = GuestOutput::new(&label, "stderr");
+        let limiter = InstanceLimiter::new(limits.clone());
+        let mut store = wasmtime::Store::new(
+            &self.inner.engine,
+            HandlerState::new(super::sealed_wasi(&label, stderr.clone()), client, limiter),
+        );
+        super::limits::meter(&mut store, &limits);
+        let host_error = |e: wasmtime::Error| HandlerFailure::Host(format!("{e:#}"));
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(host_error)?;
+        let response = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(host_error)?;
+        // The instance runs in a task of its own: it may go on writing the
+        // body after the response has been handed over.
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, response)
+                .await
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(HandlerFailure::Guest(format!(
+                "the handler answered with an error instead of a response: {code:?}"
+            ))),
+            Err(_) => Err(HandlerFailure::Guest(match task.await {
+                Ok(Ok(())) => "the handler returned without setting a response".to_owned(),
+                Ok(Err(trap)) => super::describe_trap(&trap, &stderr.tail()),
+                Err(join) => format!("the handler's task failed: {join}"),
+            })),
+        }
+    }
+}
