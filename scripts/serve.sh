@@ -15,14 +15,23 @@ wasm="$PWD/target/guest-examples/wasm32-wasip2/release"
 listen="${CAIRN_LISTEN:-127.0.0.1:8080}"
 cat <<MSG
 
-Cairn is starting on http://$listen with the modules steps, orders and faulty.
-Trigger the seed workflow and read its events from another terminal:
+Cairn is starting on http://$listen with the modules steps, orders, faulty
+and event-listener. From another terminal, trigger the seed: its HTTP handler
+starts stepsWorkflow and answers with both events,
 
-  curl -s -X POST http://$listen/v1/workflows -d '{"module":"steps","workflow":"steps_workflow","id":"seed-1"}'
+  curl -s http://$listen/app/events
+
+or start a run yourself, follow it live, and read an event:
+
+  curl -s -X POST http://$listen/v1/workflows -d '{"module":"steps","workflow":"steps_with_pause","id":"seed-1"}'
+  curl -sN -H 'Accept: text/event-stream' http://$listen/v1/workflows/seed-1/events
   curl -s http://$listen/v1/workflows/seed-1/events/step2
+
+(the run's timeline in a browser: http://$listen/ui/runs/seed-1)
 
 MSG
 exec ./target/release/cairn serve --listen "$listen" --data-dir "${CAIRN_DATA_DIR:-./cairn-data}" \
   --deploy "steps=$wasm/steps.wasm" \
-  --deploy "orders=$wasm/orders.wasm" \
-  --deploy "faulty=$wasm/faulty.wasm"
+  --deploy "orders=$wasm/orders.wasm,guest-examples/orders/routes.json" \
+  --deploy "faulty=$wasm/faulty.wasm" \
+  --deploy "event-listener=$wasm/event_listener.wasm,guest-examples/event-listener/routes.json"
