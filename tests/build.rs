@@ -8,6 +8,7 @@ const EXAMPLES: &[&str] = &[
     "steps",
     "orders",
     "faulty",
+    "approvals",
     "hostile",
     "hostile-fs",
     "event-listener",

@@ -143,6 +143,18 @@ pub fn get_event<T: DeserializeOwned>(
     }
 }
 
+/// Send `message` to run `workflow_id` on `topic`; with an
+/// `idempotency_key`, a duplicate is not delivered again.
+pub fn send_message<T: Serialize + ?Sized>(
+    workflow_id: &str,
+    topic: &str,
+    message: &T,
+    idempotency_key: Option<&str>,
+) -> Result<()> {
+    let json = serde_json::to_string(message)?;
+    client::send_message(workflow_id, topic, &json, idempotency_key).map_err(Error::from)
+}
+
 /// Wait up to `timeout` for run `workflow_id` to end; `None` while it runs.
 pub fn await_result(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);

@@ -62,7 +62,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "workflow")]
-use bindings::cairn::workflow::{context, events, types};
+use bindings::cairn::workflow::{context, events, messages, types};
 #[cfg(all(feature = "handler", not(feature = "workflow")))]
 use handler::bindings::cairn::workflow::{context, types};
 
@@ -211,6 +211,34 @@ pub fn get_event<T: DeserializeOwned>(
 /// [`get_event`] with the SDK's default timeout, [`DEFAULT_TIMEOUT`].
 pub fn get_event_default<T: DeserializeOwned>(workflow_id: &str, key: &str) -> Result<Option<T>> {
     get_event(workflow_id, key, DEFAULT_TIMEOUT)
+}
+
+#[cfg(feature = "workflow")]
+/// Send `message` (serialised as JSON) to run `workflow_id` on `topic`. With
+/// an `idempotency_key`, a message with the same key already delivered to
+/// that run is not delivered again. The send is journaled: a recovering run
+/// does not send again. Fails with [`ErrorKind::NotFound`] when the run does
+/// not exist.
+pub fn send<T: Serialize + ?Sized>(
+    workflow_id: &str,
+    topic: &str,
+    message: &T,
+    idempotency_key: Option<&str>,
+) -> Result<()> {
+    let json = serde_json::to_string(message)?;
+    messages::send(workflow_id, topic, &json, idempotency_key).map_err(Error::from)
+}
+
+#[cfg(feature = "workflow")]
+/// Receive the oldest message sent to this run on `topic`, waiting up to
+/// `timeout` for one; `None` when the time runs out. Each message is
+/// received once.
+pub fn recv<T: DeserializeOwned>(topic: &str, timeout: Duration) -> Result<Option<T>> {
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    match messages::recv(topic, timeout_ms)? {
+        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+        None => Ok(None),
+    }
 }
 
 #[cfg(feature = "workflow")]

@@ -113,6 +113,11 @@ pub fn validate_event_key(key: &str) -> Result<(), InvalidName> {
     Ok(())
 }
 
+/// Check a message topic: the same rules as an event key.
+pub fn validate_topic(topic: &str) -> Result<(), InvalidName> {
+    validate_event_key(topic).map_err(|e| InvalidName(e.0.replace("event key", "topic")))
+}
+
 /// Check that `text` is one JSON value.
 pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())
@@ -301,6 +306,8 @@ impl ModuleInfo {
 pub enum OperationKind {
     SetEvent,
     GetEvent,
+    Send,
+    Recv,
 }
 
 impl OperationKind {
@@ -308,6 +315,8 @@ impl OperationKind {
         match self {
             Self::SetEvent => "set-event",
             Self::GetEvent => "get-event",
+            Self::Send => "send",
+            Self::Recv => "recv",
         }
     }
 }
@@ -319,6 +328,8 @@ impl FromStr for OperationKind {
         match s {
             "set-event" => Ok(Self::SetEvent),
             "get-event" => Ok(Self::GetEvent),
+            "send" => Ok(Self::Send),
+            "recv" => Ok(Self::Recv),
             other => Err(InvalidName(format!("unknown operation kind {other:?}"))),
         }
     }
@@ -362,6 +373,28 @@ pub enum JournalWrite {
         outcome: Option<String>,
         deadline: Millis,
     },
+    /// Journal a `send` and, if the target run exists, deliver the message
+    /// (once per idempotency key). The outcome is whether it was delivered.
+    Send {
+        op: u32,
+        /// `<target>/<topic>`.
+        name: String,
+        message: NewMessage,
+        delivered: bool,
+    },
+    /// Journal the start of a `recv` wait: its deadline.
+    RecvStarted {
+        op: u32,
+        name: String,
+        deadline: Millis,
+    },
+    /// Journal the outcome of a `recv`, consuming the message it received.
+    RecvCompleted {
+        op: u32,
+        name: String,
+        received: Option<Message>,
+        deadline: Millis,
+    },
 }
 
 impl JournalWrite {
@@ -369,9 +402,41 @@ impl JournalWrite {
         match self {
             Self::SetEvent { op, .. }
             | Self::GetEventStarted { op, .. }
-            | Self::GetEventCompleted { op, .. } => *op,
+            | Self::GetEventCompleted { op, .. }
+            | Self::Send { op, .. }
+            | Self::RecvStarted { op, .. }
+            | Self::RecvCompleted { op, .. } => *op,
         }
     }
+}
+
+/// A message to deliver to run `run` on `topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub run: WorkflowId,
+    pub topic: String,
+    /// JSON text.
+    pub message: String,
+    /// A message with a key already delivered to the run is not delivered
+    /// again.
+    pub idempotency_key: Option<String>,
+}
+
+/// A message waiting to be received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its position: messages of a (run, topic) are received in this order.
+    pub seq: i64,
+    /// JSON text.
+    pub message: String,
+}
+
+/// Whether a message was delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Delivered,
+    /// A message with the same idempotency key was delivered before.
+    Duplicate,
 }
 
 /// One write in a run's event history.

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use cairn::domain::{
-    JournalWrite, ModuleKind, ModuleName, NewRun, OperationKind, RunOutcome, RunStatus, WorkflowId,
+    Delivery, JournalWrite, ModuleKind, ModuleName, NewMessage, NewRun, OperationKind, RunOutcome,
+    RunStatus, WorkflowId,
 };
 use cairn::store::{CreateRun, NewModuleVersion, SqliteOptions, SqliteStore, Store, StoreError};
 
@@ -414,4 +415,63 @@ async fn what_was_committed_is_there_after_reopening_the_file() {
         Some("\"v\"")
     );
     assert_eq!(store.journal(&id("r")).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn messages_are_delivered_once_per_key_and_received_in_order() {
+    for (_dir, store) in backends().await {
+        let message = |run: &str, text: &str, key: Option<&str>| NewMessage {
+            run: id(run),
+            topic: "t".into(),
+            message: text.into(),
+            idempotency_key: key.map(str::to_owned),
+        };
+        let refused = store.send_message(message("ghost", "1", None), 1).await;
+        assert!(
+            matches!(refused, Err(StoreError::UnknownRun(_))),
+            "{refused:?}"
+        );
+        store.create_run(new_run("r", 1)).await.unwrap();
+        let run = id("r");
+        for (text, key, expected) in [
+            ("\"a\"", Some("k"), Delivery::Delivered),
+            ("\"a again\"", Some("k"), Delivery::Duplicate),
+            ("\"b\"", None, Delivery::Delivered),
+        ] {
+            assert_eq!(
+                store
+                    .send_message(message("r", text, key), 2)
+                    .await
+                    .unwrap(),
+                expected
+            );
+        }
+        // Received in order, each in the transaction that journals it.
+        for (op, expected) in [(0, "\"a\""), (1, "\"b\"")] {
+            let next = store.next_message(&run, "t").await.unwrap().unwrap();
+            assert_eq!(next.message, expected);
+            store
+                .write_journal(
+                    &run,
+                    JournalWrite::RecvCompleted {
+                        op,
+                        name: "t".into(),
+                        received: Some(next),
+                        deadline: 10,
+                    },
+                    3,
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.next_message(&run, "t").await.unwrap(), None);
+        // The key stays used after its message was received.
+        assert_eq!(
+            store
+                .send_message(message("r", "\"c\"", Some("k")), 4)
+                .await
+                .unwrap(),
+            Delivery::Duplicate
+        );
+    }
 }

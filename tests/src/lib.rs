@@ -21,6 +21,8 @@ pub mod examples {
     pub const STEPS: &str = env!("CAIRN_EXAMPLE_STEPS");
     pub const ORDERS: &str = env!("CAIRN_EXAMPLE_ORDERS");
     pub const FAULTY: &str = env!("CAIRN_EXAMPLE_FAULTY");
+    /// Messages: an approval waiting for a decision, a collector.
+    pub const APPROVALS: &str = env!("CAIRN_EXAMPLE_APPROVALS");
     /// Misbehaving guests for the sandbox tests; not in [`ALL`].
     pub const HOSTILE: &str = env!("CAIRN_EXAMPLE_HOSTILE");
     /// A guest that imports the file system; its upload is refused.

@@ -1,9 +1,10 @@
 //! The seed's `eventListener` as an HTTP handler: on `GET /events` it starts
 //! `stepsWorkflow`, waits for its events `step1` and `step2`, logs both, and
-//! answers with both values.
+//! answers with both values. It also relays decisions to approval runs:
+//! `POST /approvals/{id}/decision` sends the body to run `id` as a message.
 use std::time::Duration;
 
-use cairn_sdk::handler::{Request, Response, get_event, start_workflow};
+use cairn_sdk::handler::{Request, Response, get_event, send_message, start_workflow};
 use cairn_sdk::{Error, Result, log};
 use serde::Serialize;
 
@@ -16,7 +17,28 @@ struct Steps {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn event_listener(_request: Request) -> Result<Response> {
+fn route(request: Request) -> Result<Response> {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("GET", ["events"]) => event_listener(&request),
+        ("POST", ["approvals", id, "decision"]) => relay_decision(id, &request),
+        _ => Ok(Response::text(404, format!("no handler for {} {}", request.method, request.path))),
+    }
+}
+
+fn relay_decision(run: &str, request: &Request) -> Result<Response> {
+    let decision: serde_json::Value = request.json()?;
+    match send_message(run, "decision", &decision, None) {
+        Ok(()) => Response::json(202, &decision),
+        Err(error) if error.kind() == cairn_sdk::ErrorKind::NotFound => Response::json(
+            404,
+            &serde_json::json!({"error": {"code": "run_not_found", "message": error.to_string()}}),
+        ),
+        Err(error) => Err(error),
+    }
+}
+
+fn event_listener(_request: &Request) -> Result<Response> {
     let workflow_id = start_workflow("steps", "steps_workflow", &(), None)?;
     let wait_for = |key: &str| -> Result<String> {
         let value: Option<String> = get_event(&workflow_id, key, WAIT)?;
@@ -38,4 +60,4 @@ fn event_listener(_request: Request) -> Result<Response> {
     )
 }
 
-cairn_sdk::handler!(event_listener);
+cairn_sdk::handler!(route);

@@ -62,9 +62,9 @@ impl ExecutorClient {
 
 fn refusal(error: ExecutorError) -> GuestError {
     let code = match &error {
-        ExecutorError::UnknownModule(_) | ExecutorError::UnknownWorkflow { .. } => {
-            GuestErrorCode::NotFound
-        }
+        ExecutorError::UnknownModule(_)
+        | ExecutorError::UnknownWorkflow { .. }
+        | ExecutorError::UnknownRun(_) => GuestErrorCode::NotFound,
         ExecutorError::TooLarge(_) => GuestErrorCode::TooLarge,
         ExecutorError::Overloaded(_) | ExecutorError::Store(_) => GuestErrorCode::Unavailable,
         _ => GuestErrorCode::InvalidArgument,
@@ -147,6 +147,21 @@ impl HandlerClient for ExecutorClient {
             output: run.output,
             error: run.error,
         }))
+    }
+
+    async fn send_message(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> Result<(), GuestError> {
+        let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        self.executor
+            .send_message(&id, topic, message, idempotency_key)
+            .await
+            .map_err(refusal)?;
+        Ok(())
     }
 
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {

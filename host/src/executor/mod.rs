@@ -20,8 +20,9 @@ pub use clock::{Clock, SystemClock};
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
-    self, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewRun, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    self, Delivery, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleKind, ModuleName,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunOutcome, RunRecord, RunStatus,
+    WorkflowId,
 };
 use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
 use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
@@ -35,6 +36,8 @@ pub type Result<T, E = ExecutorError> = std::result::Result<T, E>;
 pub enum ExecutorError {
     #[error("module {0} is not deployed")]
     UnknownModule(String),
+    #[error("run {0} does not exist")]
+    UnknownRun(String),
     #[error("module {module} has no workflow {workflow:?}; it has: {available}")]
     UnknownWorkflow {
         module: String,
@@ -596,6 +599,58 @@ impl Executor {
         self.inner.waiters.subscribe(WaitKey::Activity(id.clone()))
     }
 
+    /// Send a message to run `id` from outside any run, once per
+    /// idempotency key.
+    pub async fn send_message(
+        &self,
+        id: &WorkflowId,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Delivery> {
+        domain::validate_topic(&topic)?;
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > domain::MAX_WORKFLOW_ID_LEN)
+        {
+            return Err(ExecutorError::InvalidInput(format!(
+                "idempotency_key must be 1 to {} bytes long, got {}",
+                domain::MAX_WORKFLOW_ID_LEN,
+                key.len()
+            )));
+        }
+        let limit = self.inner.limits.max_value_bytes;
+        if message.len() > limit {
+            return Err(ExecutorError::TooLarge(format!(
+                "the message is {} bytes; the limit is {limit} bytes",
+                message.len()
+            )));
+        }
+        domain::check_json(&message).map_err(|e| {
+            ExecutorError::InvalidInput(format!("the message is not valid JSON: {e}"))
+        })?;
+        let sent = NewMessage {
+            run: id.clone(),
+            topic: topic.clone(),
+            message,
+            idempotency_key,
+        };
+        match self
+            .inner
+            .store
+            .send_message(sent, self.inner.clock.now())
+            .await
+        {
+            Ok(delivery) => {
+                if delivery == Delivery::Delivered {
+                    self.inner.published_message(id, topic);
+                }
+                Ok(delivery)
+            }
+            Err(StoreError::UnknownRun(run)) => Err(ExecutorError::UnknownRun(run)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     pub async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
         Ok(self.inner.store.list_events(id).await?)
     }
@@ -685,6 +740,17 @@ impl Inner {
         self.waiters.publish(&WaitKey::Activity(run.clone()), None);
         self.waiters
             .publish(&WaitKey::Event { run, key }, Some(value));
+    }
+
+    /// Wake the run waiting for messages on `topic`. Call after the commit.
+    pub(crate) fn published_message(&self, run: &WorkflowId, topic: String) {
+        self.waiters.publish(
+            &WaitKey::Message {
+                run: run.clone(),
+                topic,
+            },
+            None,
+        );
     }
 
     /// Wake the readers waiting for a run's end. Call after its commit.

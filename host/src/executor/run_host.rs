@@ -14,7 +14,9 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::waiters::WaitKey;
-use crate::domain::{self, JournalEntry, JournalWrite, Millis, OperationKind, WorkflowId};
+use crate::domain::{
+    self, JournalEntry, JournalWrite, Millis, NewMessage, OperationKind, WorkflowId,
+};
 use crate::runtime::{GuestError, GuestErrorCode, HostFailure, HostResult, WorkflowHost};
 use crate::store::StoreError;
 
@@ -89,11 +91,109 @@ impl RunHost {
             })
     }
 
+    /// A journaled wait (`get-event`, `recv`): a replay returns the recorded
+    /// outcome; otherwise `read` is tried at once and, until the deadline,
+    /// again whenever `key` is published; the deadline is journaled before
+    /// waiting (so a recovery keeps it) and `complete` journals the outcome
+    /// with its effect.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one wait, told apart by its parts"
+    )]
+    async fn journaled_wait<T, F, Fut>(
+        &mut self,
+        kind: OperationKind,
+        name: String,
+        timeout_ms: u64,
+        key: WaitKey,
+        mut read: F,
+        from_published: impl Fn(&str) -> Option<T>,
+        complete: impl FnOnce(u32, String, Option<T>, Millis) -> JournalWrite,
+    ) -> Result<Waited<T>, HostFailure>
+    where
+        T: Clone,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<T>, StoreError>>,
+    {
+        let (op, recorded) = self.next_operation(kind, &name)?;
+        let (deadline, wait_journaled) = match recorded {
+            Some(entry) if entry.completed => return Ok(Waited::Recorded(entry.outcome)),
+            // Recovered in the middle of a wait: keep the original deadline.
+            Some(entry) => (
+                entry.deadline.unwrap_or_else(|| self.exec.clock.now()),
+                true,
+            ),
+            None => {
+                let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
+                (self.exec.clock.now().saturating_add(timeout), false)
+            }
+        };
+        let read_failed =
+            |e: StoreError| HostFailure::Host(format!("{} failed to read: {e}", kind.as_str()));
+        let mut subscription = self.exec.waiters.subscribe(key);
+        let mut outcome = read().await.map_err(read_failed)?;
+        if outcome.is_none() && deadline > self.exec.clock.now() {
+            if !wait_journaled {
+                // Record the deadline before waiting, so a recovery resumes
+                // the same wait instead of starting a new one.
+                let started = match kind {
+                    OperationKind::Recv => JournalWrite::RecvStarted {
+                        op,
+                        name: name.clone(),
+                        deadline,
+                    },
+                    _ => JournalWrite::GetEventStarted {
+                        op,
+                        name: name.clone(),
+                        deadline,
+                    },
+                };
+                self.write(started).await?;
+            }
+            outcome = subscription
+                .wait_for(self.instant_of(deadline), read, from_published)
+                .await
+                .map_err(read_failed)?;
+        }
+        drop(subscription);
+        self.write(complete(op, name, outcome.clone(), deadline))
+            .await?;
+        Ok(Waited::Now(outcome))
+    }
+
+    /// A value the guest hands the host (an event value, a message) within
+    /// the size limit and valid JSON, or the guest-visible refusal.
+    fn check_value(&self, what: &str, value: &str) -> Result<(), GuestError> {
+        let limit = self.exec.limits.max_value_bytes;
+        if value.len() > limit {
+            return Err(GuestError::new(
+                GuestErrorCode::TooLarge,
+                format!(
+                    "the {what} is {} bytes; the limit is {limit} bytes",
+                    value.len()
+                ),
+            ));
+        }
+        domain::check_json(value).map_err(|e| {
+            GuestError::new(
+                GuestErrorCode::InvalidJson,
+                format!("the {what} is not valid JSON: {e}"),
+            )
+        })
+    }
+
     /// The `tokio` instant of a journaled wall-clock deadline.
     fn instant_of(&self, deadline: Millis) -> Instant {
         let remaining = deadline.saturating_sub(self.exec.clock.now()).max(0);
         Instant::now() + Duration::from_millis(remaining as u64)
     }
+}
+
+/// How a journaled wait ended: on replay, as the journal recorded it;
+/// otherwise, with what it read now.
+enum Waited<T> {
+    Recorded(Option<String>),
+    Now(Option<T>),
 }
 
 fn invalid(code: GuestErrorCode, message: String) -> HostResult<()> {
@@ -112,21 +212,8 @@ impl WorkflowHost for RunHost {
         if let Err(e) = domain::validate_event_key(&key) {
             return invalid(GuestErrorCode::InvalidArgument, e.0);
         }
-        let limit = self.exec.limits.max_value_bytes;
-        if value.len() > limit {
-            return invalid(
-                GuestErrorCode::TooLarge,
-                format!(
-                    "event {key:?} is {} bytes; the limit is {limit} bytes",
-                    value.len()
-                ),
-            );
-        }
-        if let Err(e) = domain::check_json(&value) {
-            return invalid(
-                GuestErrorCode::InvalidJson,
-                format!("the value of event {key:?} is not valid JSON: {e}"),
-            );
+        if let Err(refusal) = self.check_value(&format!("value of event {key:?}"), &value) {
+            return Ok(Err(refusal));
         }
         let (op, recorded) = self.next_operation(OperationKind::SetEvent, &key)?;
         if recorded.is_some() {
@@ -157,56 +244,128 @@ impl WorkflowHost for RunHost {
             return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0)));
         }
         let name = format!("{target}/{key}");
-        let (op, recorded) = self.next_operation(OperationKind::GetEvent, &name)?;
-        let (deadline, wait_journaled) = match recorded {
-            Some(entry) if entry.completed => return Ok(Ok(entry.outcome)),
-            // Recovered in the middle of a wait: keep the original deadline.
-            Some(entry) => (
-                entry.deadline.unwrap_or_else(|| self.exec.clock.now()),
-                true,
-            ),
-            None => {
-                let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
-                (self.exec.clock.now().saturating_add(timeout), false)
-            }
-        };
-
-        let store = &self.exec.store;
-        let read_failed = |e: StoreError| HostFailure::Host(format!("reading event failed: {e}"));
-        let mut subscription = self.exec.waiters.subscribe(WaitKey::Event {
-            run: target.clone(),
-            key: key.clone(),
-        });
-        let mut outcome = store.get_event(&target, &key).await.map_err(read_failed)?;
-        if outcome.is_none() && deadline > self.exec.clock.now() {
-            if !wait_journaled {
-                // Record the deadline before waiting, so a recovery resumes
-                // the same wait instead of starting a new one.
-                self.write(JournalWrite::GetEventStarted {
+        let store = self.exec.store.clone();
+        let waited = self
+            .journaled_wait(
+                OperationKind::GetEvent,
+                name,
+                timeout_ms,
+                WaitKey::Event {
+                    run: target.clone(),
+                    key: key.clone(),
+                },
+                || store.get_event(&target, &key),
+                |value| Some(value.to_owned()),
+                |op, name, outcome, deadline| JournalWrite::GetEventCompleted {
                     op,
-                    name: name.clone(),
+                    name,
+                    outcome,
                     deadline,
+                },
+            )
+            .await?;
+        Ok(Ok(match waited {
+            Waited::Recorded(outcome) => outcome,
+            Waited::Now(outcome) => outcome,
+        }))
+    }
+
+    async fn send(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> HostResult<()> {
+        // Refusals that depend on the arguments alone take no operation.
+        let target = match WorkflowId::parse(&workflow_id) {
+            Ok(target) => target,
+            Err(e) => return invalid(GuestErrorCode::InvalidArgument, e.0),
+        };
+        if let Err(e) = domain::validate_topic(&topic) {
+            return invalid(GuestErrorCode::InvalidArgument, e.0);
+        }
+        if let Err(refusal) = self.check_value("message", &message) {
+            return Ok(Err(refusal));
+        }
+        let name = format!("{target}/{topic}");
+        let (op, recorded) = self.next_operation(OperationKind::Send, &name)?;
+        let delivered = match recorded {
+            // Replay: sent (or not) already; never again.
+            Some(entry) => entry.outcome.as_deref() == Some("true"),
+            None => {
+                // Whether the target exists is decided once, here, and
+                // journaled with the send: a replay gives the same answer.
+                let exists = self
+                    .exec
+                    .store
+                    .get_run(&target)
+                    .await
+                    .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
+                    .is_some();
+                // Without a key of the caller's, the send's own place in
+                // the journal is one: a message is delivered once even if
+                // the journal were lost.
+                let idempotency_key =
+                    Some(idempotency_key.unwrap_or_else(|| format!("{}#{op}", self.run)));
+                self.write(JournalWrite::Send {
+                    op,
+                    name,
+                    message: NewMessage {
+                        run: target.clone(),
+                        topic: topic.clone(),
+                        message,
+                        idempotency_key,
+                    },
+                    delivered: exists,
                 })
                 .await?;
+                if exists {
+                    self.exec.published_message(&target, topic);
+                }
+                exists
             }
-            outcome = subscription
-                .wait_for(
-                    self.instant_of(deadline),
-                    || store.get_event(&target, &key),
-                    |value| Some(value.to_owned()),
-                )
-                .await
-                .map_err(read_failed)?;
+        };
+        if delivered {
+            Ok(Ok(()))
+        } else {
+            invalid(
+                GuestErrorCode::NotFound,
+                format!("run {target} does not exist; the message was not sent"),
+            )
         }
-        drop(subscription);
-        self.write(JournalWrite::GetEventCompleted {
-            op,
-            name,
-            outcome: outcome.clone(),
-            deadline,
-        })
-        .await?;
-        Ok(Ok(outcome))
+    }
+
+    async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>> {
+        if let Err(e) = domain::validate_topic(&topic) {
+            return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0)));
+        }
+        let store = self.exec.store.clone();
+        let run = self.run.clone();
+        let waited = self
+            .journaled_wait(
+                OperationKind::Recv,
+                topic.clone(),
+                timeout_ms,
+                WaitKey::Message {
+                    run: run.clone(),
+                    topic: topic.clone(),
+                },
+                || store.next_message(&run, &topic),
+                // A wake-up only says that something arrived: read it.
+                |_| None,
+                |op, name, received, deadline| JournalWrite::RecvCompleted {
+                    op,
+                    name,
+                    received,
+                    deadline,
+                },
+            )
+            .await?;
+        Ok(Ok(match waited {
+            Waited::Recorded(outcome) => outcome,
+            Waited::Now(received) => received.map(|m| m.message),
+        }))
     }
 
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {

@@ -23,6 +23,8 @@ pub enum WaitKey {
     Event { run: WorkflowId, key: String },
     /// A run reaching a terminal status; published without a value.
     Finished(WorkflowId),
+    /// A message sent to a run on a topic; published without a value.
+    Message { run: WorkflowId, topic: String },
     /// Anything a run publishes: each event write and its end. For readers
     /// that follow the whole run (event streams); published without a value.
     Activity(WorkflowId),

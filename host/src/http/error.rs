@@ -64,6 +64,7 @@ impl From<ExecutorError> for ApiError {
         let message = error.to_string();
         match error {
             ExecutorError::UnknownModule(_) => Self::not_found("module_not_found", message),
+            ExecutorError::UnknownRun(_) => Self::not_found("run_not_found", message),
             ExecutorError::UnknownWorkflow { .. } => Self::not_found("workflow_not_found", message),
             ExecutorError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
             ExecutorError::InvalidInput(_) => Self::bad_request("invalid_request", message),

@@ -20,7 +20,7 @@ use super::routes::allowed_methods;
 use super::stream::{Framing, StreamRequest, event_stream};
 use super::triggers::PREFIX;
 use super::views::{DeployedView, EventView, ModuleView, RunView, StepView};
-use crate::domain::{ModuleName, ModuleSettings, WorkflowId};
+use crate::domain::{Delivery, ModuleName, ModuleSettings, WorkflowId};
 use crate::executor::{EventWait, Executor, StartRequest};
 use crate::triggers::Manifest;
 
@@ -213,6 +213,11 @@ impl Api {
                 self.start(&body).await
             }
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
+            (["v1", "workflows", id, "messages"], &Method::POST) => {
+                let body =
+                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
+                self.send_message(id, &body).await
+            }
             (["v1", "workflows", id, "result"], &Method::GET) => self.wait_result(id, &query).await,
             (["v1", "workflows", id, "steps"], &Method::GET) => self.list_steps(id).await,
             (["v1", "workflows", id, "events"], &Method::GET) if wants_event_stream(&request) => {
@@ -344,6 +349,31 @@ impl Api {
             response.headers_mut().insert(header::LOCATION, location);
         }
         Ok(response)
+    }
+
+    async fn send_message(&self, id: &str, body: &[u8]) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let request: MessageBody = parse_json(body)?;
+        let delivery = self
+            .executor
+            .send_message(
+                &id,
+                request.topic,
+                request.message.get().to_owned(),
+                request.idempotency_key,
+            )
+            .await?;
+        Ok(match delivery {
+            Delivery::Delivered => json_response(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"delivered": true}),
+            ),
+            // Sent before under this key: delivered once, then, not now.
+            Delivery::Duplicate => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"delivered": false, "duplicate": true}),
+            ),
+        })
     }
 
     async fn get_run(&self, id: &str) -> ApiResult {
@@ -498,6 +528,15 @@ fn request_has_body<B>(request: &Request<B>) -> bool {
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    topic: String,
+    message: Box<RawValue>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/modules/{name}"),
     ("POST", "/v1/workflows"),
     ("GET", "/v1/workflows/{id}"),
+    ("POST", "/v1/workflows/{id}/messages"),
     ("GET", "/v1/workflows/{id}/result"),
     ("GET", "/v1/workflows/{id}/steps"),
     ("GET", "/v1/workflows/{id}/events"),

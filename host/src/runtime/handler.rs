@@ -52,6 +52,13 @@ pub trait HandlerClient: Send + 'static {
         workflow_id: String,
         timeout_ms: u64,
     ) -> Result<Option<RunResult>, GuestError>;
+    async fn send_message(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> Result<(), GuestError>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -170,6 +177,21 @@ impl context::Host for HandlerState {
 }
 
 impl client::Host for HandlerState {
+    async fn send_message(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        self.host_called();
+        let sent = self
+            .client
+            .send_message(workflow_id, topic, message, idempotency_key)
+            .await;
+        Ok(sent.map_err(WitError::from))
+    }
+
     async fn start_workflow(
         &mut self,
         module: String,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::cairn::workflow::{context, events, types};
+use super::bindings::cairn::workflow::{context, events, messages, types};
 use super::bindings::{Level, WitError};
 use super::limits::InstanceLimiter;
 
@@ -64,6 +64,14 @@ pub trait WorkflowHost: Send + 'static {
         key: String,
         timeout_ms: u64,
     ) -> HostResult<Option<String>>;
+    async fn send(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> HostResult<()>;
+    async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -159,6 +167,38 @@ impl events::Host for HostState {
     }
 }
 
+impl messages::Host for HostState {
+    async fn send(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        self.host_called();
+        match self
+            .host
+            .send(workflow_id, topic, message, idempotency_key)
+            .await
+        {
+            Ok(result) => Ok(result.map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+
+    async fn recv(
+        &mut self,
+        topic: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<String>, WitError>> {
+        self.host_called();
+        match self.host.recv(topic, timeout_ms).await {
+            Ok(result) => Ok(result.map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+}
+
 impl context::Host for HostState {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
         self.host_called();
@@ -196,12 +236,20 @@ impl WorkflowHost for NoRun {
         Ok(Err(not_in_a_run()))
     }
 
+    async fn send(&mut self, _: String, _: String, _: String, _: Option<String>) -> HostResult<()> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    async fn recv(&mut self, _: String, _: u64) -> HostResult<Option<String>> {
+        Ok(Err(not_in_a_run()))
+    }
+
     fn log(&mut self, _: tracing::Level, _: &str, _: &[(String, String)]) {}
 }
 
 fn not_in_a_run() -> GuestError {
     GuestError::new(
         GuestErrorCode::NotAllowed,
-        "events are only available while a workflow runs, not while the module is inspected",
+        "events and messages are only available while a workflow runs, not while the module is inspected",
     )
 }

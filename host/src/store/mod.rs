@@ -11,8 +11,8 @@ use async_trait::async_trait;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleKind, ModuleName, ModuleSettings,
-    ModuleVersion, NewRun, RunOutcome, RunRecord, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunOutcome, RunRecord, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -104,6 +104,12 @@ pub trait Store: Send + Sync + 'static {
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.
     async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()>;
+
+    /// Deliver a message from outside a run, once per idempotency key;
+    /// [`StoreError::UnknownRun`] if the run does not exist.
+    async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery>;
+    /// The oldest message of run `id` on `topic` not yet received.
+    async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>>;
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>>;
     /// Current events of a run, by key.

@@ -29,9 +29,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, NewRun,
-    OperationKind, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName,
+    ModuleVersion, NewMessage, NewRun, OperationKind, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
+
+mod messages;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -507,8 +509,36 @@ async fn write_journal(
             Some(*deadline),
             true,
         ),
+        JournalWrite::Send {
+            name, delivered, ..
+        } => (
+            OperationKind::Send,
+            name,
+            Some(delivered.to_string()),
+            None,
+            true,
+        ),
+        JournalWrite::RecvStarted { name, deadline, .. } => {
+            (OperationKind::Recv, name, None, Some(*deadline), false)
+        }
+        JournalWrite::RecvCompleted {
+            name,
+            received,
+            deadline,
+            ..
+        } => (
+            OperationKind::Recv,
+            name,
+            received.as_ref().map(|m| m.message.clone()),
+            Some(*deadline),
+            true,
+        ),
     };
-    let statement = if matches!(write, JournalWrite::GetEventCompleted { .. }) {
+    let completes_a_wait = matches!(
+        write,
+        JournalWrite::GetEventCompleted { .. } | JournalWrite::RecvCompleted { .. }
+    );
+    let statement = if completes_a_wait {
         // Complete a started wait, never one that is already complete.
         format!(
             "{INSERT_JOURNAL}
@@ -536,18 +566,33 @@ async fn write_journal(
         Err(error) if is_unique_violation(&error) => return Err(refusal(conn, &id, op).await?),
         Err(error) => return Err(error.into()),
     }
-    if let JournalWrite::SetEvent { key, value, .. } = write {
-        // The history's trigger publishes the value into `events`.
-        sqlx::query(
-            "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id.as_str())
-        .bind(op)
-        .bind(&key)
-        .bind(&value)
-        .bind(now)
-        .execute(&mut *conn)
-        .await?;
+    // The effect, in the same transaction as its journal entry.
+    match write {
+        JournalWrite::SetEvent { key, value, .. } => {
+            // The history's trigger publishes the value into `events`.
+            sqlx::query(
+                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(&key)
+            .bind(&value)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        JournalWrite::Send {
+            message,
+            delivered: true,
+            ..
+        } => {
+            messages::deliver(conn, &message, now).await?;
+        }
+        JournalWrite::RecvCompleted {
+            received: Some(received),
+            ..
+        } => messages::consume(conn, &id, op, &received).await?,
+        _ => {}
     }
     Ok(())
 }
@@ -660,6 +705,17 @@ impl Store for SqliteStore {
             Box::pin(write_journal(conn, id, write, now))
         }))
         .await
+    }
+
+    async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery> {
+        self.write(Box::new(move |conn| {
+            Box::pin(messages::send(conn, message, now))
+        }))
+        .await
+    }
+
+    async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
+        messages::next(&self.reads, id, topic).await
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {

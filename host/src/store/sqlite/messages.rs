@@ -1,0 +1,103 @@
+//! Messages in SQLite: delivery (once per idempotency key) and the next
+//! message of a (run, topic). Receiving is a journal write; see
+//! `write_journal`.
+
+use sqlx::{Row, SqliteConnection};
+
+use crate::domain::{Delivery, Message, NewMessage, WorkflowId};
+use crate::store::{Result, StoreError};
+
+/// Deliver `message` to its run, unless its idempotency key was delivered
+/// before. The caller knows the run exists.
+pub(super) async fn deliver(
+    conn: &mut SqliteConnection,
+    message: &NewMessage,
+    now: i64,
+) -> Result<Delivery> {
+    let inserted = sqlx::query(
+        "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (run_id, idempotency_key) DO NOTHING",
+    )
+    .bind(message.run.as_str())
+    .bind(&message.topic)
+    .bind(&message.message)
+    .bind(&message.idempotency_key)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(if inserted.rows_affected() == 1 {
+        Delivery::Delivered
+    } else {
+        Delivery::Duplicate
+    })
+}
+
+/// Deliver a message sent from outside a run (HTTP, a handler): refused
+/// with [`StoreError::UnknownRun`], changing nothing, if the run does not
+/// exist.
+pub(super) async fn send(
+    conn: &mut SqliteConnection,
+    message: NewMessage,
+    now: i64,
+) -> Result<Delivery> {
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+        .bind(message.run.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Err(StoreError::UnknownRun(message.run.to_string()));
+    }
+    deliver(conn, &message, now).await
+}
+
+/// Mark `received` as taken by operation `op` of `run`.
+pub(super) async fn consume(
+    conn: &mut SqliteConnection,
+    run: &WorkflowId,
+    op: u32,
+    received: &Message,
+) -> Result<()> {
+    let updated = sqlx::query(
+        "UPDATE messages SET consumed_op = ? WHERE seq = ? AND run_id = ? AND consumed_op IS NULL",
+    )
+    .bind(op)
+    .bind(received.seq)
+    .bind(run.as_str())
+    .execute(conn)
+    .await?;
+    // Only the run's own execution receives its messages, one call at a
+    // time; a message gone from under it means the database was changed
+    // behind the host's back.
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::Corrupt(format!(
+            "message {} of run {run} was received twice",
+            received.seq
+        )));
+    }
+    Ok(())
+}
+
+/// The oldest message of `run` on `topic` not yet received.
+pub(super) async fn next(
+    reads: &sqlx::SqlitePool,
+    run: &WorkflowId,
+    topic: &str,
+) -> Result<Option<Message>> {
+    let row = sqlx::query(
+        "SELECT seq, message FROM messages
+         WHERE run_id = ? AND topic = ? AND consumed_op IS NULL
+         ORDER BY seq LIMIT 1",
+    )
+    .bind(run.as_str())
+    .bind(topic)
+    .fetch_optional(reads)
+    .await?;
+    row.map(|row| {
+        Ok(Message {
+            seq: row.try_get("seq")?,
+            message: row.try_get("message")?,
+        })
+    })
+    .transpose()
+}
