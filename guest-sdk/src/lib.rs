@@ -62,7 +62,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "workflow")]
-use bindings::cairn::workflow::{context, events, messages, types};
+use bindings::cairn::workflow::{context, events, messages, timers, types};
 #[cfg(all(feature = "handler", not(feature = "workflow")))]
 use handler::bindings::cairn::workflow::{context, types};
 
@@ -239,6 +239,13 @@ pub fn recv<T: DeserializeOwned>(topic: &str, timeout: Duration) -> Result<Optio
         Some(json) => Ok(Some(serde_json::from_str(&json)?)),
         None => Ok(None),
     }
+}
+
+#[cfg(feature = "workflow")]
+/// Sleep for `duration`, durably: the wake-up time is journaled, so a run
+/// recovered after a crash sleeps only what is left.
+pub fn sleep(duration: Duration) {
+    timers::sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
 }
 
 #[cfg(feature = "workflow")]

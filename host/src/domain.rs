@@ -308,6 +308,7 @@ pub enum OperationKind {
     GetEvent,
     Send,
     Recv,
+    Sleep,
 }
 
 impl OperationKind {
@@ -317,6 +318,7 @@ impl OperationKind {
             Self::GetEvent => "get-event",
             Self::Send => "send",
             Self::Recv => "recv",
+            Self::Sleep => "sleep",
         }
     }
 }
@@ -330,6 +332,7 @@ impl FromStr for OperationKind {
             "get-event" => Ok(Self::GetEvent),
             "send" => Ok(Self::Send),
             "recv" => Ok(Self::Recv),
+            "sleep" => Ok(Self::Sleep),
             other => Err(InvalidName(format!("unknown operation kind {other:?}"))),
         }
     }
@@ -382,6 +385,13 @@ pub enum JournalWrite {
         message: NewMessage,
         delivered: bool,
     },
+    /// Journal a `sleep` and its wake-up time.
+    Sleep {
+        op: u32,
+        /// The duration asked for, in ms: a replay must ask for the same.
+        name: String,
+        deadline: Millis,
+    },
     /// Journal the start of a `recv` wait: its deadline.
     RecvStarted {
         op: u32,
@@ -404,6 +414,7 @@ impl JournalWrite {
             | Self::GetEventStarted { op, .. }
             | Self::GetEventCompleted { op, .. }
             | Self::Send { op, .. }
+            | Self::Sleep { op, .. }
             | Self::RecvStarted { op, .. }
             | Self::RecvCompleted { op, .. } => *op,
         }

@@ -76,7 +76,7 @@ async fn runs_interrupted_by_a_crash_finish_after_a_restart() -> anyhow::Result<
             calls,
             [
                 ("set-event".into(), "step1".into()),
-                ("get-event".into(), format!("{id}/never-set")),
+                ("sleep".into(), PAUSE_MS.to_string()),
                 ("set-event".into(), "step2".into()),
             ],
             "{id}: each call journaled exactly once"

@@ -1,8 +1,9 @@
 //! Messages: an approval that waits for a decision sent to it, and a
 //! collector that receives a topic's messages in the order they were sent.
+//! Timers: a reminder that sleeps, durably, before it speaks up.
 use std::time::Duration;
 
-use cairn_sdk::{Error, ErrorKind, Result, recv, send, set_event, workflow_id};
+use cairn_sdk::{Error, ErrorKind, Result, recv, send, set_event, sleep, workflow_id};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize)]
@@ -84,4 +85,19 @@ fn decide(request: Decide) -> Result<bool> {
     }
 }
 
-cairn_sdk::workflows!(approval, collect, decide);
+#[derive(Deserialize)]
+struct Reminder {
+    message: String,
+    after_ms: u64,
+}
+
+/// Sleeps `after_ms`, then publishes `reminder` and returns it. A crash in
+/// between does not restart the sleep: the wake-up time is journaled.
+fn reminder(reminder: Reminder) -> Result<String> {
+    set_event("status", "sleeping")?;
+    sleep(Duration::from_millis(reminder.after_ms));
+    set_event("reminder", &reminder.message)?;
+    Ok(reminder.message)
+}
+
+cairn_sdk::workflows!(approval, collect, decide, reminder);

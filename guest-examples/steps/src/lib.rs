@@ -2,7 +2,7 @@
 //! about its progress through two events.
 use std::time::Duration;
 
-use cairn_sdk::{Result, get_event, set_event, workflow_id};
+use cairn_sdk::{Result, set_event, sleep};
 use serde::Deserialize;
 
 /// Sets `step1`, then `step2`, to `"completed"`.
@@ -25,12 +25,11 @@ fn default_pause_ms() -> u64 {
 }
 
 /// Like `steps_workflow`, with a durable pause between the two steps so a
-/// caller can watch them arrive one after the other. The pause is a
-/// `get-event` on a key nobody sets: its deadline is journaled, so a run
-/// recovered after a crash only waits for what is left of it.
+/// caller can watch them arrive one after the other. The wake-up time is
+/// journaled, so a run recovered after a crash only sleeps what is left.
 fn steps_with_pause(input: Pause) -> Result<()> {
     set_event("step1", "completed")?;
-    let _: Option<()> = get_event(&workflow_id(), "never-set", Duration::from_millis(input.pause_ms))?;
+    sleep(Duration::from_millis(input.pause_ms));
     set_event("step2", "completed")
 }
 

@@ -336,6 +336,25 @@ impl WorkflowHost for RunHost {
         }
     }
 
+    async fn sleep(&mut self, duration_ms: u64) -> Result<(), HostFailure> {
+        let name = duration_ms.to_string();
+        let (op, recorded) = self.next_operation(OperationKind::Sleep, &name)?;
+        let deadline = match recorded {
+            // Replay: wake at the journaled time, which may have passed.
+            Some(entry) => entry.deadline.unwrap_or_else(|| self.exec.clock.now()),
+            None => {
+                let duration = i64::try_from(duration_ms).unwrap_or(i64::MAX);
+                let deadline = self.exec.clock.now().saturating_add(duration);
+                // Journaled before sleeping, so a recovery keeps the time.
+                self.write(JournalWrite::Sleep { op, name, deadline })
+                    .await?;
+                deadline
+            }
+        };
+        tokio::time::sleep_until(self.instant_of(deadline)).await;
+        Ok(())
+    }
+
     async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>> {
         if let Err(e) = domain::validate_topic(&topic) {
             return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0)));

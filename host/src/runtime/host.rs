@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::cairn::workflow::{context, events, messages, types};
+use super::bindings::cairn::workflow::{context, events, messages, timers, types};
 use super::bindings::{Level, WitError};
 use super::limits::InstanceLimiter;
 
@@ -72,6 +72,7 @@ pub trait WorkflowHost: Send + 'static {
         idempotency_key: Option<String>,
     ) -> HostResult<()>;
     async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>>;
+    async fn sleep(&mut self, duration_ms: u64) -> Result<(), HostFailure>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -199,6 +200,13 @@ impl messages::Host for HostState {
     }
 }
 
+impl timers::Host for HostState {
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        self.host_called();
+        self.host.sleep(duration_ms).await.map_err(trap)
+    }
+}
+
 impl context::Host for HostState {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
         self.host_called();
@@ -242,6 +250,12 @@ impl WorkflowHost for NoRun {
 
     async fn recv(&mut self, _: String, _: u64) -> HostResult<Option<String>> {
         Ok(Err(not_in_a_run()))
+    }
+
+    async fn sleep(&mut self, _: u64) -> Result<(), HostFailure> {
+        Err(HostFailure::Run(
+            "a module may not sleep while it is inspected".into(),
+        ))
     }
 
     fn log(&mut self, _: tracing::Level, _: &str, _: &[(String, String)]) {}

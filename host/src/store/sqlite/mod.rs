@@ -518,6 +518,9 @@ async fn write_journal(
             None,
             true,
         ),
+        JournalWrite::Sleep { name, deadline, .. } => {
+            (OperationKind::Sleep, name, None, Some(*deadline), true)
+        }
         JournalWrite::RecvStarted { name, deadline, .. } => {
             (OperationKind::Recv, name, None, Some(*deadline), false)
         }
