@@ -225,6 +225,38 @@ impl Client {
         .await
     }
 
+    /// `GET /v1/workflows` with `query` (name, value) pairs.
+    pub async fn list_runs(&self, query: &[(&str, String)]) -> Result<Reply, ClientError> {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(name, value)| format!("{name}={}", encode(value)))
+            .collect();
+        self.get(&format!("/v1/workflows?{}", query.join("&")))
+            .await
+    }
+
+    /// A run's journal.
+    pub async fn steps(&self, id: &str) -> Result<Reply, ClientError> {
+        self.get(&format!("/v1/workflows/{}/steps", encode(id)))
+            .await
+    }
+
+    /// Send run `id` a message.
+    pub async fn send_message(
+        &self,
+        id: &str,
+        topic: &str,
+        message: serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply, ClientError> {
+        let mut body = serde_json::json!({"topic": topic, "message": message});
+        if let Some(key) = idempotency_key {
+            body["idempotency_key"] = key.into();
+        }
+        self.post_json(&format!("/v1/workflows/{}/messages", encode(id)), &body)
+            .await
+    }
+
     pub async fn events(&self, id: &str) -> Result<Reply, ClientError> {
         self.get(&format!("/v1/workflows/{}/events", encode(id)))
             .await

@@ -209,6 +209,18 @@ pub struct RunRecord {
     pub deadline: Option<Millis>,
 }
 
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub module: Option<ModuleName>,
+    pub workflow: Option<String>,
+    /// Only runs older than this one: (created_at, id) of the last run of
+    /// the previous page.
+    pub after: Option<(Millis, WorkflowId)>,
+    pub limit: u32,
+}
+
 /// A run to create.
 #[derive(Debug, Clone)]
 pub struct NewRun {

@@ -64,6 +64,43 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// List runs, newest first.
+    List {
+        /// PENDING, SUCCESS, ERROR, CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        module: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// The `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a run's journal.
+    Steps {
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Send a run a message.
+    Send {
+        id: String,
+        topic: String,
+        /// The message, as JSON.
+        #[arg(long)]
+        message: String,
+        /// A duplicate of an idempotency key already delivered is not
+        /// delivered again.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -211,6 +248,43 @@ async fn main() -> anyhow::Result<()> {
             server,
         } => print_reply(client(&server)?.event(&id, &key, timeout_ms).await?),
         Command::Status { id, server } => print_reply(client(&server)?.status(&id).await?),
+        Command::List {
+            status,
+            module,
+            workflow,
+            limit,
+            cursor,
+            server,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            for (name, value) in [
+                ("status", status),
+                ("module", module),
+                ("workflow", workflow),
+                ("cursor", cursor),
+            ] {
+                if let Some(value) = value {
+                    query.push((name, value));
+                }
+            }
+            print_reply(client(&server)?.list_runs(&query).await?)
+        }
+        Command::Steps { id, server } => print_reply(client(&server)?.steps(&id).await?),
+        Command::Send {
+            id,
+            topic,
+            message,
+            idempotency_key,
+            server,
+        } => {
+            let message: serde_json::Value = serde_json::from_str(&message)
+                .context("--message must be JSON, e.g. '{\"approved\": true}'")?;
+            print_reply(
+                client(&server)?
+                    .send_message(&id, &topic, message, idempotency_key.as_deref())
+                    .await?,
+            )
+        }
     }
 }
 

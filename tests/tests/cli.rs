@@ -58,3 +58,44 @@ async fn deploy_start_event_and_status_from_the_command_line() -> anyhow::Result
     assert!(String::from_utf8_lossy(&bad_input.stderr).contains("--input must be JSON"));
     Ok(())
 }
+
+#[tokio::test]
+async fn list_steps_and_send_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let url = host.url.as_str();
+    let deployed = cairn(url, &["deploy", "approvals", examples::APPROVALS]).await?;
+    assert!(deployed.status.success(), "{deployed:?}");
+    let started = cairn(
+        url,
+        &[
+            "start",
+            "approvals",
+            "collect",
+            "--input",
+            r#"{"count": 1}"#,
+            "--id",
+            "c",
+        ],
+    )
+    .await?;
+    assert!(started.status.success(), "{started:?}");
+
+    let sent = cairn(url, &["send", "c", "item", "--message", r#"{"n": 1}"#]).await?;
+    assert!(sent.status.success(), "{sent:?}");
+    assert_eq!(stdout_json(&sent)["delivered"], true);
+    host.result("c", std::time::Duration::from_secs(30)).await?;
+
+    let steps = cairn(url, &["steps", "c"]).await?;
+    assert!(steps.status.success(), "{steps:?}");
+    assert_eq!(stdout_json(&steps)["steps"][1]["kind"], "recv");
+
+    let listed = cairn(
+        url,
+        &["list", "--status", "SUCCESS", "--module", "approvals"],
+    )
+    .await?;
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(stdout_json(&listed)["workflows"][0]["id"], "c");
+    Ok(())
+}

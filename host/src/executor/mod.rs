@@ -21,7 +21,7 @@ pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
     self, Delivery, EventRecord, InvalidName, JournalEntry, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunOutcome, RunRecord, RunStatus,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord, RunStatus,
     WorkflowId,
 };
 use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
@@ -505,6 +505,11 @@ impl Executor {
             resumed,
             exceeded: claim.exceeded.len(),
         })
+    }
+
+    /// Runs that pass `filter`, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        Ok(self.inner.store.list_runs(filter).await?)
     }
 
     pub async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {

@@ -20,7 +20,7 @@ use super::routes::allowed_methods;
 use super::stream::{Framing, StreamRequest, event_stream};
 use super::triggers::PREFIX;
 use super::views::{DeployedView, EventView, ModuleView, RunView, StepView};
-use crate::domain::{Delivery, ModuleName, ModuleSettings, WorkflowId};
+use crate::domain::{Delivery, InvalidName, ModuleName, ModuleSettings, RunFilter, WorkflowId};
 use crate::executor::{EventWait, Executor, StartRequest};
 use crate::triggers::Manifest;
 
@@ -212,6 +212,7 @@ impl Api {
                     read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
                 self.start(&body).await
             }
+            (["v1", "workflows"], &Method::GET) => self.list_runs(&query).await,
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
             (["v1", "workflows", id, "messages"], &Method::POST) => {
                 let body =
@@ -374,6 +375,26 @@ impl Api {
                 &serde_json::json!({"delivered": false, "duplicate": true}),
             ),
         })
+    }
+
+    async fn list_runs(&self, query: &str) -> ApiResult {
+        let mut filter = run_filter(query)?;
+        // One more than asked tells whether there is a next page.
+        let limit = filter.limit as usize;
+        filter.limit += 1;
+        let mut runs = self.executor.list_runs(&filter).await?;
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last()
+                .map(|run| encode_cursor(run.created_at, &run.id))
+        } else {
+            None
+        };
+        let views: Vec<RunView> = runs.iter().map(RunView::from).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"workflows": views, "next_cursor": next_cursor}),
+        ))
     }
 
     async fn get_run(&self, id: &str) -> ApiResult {
@@ -703,6 +724,61 @@ fn upload_form<B>(request: &Request<B>) -> Result<Option<String>, ApiError> {
             "a module upload is the component's bytes with Content-Type application/wasm (or application/octet-stream), or a multipart/form-data form with parts \"module\" and \"routes\"; not {value:?}"
         ),
     ))
+}
+
+/// Most runs one page of a listing may have.
+const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The filter of `GET /v1/workflows?status=&module=&workflow=&limit=&cursor=`.
+fn run_filter(query: &str) -> Result<RunFilter, ApiError> {
+    const ACCEPTED: &str = "status, module, workflow, limit, cursor";
+    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+    let mut filter = RunFilter {
+        limit: 50,
+        ..RunFilter::default()
+    };
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, _) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = query_param(pair, key)?.unwrap_or_default();
+        match key {
+            "status" => filter.status = Some(value.parse().map_err(|e: InvalidName| invalid(e.0))?),
+            "module" => filter.module = Some(parse_module_name(&value)?),
+            "workflow" => filter.workflow = Some(value),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "limit must be a whole number from 1 to {MAX_LIST_LIMIT}, got {value:?}"
+                        ))
+                    })?;
+            }
+            "cursor" => {
+                filter.after = Some(decode_cursor(&value).ok_or_else(|| {
+                    invalid("cursor is not one this host handed out as next_cursor".into())
+                })?);
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown query parameter {other:?}; accepted: {ACCEPTED}"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// A page's cursor: where the next page starts, opaque to clients.
+fn encode_cursor(created_at: i64, id: &WorkflowId) -> String {
+    hex::encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, WorkflowId)> {
+    let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+    let (created_at, id) = text.split_once(':')?;
+    Some((created_at.parse().ok()?, WorkflowId::parse(id).ok()?))
 }
 
 /// The component and the routes manifest of a form upload.

@@ -10,6 +10,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/modules"),
     ("GET", "/v1/modules/{name}"),
     ("PUT", "/v1/modules/{name}"),
+    ("GET", "/v1/workflows"),
     ("POST", "/v1/workflows"),
     ("GET", "/v1/workflows/{id}"),
     ("POST", "/v1/workflows/{id}/messages"),

@@ -12,7 +12,8 @@ pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunOutcome, RunRecord, WorkflowId,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord,
+    WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -95,6 +96,8 @@ pub trait Store: Send + Sync + 'static {
     /// with that id exists: then return that one, unchanged.
     async fn create_run(&self, run: NewRun) -> Result<CreateRun>;
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>>;
+    /// Runs that pass `filter`, newest first, at most `filter.limit`.
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Record how a run ended. Only a `PENDING` run changes.
     async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()>;
     /// Count a new attempt for every `PENDING` run; those past

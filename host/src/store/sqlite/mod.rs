@@ -30,7 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName,
-    ModuleVersion, NewMessage, NewRun, OperationKind, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    ModuleVersion, NewMessage, NewRun, OperationKind, RunFilter, RunOutcome, RunRecord, RunStatus,
+    WorkflowId,
 };
 
 mod messages;
@@ -661,6 +662,32 @@ impl Store for SqliteStore {
             .fetch_optional(&self.reads)
             .await?;
         row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        // Absent filters are NULL and match everything.
+        let (after_created, after_id) = match &filter.after {
+            Some((created, id)) => (Some(*created), Some(id.as_str())),
+            None => (None, None),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE (?1 IS NULL OR status = ?1)
+               AND (?2 IS NULL OR module = ?2)
+               AND (?3 IS NULL OR workflow = ?3)
+               AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))
+             ORDER BY created_at DESC, id DESC
+             LIMIT ?6"
+        ))
+        .bind(filter.status.map(RunStatus::as_str))
+        .bind(filter.module.as_ref().map(ModuleName::as_str))
+        .bind(filter.workflow.as_deref())
+        .bind(after_created)
+        .bind(after_id)
+        .bind(i64::from(filter.limit))
+        .fetch_all(&self.reads)
+        .await?;
+        rows.iter().map(run_from_row).collect()
     }
 
     async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()> {
