@@ -235,6 +235,17 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/workflows/{id}/{action}`: `cancel` or `resume`.
+    pub async fn run_action(&self, id: &str, action: &str) -> Result<Reply, ClientError> {
+        self.send(
+            Method::POST,
+            &format!("/v1/workflows/{}/{action}", encode(id)),
+            None,
+            Bytes::new(),
+        )
+        .await
+    }
+
     /// A run's journal.
     pub async fn steps(&self, id: &str) -> Result<Reply, ClientError> {
         self.get(&format!("/v1/workflows/{}/steps", encode(id)))

@@ -64,6 +64,18 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Cancel a PENDING run (admin).
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Resume a CANCELLED run (admin).
+    Resume {
+        id: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// List runs, newest first.
     List {
         /// PENDING, SUCCESS, ERROR, CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED.
@@ -270,6 +282,12 @@ async fn main() -> anyhow::Result<()> {
             print_reply(client(&server)?.list_runs(&query).await?)
         }
         Command::Steps { id, server } => print_reply(client(&server)?.steps(&id).await?),
+        Command::Cancel { id, server } => {
+            print_reply(client(&server)?.run_action(&id, "cancel").await?)
+        }
+        Command::Resume { id, server } => {
+            print_reply(client(&server)?.run_action(&id, "resume").await?)
+        }
         Command::Send {
             id,
             topic,

@@ -58,6 +58,13 @@ pub enum ExecutorError {
     InvalidInput(String),
     #[error("{0}")]
     InvalidRoutes(String),
+    /// The run is not in a status the operation applies to.
+    #[error("run {id} is {status}; {what}")]
+    WrongStatus {
+        id: String,
+        status: RunStatus,
+        what: &'static str,
+    },
     #[error("{0}")]
     RouteConflict(String),
     #[error("{0}")]
@@ -198,6 +205,8 @@ pub(crate) struct Inner {
     routes: RwLock<Routes>,
     /// Held by a deployment from its route check to its commit.
     deploying: tokio::sync::Mutex<()>,
+    /// The executions in progress, to stop one when its run is cancelled.
+    executions: std::sync::Mutex<HashMap<WorkflowId, tokio::task::AbortHandle>>,
 }
 
 /// What the host has in flight; served by `/healthz`.
@@ -260,6 +269,7 @@ impl Executor {
                 current: RwLock::new(current),
                 routes: RwLock::new(routes),
                 deploying: tokio::sync::Mutex::new(()),
+                executions: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -462,7 +472,7 @@ impl Executor {
         };
         match self.inner.store.create_run(new_run.clone()).await? {
             CreateRun::Created(run) => {
-                tokio::spawn(self.inner.clone().execute(run.clone(), Vec::new()));
+                self.inner.spawn_execution(run.clone(), Vec::new());
                 Ok(Started { run, created: true })
             }
             CreateRun::Existing(run)
@@ -499,12 +509,74 @@ impl Executor {
         for run in claim.resume {
             let journal = inner.store.journal(&run.id).await?;
             tracing::info!(run = %run.id, attempt = run.attempts, journaled = journal.len(), "recovering run");
-            tokio::spawn(inner.clone().execute(run, journal));
+            inner.spawn_execution(run, journal);
         }
         Ok(RecoveryReport {
             resumed,
             exceeded: claim.exceeded.len(),
         })
+    }
+
+    /// Cancel a `PENDING` run: it ends `CANCELLED` at once, and its
+    /// execution is stopped wherever it is (a sleep, a wait), its instance
+    /// dropped. What it journaled stays; [`Executor::resume`] goes on from
+    /// there.
+    pub async fn cancel(&self, id: &WorkflowId) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let run = inner
+            .store
+            .transition_run(
+                id,
+                RunStatus::Pending,
+                RunStatus::Cancelled,
+                inner.clock.now(),
+            )
+            .await?
+            .ok_or_else(|| ExecutorError::UnknownRun(id.to_string()))?;
+        let (moved, run) = run;
+        if !moved {
+            return Err(ExecutorError::WrongStatus {
+                id: id.to_string(),
+                status: run.status,
+                what: "only a PENDING run can be cancelled",
+            });
+        }
+        // The status is committed first: an execution that reaches its end
+        // meanwhile cannot record it any more (only PENDING runs change).
+        if let Some(execution) = inner.executions.lock().expect("executions lock").remove(id) {
+            execution.abort();
+        }
+        tracing::info!(run = %id, "run cancelled");
+        inner.published_end(id);
+        Ok(run)
+    }
+
+    /// Resume a `CANCELLED` run: `PENDING` again, with one more attempt,
+    /// executed from its journal.
+    pub async fn resume(&self, id: &WorkflowId) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let run = inner
+            .store
+            .transition_run(
+                id,
+                RunStatus::Cancelled,
+                RunStatus::Pending,
+                inner.clock.now(),
+            )
+            .await?
+            .ok_or_else(|| ExecutorError::UnknownRun(id.to_string()))?;
+        let (moved, run) = run;
+        if !moved {
+            return Err(ExecutorError::WrongStatus {
+                id: id.to_string(),
+                status: run.status,
+                what: "only a CANCELLED run can be resumed",
+            });
+        }
+        let journal = inner.store.journal(id).await?;
+        tracing::info!(run = %id, journaled = journal.len(), "run resumed");
+        inner.spawn_execution(run.clone(), journal);
+        Ok(run)
     }
 
     /// Runs that pass `filter`, newest first.
@@ -676,6 +748,25 @@ impl Executor {
 }
 
 impl Inner {
+    /// Execute `run` in a task of its own, which [`Executor::cancel`] can
+    /// stop.
+    fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+        let id = run.id.clone();
+        let mut executions = self.executions.lock().expect("executions lock");
+        let inner = self.clone();
+        let task = tokio::spawn(async move {
+            let id = run.id.clone();
+            inner.clone().execute(run, journal).await;
+            // Inserted before this task could get here: the lock was held.
+            inner
+                .executions
+                .lock()
+                .expect("executions lock")
+                .remove(&id);
+        });
+        executions.insert(id, task.abort_handle());
+    }
+
     /// Run `run` to its end in a fresh instance, replaying `journal`, and
     /// record how it ended.
     async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {

@@ -69,6 +69,9 @@ impl From<ExecutorError> for ApiError {
             ExecutorError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
             ExecutorError::InvalidInput(_) => Self::bad_request("invalid_request", message),
             ExecutorError::InvalidRoutes(_) => Self::bad_request("invalid_routes", message),
+            ExecutorError::WrongStatus { .. } => {
+                Self::new(StatusCode::CONFLICT, "wrong_status", message)
+            }
             ExecutorError::RouteConflict(_) => {
                 Self::new(StatusCode::CONFLICT, "route_conflict", message)
             }

@@ -214,6 +214,16 @@ impl Api {
             }
             (["v1", "workflows"], &Method::GET) => self.list_runs(&query).await,
             (["v1", "workflows", id], &Method::GET) => self.get_run(id).await,
+            (["v1", "workflows", id, "cancel"], &Method::POST) => {
+                let id = parse_workflow_id(id)?;
+                let run = self.executor.cancel(&id).await?;
+                Ok(json_response(StatusCode::OK, &RunView::from(&run)))
+            }
+            (["v1", "workflows", id, "resume"], &Method::POST) => {
+                let id = parse_workflow_id(id)?;
+                let run = self.executor.resume(&id).await?;
+                Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run)))
+            }
             (["v1", "workflows", id, "messages"], &Method::POST) => {
                 let body =
                     read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;

@@ -14,6 +14,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/workflows"),
     ("GET", "/v1/workflows/{id}"),
     ("POST", "/v1/workflows/{id}/messages"),
+    ("POST", "/v1/workflows/{id}/cancel"),
+    ("POST", "/v1/workflows/{id}/resume"),
     ("GET", "/v1/workflows/{id}/result"),
     ("GET", "/v1/workflows/{id}/steps"),
     ("GET", "/v1/workflows/{id}/events"),

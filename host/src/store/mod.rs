@@ -12,7 +12,7 @@ pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord, RunStatus,
     WorkflowId,
 };
 
@@ -100,6 +100,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Record how a run ended. Only a `PENDING` run changes.
     async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()>;
+    /// Move run `id` from `from` to `to` (with one more attempt when it
+    /// becomes `PENDING` again): whether it moved, and the run as it is
+    /// afterwards; `None` if there is no such run.
+    async fn transition_run(
+        &self,
+        id: &WorkflowId,
+        from: RunStatus,
+        to: RunStatus,
+        now: i64,
+    ) -> Result<Option<(bool, RunRecord)>>;
     /// Count a new attempt for every `PENDING` run; those past
     /// `max_recovery_attempts` recoveries become `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim>;

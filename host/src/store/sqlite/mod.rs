@@ -690,6 +690,36 @@ impl Store for SqliteStore {
         rows.iter().map(run_from_row).collect()
     }
 
+    async fn transition_run(
+        &self,
+        id: &WorkflowId,
+        from: RunStatus,
+        to: RunStatus,
+        now: i64,
+    ) -> Result<Option<(bool, RunRecord)>> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| {
+            Box::pin(async move {
+                let moved = sqlx::query(
+                    "UPDATE runs SET status = ?, updated_at = ?,
+                         attempts = attempts + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END
+                     WHERE id = ? AND status = ?",
+                )
+                .bind(to.as_str())
+                .bind(now)
+                .bind(to.as_str())
+                .bind(id.as_str())
+                .bind(from.as_str())
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+                    == 1;
+                Ok(select_run(conn, id.as_str()).await?.map(|run| (moved, run)))
+            })
+        }))
+        .await
+    }
+
     async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()> {
         let id = id.clone();
         self.write(Box::new(move |conn| {

@@ -1,0 +1,146 @@
+//! Cancelling and resuming runs: a cancel interrupts a sleep or a wait at
+//! once and ends the run `CANCELLED`; a resume goes on from the journal,
+//! keeping what was done; neither a restart nor a late wake-up undoes them.
+
+use std::time::Duration;
+
+use cairn_tests::{Host, examples};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn a_cancel_interrupts_a_sleep_and_a_resume_finishes_the_run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+    client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some("long"),
+        )
+        .await?;
+    // In the middle of its ten-minute sleep.
+    assert_eq!(client.event("long", "step1", 30_000).await?.status, 200);
+
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            client
+                .get("/v1/workflows/long/result?timeout_ms=60000")
+                .await
+        })
+    };
+    let cancelled = client.run_action("long", "cancel").await?;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "CANCELLED");
+    // A waiter for the result hears of it at once, not after the sleep.
+    let result = waiter.await??;
+    assert_eq!(result.status, 200, "{}", result.body);
+    assert_eq!(result.body["status"], "CANCELLED");
+
+    let again = client.run_action("long", "cancel").await?;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.error_code(), Some("wrong_status"));
+
+    // Still CANCELLED after a restart: recovery takes PENDING runs only.
+    host.kill().await?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let client = &host.client;
+    assert_eq!(client.status("long").await?.body["status"], "CANCELLED");
+    assert_eq!(
+        client.events("long").await?.body,
+        json!({"step1": "completed"})
+    );
+
+    // Resumed: step1 is not published again, the sleep keeps its wake-up
+    // time (ten minutes away), so cancel once more to prove it waits, then
+    // check the journal has each call once.
+    let resumed = client.run_action("long", "resume").await?;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    assert_eq!(resumed.body["status"], "PENDING");
+    assert_eq!(resumed.body["attempts"], 2);
+    let pending = client
+        .get("/v1/workflows/long/result?timeout_ms=300")
+        .await?;
+    assert_eq!(pending.status, 202, "still sleeping: {}", pending.body);
+    let steps = client.steps("long").await?.body;
+    let kinds: Vec<&str> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["set-event", "sleep"]);
+    let cancelled = client.run_action("long", "cancel").await?;
+    assert_eq!(cancelled.body["status"], "CANCELLED");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_resumed_run_goes_on_from_its_journal_to_the_end() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let client = &host.client;
+    client
+        .deploy("approvals", examples::bytes(examples::APPROVALS))
+        .await?;
+    client
+        .start("approvals", "approval", json!({"subject": "x"}), Some("ap"))
+        .await?;
+    loop {
+        let status = client.event("ap", "status", 30_000).await?;
+        if status.body["value"] == "awaiting-decision" {
+            break;
+        }
+    }
+    assert_eq!(client.run_action("ap", "cancel").await?.status, 200);
+    // A message sent while it is cancelled waits for it.
+    client
+        .send_message(
+            "ap",
+            "decision",
+            json!({"approved": true, "by": "zoe"}),
+            None,
+        )
+        .await?;
+    assert_eq!(client.run_action("ap", "resume").await?.status, 202);
+    let run = host.result("ap", WAIT).await?;
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    assert_eq!(run["output"], json!({"approved": true, "by": "zoe"}));
+
+    let not_cancelled = client.run_action("ap", "resume").await?;
+    assert_eq!(not_cancelled.status, 409);
+    assert_eq!(client.run_action("nobody", "cancel").await?.status, 404);
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_and_resume_need_the_admin_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(
+        dir.path(),
+        &[
+            "--admin-token",
+            "admin-secret",
+            "--invoke-token",
+            "invoke-secret",
+        ],
+    )
+    .await?;
+    let invoke = host.client.with_token("invoke-secret");
+    invoke
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 60_000}),
+            Some("p"),
+        )
+        .await?;
+    assert_eq!(invoke.run_action("p", "cancel").await?.status, 403);
+    let admin = host.client.with_token("admin-secret");
+    assert_eq!(admin.run_action("p", "cancel").await?.status, 200);
+    Ok(())
+}
