@@ -523,24 +523,14 @@ impl Executor {
     /// there.
     pub async fn cancel(&self, id: &WorkflowId) -> Result<RunRecord> {
         let inner = &self.inner;
-        let run = inner
-            .store
-            .transition_run(
+        let run = self
+            .transition(
                 id,
                 RunStatus::Pending,
                 RunStatus::Cancelled,
-                inner.clock.now(),
+                "only a PENDING run can be cancelled",
             )
-            .await?
-            .ok_or_else(|| ExecutorError::UnknownRun(id.to_string()))?;
-        let (moved, run) = run;
-        if !moved {
-            return Err(ExecutorError::WrongStatus {
-                id: id.to_string(),
-                status: run.status,
-                what: "only a PENDING run can be cancelled",
-            });
-        }
+            .await?;
         // The status is committed first: an execution that reaches its end
         // meanwhile cannot record it any more (only PENDING runs change).
         if let Some(execution) = inner.executions.lock().expect("executions lock").remove(id) {
@@ -554,29 +544,38 @@ impl Executor {
     /// Resume a `CANCELLED` run: `PENDING` again, with one more attempt,
     /// executed from its journal.
     pub async fn resume(&self, id: &WorkflowId) -> Result<RunRecord> {
-        let inner = &self.inner;
-        let run = inner
-            .store
-            .transition_run(
+        let run = self
+            .transition(
                 id,
                 RunStatus::Cancelled,
                 RunStatus::Pending,
-                inner.clock.now(),
+                "only a CANCELLED run can be resumed",
             )
-            .await?
-            .ok_or_else(|| ExecutorError::UnknownRun(id.to_string()))?;
-        let (moved, run) = run;
-        if !moved {
-            return Err(ExecutorError::WrongStatus {
+            .await?;
+        let journal = self.inner.store.journal(id).await?;
+        tracing::info!(run = %id, journaled = journal.len(), "run resumed");
+        self.inner.spawn_execution(run.clone(), journal);
+        Ok(run)
+    }
+
+    /// Move run `id` from `from` to `to`, or say why not.
+    async fn transition(
+        &self,
+        id: &WorkflowId,
+        from: RunStatus,
+        to: RunStatus,
+        what: &'static str,
+    ) -> Result<RunRecord> {
+        let now = self.inner.clock.now();
+        match self.inner.store.transition_run(id, from, to, now).await? {
+            None => Err(ExecutorError::UnknownRun(id.to_string())),
+            Some((true, run)) => Ok(run),
+            Some((false, run)) => Err(ExecutorError::WrongStatus {
                 id: id.to_string(),
                 status: run.status,
-                what: "only a CANCELLED run can be resumed",
-            });
+                what,
+            }),
         }
-        let journal = inner.store.journal(id).await?;
-        tracing::info!(run = %id, journaled = journal.len(), "run resumed");
-        inner.spawn_execution(run.clone(), journal);
-        Ok(run)
     }
 
     /// Runs that pass `filter`, newest first.
