@@ -200,6 +200,10 @@ async fn main() -> anyhow::Result<()> {
             config.limits.max_value_bytes = args.max_value_bytes;
             config.limits.max_journal_entries = args.max_journal_entries;
             config.limits.max_live_instances = args.max_live_instances.max(1);
+            // Workflow instances, as many handler instances again, and a few
+            // for uploads being validated.
+            config.guest.max_instances =
+                u32::try_from(args.max_live_instances.max(1) * 2 + 16).unwrap_or(u32::MAX);
             config.limits.max_queued_runs = args.max_queued_runs;
             config.api.max_pending_waits = args.max_pending_waits;
             config.api.header_read_timeout = Duration::from_millis(args.header_read_timeout_ms);

@@ -24,6 +24,14 @@ impl Executor {
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        // Handlers have instance slots of their own: a handler waiting for
+        // a workflow must never hold the slot that workflow needs.
+        let _slot = self.inner.handler_slots.try_acquire().map_err(|_| {
+            HandlerFailure::Busy(format!(
+                "{} handler instances are already running, the limit; retry later",
+                self.inner.limits.max_live_instances
+            ))
+        })?;
         let current = self.current_module(module).ok_or_else(|| {
             HandlerFailure::Host(format!("module {module} is no longer deployed"))
         })?;

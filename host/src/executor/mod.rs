@@ -199,6 +199,8 @@ pub(crate) struct Inner {
     current: RwLock<HashMap<ModuleName, ModuleVersion>>,
     /// One permit per live guest instance.
     instance_slots: Arc<Semaphore>,
+    /// One permit per live handler instance.
+    handler_slots: Semaphore,
     /// Runs waiting for an instance slot.
     queued_runs: AtomicUsize,
     /// The routes of every module.
@@ -264,6 +266,7 @@ impl Executor {
                 waiters: Waiters::default(),
                 clock,
                 instance_slots: Arc::new(Semaphore::new(limits.max_live_instances)),
+                handler_slots: Semaphore::new(limits.max_live_instances),
                 queued_runs: AtomicUsize::new(0),
                 limits,
                 current: RwLock::new(current),

@@ -203,6 +203,9 @@ impl Api {
                     )
                 }
                 HandlerFailure::Host(message) => ApiError::internal(message),
+                HandlerFailure::Busy(message) => {
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
+                }
             })?;
         let (parts, body) = response.into_parts();
         let collected = tokio::time::timeout(

@@ -261,6 +261,9 @@ pub enum HandlerFailure {
     /// The host could not run it (its module could not be loaded).
     #[error("{0}")]
     Host(String),
+    /// Too many handler instances are alive; retry later.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl super::Runtime {

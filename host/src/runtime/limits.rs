@@ -20,6 +20,9 @@ pub struct GuestLimits {
     pub max_table_elements: usize,
     /// Longest a guest may run without calling the host.
     pub cpu_slice: Duration,
+    /// Guest instances alive at once, across the host: the size of the
+    /// pooling allocator, whose memory is reserved when the host starts.
+    pub max_instances: u32,
 }
 
 impl Default for GuestLimits {
@@ -28,6 +31,7 @@ impl Default for GuestLimits {
             max_memory_bytes: 64 * 1024 * 1024,
             max_table_elements: 100_000,
             cpu_slice: Duration::from_secs(5),
+            max_instances: 2048,
         }
     }
 }
@@ -88,6 +92,30 @@ impl ResourceLimiter for InstanceLimiter {
         }
         Ok(true)
     }
+}
+
+/// The pooling allocator for `limits`: every instance's memories, tables
+/// and stacks come from slots reserved up front, so the host's footprint is
+/// bounded, and an instantiation past the pool fails instead of exhausting
+/// the machine.
+pub(super) fn pooling(limits: &GuestLimits) -> wasmtime::PoolingAllocationConfig {
+    // A component built by Rust for wasm32-wasip2 holds a few core
+    // instances (the program, the WASI adapter, shims); each has at most a
+    // memory and a table.
+    const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+    let instances = limits.max_instances.max(1);
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT * 4)
+        .total_memories(instances * 2)
+        .total_tables(instances * CORE_INSTANCES_PER_COMPONENT)
+        .total_stacks(instances)
+        .max_memory_size(limits.max_memory_bytes)
+        .table_elements(limits.max_table_elements)
+        // Keep the memory of a few idle slots committed, for quick reuse.
+        .max_unused_warm_slots(64);
+    pool
 }
 
 /// Store state that is metered: its instance limiter, and the epoch ticks

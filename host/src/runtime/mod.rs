@@ -168,6 +168,9 @@ impl Runtime {
         config.wasm_component_model(true);
         // Guests that spin are interrupted at each epoch tick (see limits.rs).
         config.epoch_interruption(true);
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(
+            limits::pooling(&limits),
+        ));
         let engine = Engine::new(&config).map_err(engine_error)?;
         limits::start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
