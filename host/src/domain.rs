@@ -236,8 +236,16 @@ pub struct NewRun {
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    Success { output: String },
-    Error { message: String },
+    Success {
+        output: String,
+    },
+    Error {
+        message: String,
+    },
+    /// Ended by the host (past its time limit), with why.
+    Cancelled {
+        message: String,
+    },
 }
 
 /// Limits a module sets for its runs at deploy time, each within the host's

@@ -794,29 +794,33 @@ impl Inner {
                 .await
         };
         let outcome = match run.deadline {
-            None => attempt.await,
+            None => Some(attempt.await),
             Some(deadline) => {
                 let remaining = deadline.saturating_sub(self.clock.now()).max(0) as u64;
                 // Past the deadline the instance is dropped wherever it is.
-                match tokio::time::timeout(Duration::from_millis(remaining), attempt).await {
-                    Ok(outcome) => outcome,
-                    Err(_elapsed) => GuestOutcome::Trapped(format!(
-                        "the run did not finish within its time limit of {} ms",
-                        deadline - run.created_at
-                    )),
-                }
+                tokio::time::timeout(Duration::from_millis(remaining), attempt)
+                    .await
+                    .ok()
             }
         };
         let outcome = match outcome {
-            GuestOutcome::Returned(output) => self.check_output(output),
-            GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
-                RunOutcome::Error { message }
-            }
-            GuestOutcome::HostFailed(message) => {
-                // Not the run's fault: leave it PENDING for the next recovery.
-                tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
-                return;
-            }
+            None => RunOutcome::Cancelled {
+                message: format!(
+                    "the run did not finish within its time limit of {} ms",
+                    run.deadline.unwrap_or_default() - run.created_at
+                ),
+            },
+            Some(outcome) => match outcome {
+                GuestOutcome::Returned(output) => self.check_output(output),
+                GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
+                    RunOutcome::Error { message }
+                }
+                GuestOutcome::HostFailed(message) => {
+                    // Not the run's fault: leave it PENDING for the next recovery.
+                    tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    return;
+                }
+            },
         };
         if let RunOutcome::Error { message } = &outcome {
             tracing::info!(run = %run.id, workflow = %run.workflow, %message, "run failed");

@@ -408,6 +408,7 @@ async fn finish_run(
     let (status, output, error) = match outcome {
         RunOutcome::Success { output } => (RunStatus::Success, Some(output), None),
         RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
+        RunOutcome::Cancelled { message } => (RunStatus::Cancelled, None, Some(message)),
     };
     sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
