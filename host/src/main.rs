@@ -76,6 +76,18 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Fork a run (admin): a new run that re-runs it from a step.
+    Fork {
+        id: String,
+        /// The first operation to run again; those before it are copied.
+        #[arg(long)]
+        from_step: u32,
+        /// The new run's id; generated when absent.
+        #[arg(long)]
+        new_id: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
     /// List runs, newest first.
     List {
         /// PENDING, SUCCESS, ERROR, CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED.
@@ -286,6 +298,19 @@ async fn main() -> anyhow::Result<()> {
             print_reply(client(&server)?.list_runs(&query).await?)
         }
         Command::Steps { id, server } => print_reply(client(&server)?.steps(&id).await?),
+        Command::Fork {
+            id,
+            from_step,
+            new_id,
+            server,
+        } => {
+            let mut body = serde_json::json!({"from_step": from_step});
+            if let Some(new_id) = new_id {
+                body["id"] = new_id.into();
+            }
+            let path = format!("/v1/workflows/{}/fork", cairn::http::encode_segment(&id));
+            print_reply(client(&server)?.post_json(&path, &body).await?)
+        }
         Command::Cancel { id, server } => {
             print_reply(client(&server)?.run_action(&id, "cancel").await?)
         }

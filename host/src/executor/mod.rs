@@ -38,6 +38,8 @@ pub enum ExecutorError {
     UnknownModule(String),
     #[error("run {0} does not exist")]
     UnknownRun(String),
+    #[error("run {0} exists already; choose another id")]
+    RunExists(String),
     #[error("module {module} has no workflow {workflow:?}; it has: {available}")]
     UnknownWorkflow {
         module: String,
@@ -558,6 +560,33 @@ impl Executor {
         let journal = self.inner.store.journal(id).await?;
         tracing::info!(run = %id, journaled = journal.len(), "run resumed");
         self.inner.spawn_execution(run.clone(), journal);
+        Ok(run)
+    }
+
+    /// A new run that re-runs run `source` from operation `from_op`: it
+    /// gets the journal and the event writes of `source` before that
+    /// operation, so what came before is replayed, not done again.
+    pub async fn fork(
+        &self,
+        source: &WorkflowId,
+        from_op: u32,
+        id: Option<WorkflowId>,
+    ) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let id = id.unwrap_or_else(WorkflowId::generate);
+        let run = match inner
+            .store
+            .fork_run(source, &id, from_op, inner.clock.now())
+            .await
+        {
+            Ok(run) => run,
+            Err(StoreError::UnknownRun(run)) => return Err(ExecutorError::UnknownRun(run)),
+            Err(StoreError::RunExists(run)) => return Err(ExecutorError::RunExists(run)),
+            Err(error) => return Err(error.into()),
+        };
+        let journal = inner.store.journal(&id).await?;
+        tracing::info!(run = %id, %source, from_op, copied = journal.len(), "run forked");
+        inner.spawn_execution(run.clone(), journal);
         Ok(run)
     }
 

@@ -16,7 +16,7 @@ pub enum Role {
     Public,
     /// Start runs, read runs, events and modules.
     Invoke,
-    /// Deploy modules, cancel and resume runs.
+    /// Deploy modules, cancel, resume and fork runs.
     Admin,
 }
 
@@ -26,7 +26,7 @@ pub fn required_role(method: &Method, segments: &[&str]) -> Role {
         // Liveness, the API's description and the run page: no data.
         (["healthz"] | ["openapi.json"] | ["ui", "runs", _], _) => Role::Public,
         (["v1", "modules", _], &Method::PUT) => Role::Admin,
-        (["v1", "workflows", _, "cancel" | "resume"], &Method::POST) => Role::Admin,
+        (["v1", "workflows", _, "cancel" | "resume" | "fork"], &Method::POST) => Role::Admin,
         _ => Role::Invoke,
     }
 }

@@ -65,6 +65,7 @@ impl From<ExecutorError> for ApiError {
         match error {
             ExecutorError::UnknownModule(_) => Self::not_found("module_not_found", message),
             ExecutorError::UnknownRun(_) => Self::not_found("run_not_found", message),
+            ExecutorError::RunExists(_) => Self::new(StatusCode::CONFLICT, "conflict", message),
             ExecutorError::UnknownWorkflow { .. } => Self::not_found("workflow_not_found", message),
             ExecutorError::Conflict { .. } => Self::new(StatusCode::CONFLICT, "conflict", message),
             ExecutorError::InvalidInput(_) => Self::bad_request("invalid_request", message),

@@ -224,6 +224,30 @@ impl Api {
                 let run = self.executor.resume(&id).await?;
                 Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run)))
             }
+            (["v1", "workflows", id, "fork"], &Method::POST) => {
+                let source = parse_workflow_id(id)?;
+                let body =
+                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
+                let fork: ForkBody = parse_json(&body)?;
+                let id = fork
+                    .id
+                    .as_deref()
+                    .map(WorkflowId::parse)
+                    .transpose()
+                    .map_err(|e| ApiError::bad_request("invalid_id", e.0))?;
+                let run = self.executor.fork(&source, fork.from_step, id).await?;
+                let mut response = json_response(
+                    StatusCode::ACCEPTED,
+                    &serde_json::json!({"id": run.id.as_str(), "status": run.status.as_str()}),
+                );
+                if let Ok(location) = HeaderValue::from_str(&format!(
+                    "/v1/workflows/{}",
+                    encode_segment(run.id.as_str())
+                )) {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                Ok(response)
+            }
             (["v1", "workflows", id, "messages"], &Method::POST) => {
                 let body =
                     read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
@@ -559,6 +583,15 @@ fn request_has_body<B>(request: &Request<B>) -> bool {
         || headers
             .get(header::CONTENT_LENGTH)
             .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkBody {
+    /// The first operation to run again; those before it are copied.
+    from_step: u32,
+    #[serde(default)]
+    id: Option<String>,
 }
 
 #[derive(Deserialize)]

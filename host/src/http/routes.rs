@@ -16,6 +16,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/workflows/{id}/messages"),
     ("POST", "/v1/workflows/{id}/cancel"),
     ("POST", "/v1/workflows/{id}/resume"),
+    ("POST", "/v1/workflows/{id}/fork"),
     ("GET", "/v1/workflows/{id}/result"),
     ("GET", "/v1/workflows/{id}/steps"),
     ("GET", "/v1/workflows/{id}/events"),

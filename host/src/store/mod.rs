@@ -35,6 +35,8 @@ pub enum StoreError {
     Commit(String),
     #[error("run {0} does not exist")]
     UnknownRun(String),
+    #[error("run {0} exists already")]
+    RunExists(String),
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
     #[error("the store is shut down")]
@@ -100,6 +102,17 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
     /// Record how a run ended. Only a `PENDING` run changes.
     async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()>;
+    /// Create run `new` as a copy of run `source` (its module version,
+    /// workflow and input) with the journal entries and event writes of
+    /// `source` before operation `from_op`; [`StoreError::UnknownRun`] if
+    /// `source` does not exist, [`StoreError::RunExists`] if `new` does.
+    async fn fork_run(
+        &self,
+        source: &WorkflowId,
+        new: &WorkflowId,
+        from_op: u32,
+        now: i64,
+    ) -> Result<RunRecord>;
     /// Move run `id` from `from` to `to` (with one more attempt when it
     /// becomes `PENDING` again): whether it moved, and the run as it is
     /// afterwards; `None` if there is no such run.

@@ -460,6 +460,60 @@ async fn claim_recovery(
     })
 }
 
+async fn fork_run(
+    conn: &mut SqliteConnection,
+    source: WorkflowId,
+    new: WorkflowId,
+    from_op: u32,
+    now: i64,
+) -> Result<RunRecord> {
+    // Refusals come first and change nothing, so the batch goes on.
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+        .bind(new.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+    if exists {
+        return Err(StoreError::RunExists(new.to_string()));
+    }
+    let created = sqlx::query(
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at)
+         SELECT ?, module, version, workflow, input, 'PENDING', 1, ?, ? FROM runs WHERE id = ?",
+    )
+    .bind(new.as_str())
+    .bind(now)
+    .bind(now)
+    .bind(source.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if created.rows_affected() == 0 {
+        return Err(StoreError::UnknownRun(source.to_string()));
+    }
+    sqlx::query(
+        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
+         SELECT ?, op, kind, name, outcome, deadline, completed, recorded_at
+         FROM journal WHERE run_id = ? AND op < ?",
+    )
+    .bind(new.as_str())
+    .bind(source.as_str())
+    .bind(from_op)
+    .execute(&mut *conn)
+    .await?;
+    // The history's trigger rebuilds the copy's current events.
+    sqlx::query(
+        "INSERT INTO event_history (run_id, op, key, value, recorded_at)
+         SELECT ?, op, key, value, recorded_at
+         FROM event_history WHERE run_id = ? AND op < ? ORDER BY seq",
+    )
+    .bind(new.as_str())
+    .bind(source.as_str())
+    .bind(from_op)
+    .execute(&mut *conn)
+    .await?;
+    select_run(conn, new.as_str())
+        .await?
+        .ok_or_else(|| corrupt(format!("forked run {new} vanished")))
+}
+
 /// Why a journal write of `op` for run `id` changed nothing: the run is not
 /// pending (or does not exist), or the operation is already journaled.
 async fn refusal(conn: &mut SqliteConnection, id: &WorkflowId, op: u32) -> Result<StoreError> {
@@ -689,6 +743,20 @@ impl Store for SqliteStore {
         .fetch_all(&self.reads)
         .await?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    async fn fork_run(
+        &self,
+        source: &WorkflowId,
+        new: &WorkflowId,
+        from_op: u32,
+        now: i64,
+    ) -> Result<RunRecord> {
+        let (source, new) = (source.clone(), new.clone());
+        self.write(Box::new(move |conn| {
+            Box::pin(fork_run(conn, source, new, from_op, now))
+        }))
+        .await
     }
 
     async fn transition_run(
