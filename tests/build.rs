@@ -9,6 +9,7 @@ const EXAMPLES: &[&str] = &[
     "orders",
     "faulty",
     "approvals",
+    "fanout",
     "hostile",
     "hostile-fs",
     "event-listener",

@@ -106,16 +106,7 @@ impl Response {
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunResult {
-    /// `SUCCESS`, `ERROR`, `CANCELLED` or `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
-    pub status: String,
-    /// The output of a run that succeeded.
-    pub output: Option<serde_json::Value>,
-    /// The error of a run that did not.
-    pub error: Option<String>,
-}
+pub use crate::RunResult;
 
 /// Start workflow `workflow` of module `module` with `input`, and return the
 /// run's id. With `id`, an existing run under that id is not started again.
@@ -158,17 +149,14 @@ pub fn send_message<T: Serialize + ?Sized>(
 /// Wait up to `timeout` for run `workflow_id` to end; `None` while it runs.
 pub fn await_result(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    let Some(result) = client::await_result(workflow_id, timeout_ms)? else {
-        return Ok(None);
-    };
-    Ok(Some(RunResult {
-        status: result.status,
-        output: result
-            .output
-            .map(|json| serde_json::from_str(&json))
-            .transpose()?,
-        error: result.error,
-    }))
+    match client::await_result(workflow_id, timeout_ms)? {
+        Some(result) => Ok(Some(RunResult::decode(
+            result.status,
+            result.output,
+            result.error,
+        )?)),
+        None => Ok(None),
+    }
 }
 
 /// Export `handler`, a `fn(Request) -> Result<Response>`, as the module's

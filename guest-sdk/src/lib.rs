@@ -62,7 +62,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "workflow")]
-use bindings::cairn::workflow::{context, events, messages, timers, types};
+use bindings::cairn::workflow::{children, context, events, messages, timers, types};
 #[cfg(all(feature = "handler", not(feature = "workflow")))]
 use handler::bindings::cairn::workflow::{context, types};
 
@@ -131,6 +131,33 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    /// `SUCCESS`, `ERROR`, `CANCELLED` or `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
+    pub status: String,
+    /// The output of a run that succeeded.
+    pub output: Option<serde_json::Value>,
+    /// The error of a run that did not.
+    pub error: Option<String>,
+}
+
+impl RunResult {
+    #[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
+    fn decode(status: String, output: Option<String>, error: Option<String>) -> Result<Self> {
+        Ok(RunResult {
+            status,
+            output: output.map(|json| serde_json::from_str(&json)).transpose()?,
+            error,
+        })
+    }
+
+    /// Whether the run succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.status == "SUCCESS"
+    }
+}
 
 /// `From` the host's `error` of a world's bindings: each world's bindings
 /// have a type of their own.
@@ -237,6 +264,35 @@ pub fn recv<T: DeserializeOwned>(topic: &str, timeout: Duration) -> Result<Optio
     let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     match messages::recv(topic, timeout_ms)? {
         Some(json) => Ok(Some(serde_json::from_str(&json)?)),
+        None => Ok(None),
+    }
+}
+
+#[cfg(feature = "workflow")]
+/// Start workflow `workflow` of module `module` with `input` as a child of
+/// this run, and return its id (without `id`, `<this run's id>.<n>`). The
+/// start is journaled: a recovering run does not start the child again.
+pub fn start_child<I: Serialize + ?Sized>(
+    module: &str,
+    workflow: &str,
+    input: &I,
+    id: Option<&str>,
+) -> Result<String> {
+    let input = serde_json::to_string(input)?;
+    children::start_child(module, workflow, &input, id).map_err(Error::from)
+}
+
+#[cfg(feature = "workflow")]
+/// Wait up to `timeout` for run `workflow_id` to end and return how; `None`
+/// if it has not by then. Journaled like [`get_event`].
+pub fn await_child(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
+    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    match children::await_child(workflow_id, timeout_ms)? {
+        Some(result) => Ok(Some(RunResult::decode(
+            result.status,
+            result.output,
+            result.error,
+        )?)),
         None => Ok(None),
     }
 }

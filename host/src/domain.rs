@@ -207,6 +207,8 @@ pub struct RunRecord {
     pub updated_at: Millis,
     /// When the run must have finished, if it has a time limit.
     pub deadline: Option<Millis>,
+    /// The run that started this one, for a child workflow.
+    pub parent: Option<WorkflowId>,
 }
 
 /// Which runs to list, newest first.
@@ -231,6 +233,8 @@ pub struct NewRun {
     pub input: String,
     pub now: Millis,
     pub deadline: Option<Millis>,
+    /// The run that starts this one, for a child workflow.
+    pub parent: Option<WorkflowId>,
 }
 
 /// How a run ended.
@@ -329,6 +333,8 @@ pub enum OperationKind {
     Send,
     Recv,
     Sleep,
+    StartChild,
+    AwaitChild,
 }
 
 impl OperationKind {
@@ -339,6 +345,8 @@ impl OperationKind {
             Self::Send => "send",
             Self::Recv => "recv",
             Self::Sleep => "sleep",
+            Self::StartChild => "start-child",
+            Self::AwaitChild => "await-child",
         }
     }
 }
@@ -353,6 +361,8 @@ impl FromStr for OperationKind {
             "send" => Ok(Self::Send),
             "recv" => Ok(Self::Recv),
             "sleep" => Ok(Self::Sleep),
+            "start-child" => Ok(Self::StartChild),
+            "await-child" => Ok(Self::AwaitChild),
             other => Err(InvalidName(format!("unknown operation kind {other:?}"))),
         }
     }
@@ -412,6 +422,29 @@ pub enum JournalWrite {
         name: String,
         deadline: Millis,
     },
+    /// Journal a call whose effect is elsewhere (starting a child run) or
+    /// that has none: its outcome alone.
+    Recorded {
+        op: u32,
+        kind: OperationKind,
+        name: String,
+        outcome: Option<String>,
+    },
+    /// Journal the start of a wait without an effect (`await-child`).
+    WaitStarted {
+        op: u32,
+        kind: OperationKind,
+        name: String,
+        deadline: Millis,
+    },
+    /// Journal the outcome of such a wait.
+    WaitCompleted {
+        op: u32,
+        kind: OperationKind,
+        name: String,
+        outcome: Option<String>,
+        deadline: Millis,
+    },
     /// Journal the start of a `recv` wait: its deadline.
     RecvStarted {
         op: u32,
@@ -435,6 +468,9 @@ impl JournalWrite {
             | Self::GetEventCompleted { op, .. }
             | Self::Send { op, .. }
             | Self::Sleep { op, .. }
+            | Self::Recorded { op, .. }
+            | Self::WaitStarted { op, .. }
+            | Self::WaitCompleted { op, .. }
             | Self::RecvStarted { op, .. }
             | Self::RecvCompleted { op, .. } => *op,
         }

@@ -31,6 +31,7 @@ fn new_run(run: &str, now: i64) -> NewRun {
         input: "null".into(),
         now,
         deadline: None,
+        parent: None,
     }
 }
 

@@ -23,6 +23,8 @@ pub mod examples {
     pub const FAULTY: &str = env!("CAIRN_EXAMPLE_FAULTY");
     /// Messages: an approval waiting for a decision, a collector.
     pub const APPROVALS: &str = env!("CAIRN_EXAMPLE_APPROVALS");
+    /// Child workflows: a fan-out and its `square` children.
+    pub const FANOUT: &str = env!("CAIRN_EXAMPLE_FANOUT");
     /// Misbehaving guests for the sandbox tests; not in [`ALL`].
     pub const HOSTILE: &str = env!("CAIRN_EXAMPLE_HOSTILE");
     /// A guest that imports the file system; its upload is refused.

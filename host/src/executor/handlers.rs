@@ -111,6 +111,7 @@ impl HandlerClient for ExecutorClient {
                 input,
                 id,
                 timeout: None,
+                parent: None,
             })
             .await
             .map_err(refusal)?;

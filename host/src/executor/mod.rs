@@ -2,6 +2,7 @@
 //! runtime, recovering `PENDING` runs after a restart, and serving readers
 //! that wait on events.
 
+mod children;
 mod clock;
 mod handlers;
 mod routes;
@@ -128,6 +129,8 @@ pub struct StartRequest {
     pub id: Option<WorkflowId>,
     /// Wall-clock limit of the run, from now; the module's default if none.
     pub timeout: Option<Duration>,
+    /// The run starting this one, for a child workflow.
+    pub parent: Option<WorkflowId>,
 }
 
 /// The run a start request refers to, and whether this request created it.
@@ -473,6 +476,7 @@ impl Executor {
             version: module.version,
             workflow: request.workflow,
             input: request.input,
+            parent: request.parent,
             now,
         };
         match self.inner.store.create_run(new_run.clone()).await? {

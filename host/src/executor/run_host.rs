@@ -14,10 +14,13 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::waiters::WaitKey;
+use super::{ExecutorError, StartRequest, children};
 use crate::domain::{
-    self, JournalEntry, JournalWrite, Millis, NewMessage, OperationKind, WorkflowId,
+    self, JournalEntry, JournalWrite, Millis, ModuleName, NewMessage, OperationKind, WorkflowId,
 };
-use crate::runtime::{GuestError, GuestErrorCode, HostFailure, HostResult, WorkflowHost};
+use crate::runtime::{
+    GuestError, GuestErrorCode, HostFailure, HostResult, RunResult, WorkflowHost,
+};
 use crate::store::StoreError;
 
 pub(super) struct RunHost {
@@ -142,8 +145,14 @@ impl RunHost {
                         name: name.clone(),
                         deadline,
                     },
-                    _ => JournalWrite::GetEventStarted {
+                    OperationKind::GetEvent => JournalWrite::GetEventStarted {
                         op,
+                        name: name.clone(),
+                        deadline,
+                    },
+                    kind => JournalWrite::WaitStarted {
+                        op,
+                        kind,
                         name: name.clone(),
                         deadline,
                     },
@@ -336,6 +345,126 @@ impl WorkflowHost for RunHost {
         }
     }
 
+    async fn start_child(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> HostResult<String> {
+        // Refusals that depend on the arguments alone take no operation.
+        let module_name = match ModuleName::parse(&module) {
+            Ok(name) => name,
+            Err(e) => return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0))),
+        };
+        if let Err(refusal) = self.check_value("input", &input) {
+            return Ok(Err(refusal));
+        }
+        let id = match id.as_deref().map(WorkflowId::parse).transpose() {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0))),
+        };
+        let name = format!("{module}/{workflow}");
+        let (op, recorded) = self.next_operation(OperationKind::StartChild, &name)?;
+        if let Some(entry) = recorded {
+            return children::decode_start(entry.outcome.as_deref()).map_err(HostFailure::Run);
+        }
+        // A child id that only depends on the journal: if the host dies
+        // after starting the child and before journaling it, the replay
+        // finds the child it started instead of starting another.
+        let id = id.unwrap_or_else(|| children::child_id(&self.run, op));
+        let executor = super::Executor {
+            inner: self.exec.clone(),
+        };
+        let started = executor
+            .start(StartRequest {
+                module: module_name,
+                workflow,
+                input,
+                id: Some(id),
+                timeout: None,
+                parent: Some(self.run.clone()),
+            })
+            .await;
+        let outcome = match started {
+            Ok(started) => Ok(started.run.id.to_string()),
+            Err(ExecutorError::Store(error)) => {
+                return Err(HostFailure::Host(format!(
+                    "starting a child failed: {error}"
+                )));
+            }
+            Err(error) => Err(children::refusal(error)),
+        };
+        self.write(JournalWrite::Recorded {
+            op,
+            kind: OperationKind::StartChild,
+            name,
+            outcome: Some(children::encode_start(&outcome)),
+        })
+        .await?;
+        Ok(outcome)
+    }
+
+    async fn await_child(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> HostResult<Option<RunResult>> {
+        let child = match WorkflowId::parse(&workflow_id) {
+            Ok(child) => child,
+            Err(e) => return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0))),
+        };
+        let store = self.exec.store.clone();
+        if !self.replaying() {
+            let exists = store
+                .get_run(&child)
+                .await
+                .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
+                .is_some();
+            if !exists {
+                return Ok(Err(GuestError::new(
+                    GuestErrorCode::NotFound,
+                    format!("run {child} does not exist"),
+                )));
+            }
+        }
+        let read = || {
+            let (store, child) = (store.clone(), child.clone());
+            async move {
+                Ok(store
+                    .get_run(&child)
+                    .await?
+                    .filter(|run| run.status.is_terminal())
+                    .map(|run| children::encode_result(&run)))
+            }
+        };
+        let waited = self
+            .journaled_wait(
+                OperationKind::AwaitChild,
+                child.to_string(),
+                timeout_ms,
+                WaitKey::Finished(child.clone()),
+                read,
+                // A run's end is published without a value: read it.
+                |_| None,
+                |op, name, outcome, deadline| JournalWrite::WaitCompleted {
+                    op,
+                    kind: OperationKind::AwaitChild,
+                    name,
+                    outcome,
+                    deadline,
+                },
+            )
+            .await?;
+        let outcome = match waited {
+            Waited::Recorded(outcome) | Waited::Now(outcome) => outcome,
+        };
+        outcome
+            .map(|json| children::decode_result(&json).map_err(HostFailure::Run))
+            .transpose()
+            .map(Ok)
+    }
+
     async fn sleep(&mut self, duration_ms: u64) -> Result<(), HostFailure> {
         let name = duration_ms.to_string();
         let (op, recorded) = self.next_operation(OperationKind::Sleep, &name)?;
@@ -430,6 +559,7 @@ mod tests {
                 input: "null".into(),
                 now: 0,
                 deadline: None,
+                parent: None,
             })
             .await
             .unwrap();

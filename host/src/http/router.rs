@@ -366,6 +366,7 @@ impl Api {
                 input,
                 id,
                 timeout: request.timeout_ms.map(Duration::from_millis),
+                parent: None,
             })
             .await?;
         let status = if started.created {

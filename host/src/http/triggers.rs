@@ -109,6 +109,7 @@ impl Api {
                 input,
                 id,
                 timeout: None,
+                parent: None,
             })
             .await?;
         let run = started.run.id.clone();

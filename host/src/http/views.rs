@@ -5,7 +5,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::domain::{JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord};
+use crate::domain::{
+    JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord, WorkflowId,
+};
 use crate::triggers::{Manifest, RouteSpec};
 
 #[derive(Serialize)]
@@ -29,6 +31,8 @@ pub(super) struct RunView<'a> {
     pub(super) updated_at: String,
     /// When the run must have finished, if it has a time limit.
     pub(super) deadline: Option<String>,
+    /// The run that started this one, for a child workflow.
+    pub(super) parent: Option<&'a str>,
 }
 
 impl<'a> From<&'a RunRecord> for RunView<'a> {
@@ -49,6 +53,7 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             created_at: timestamp(run.created_at),
             updated_at: timestamp(run.updated_at),
             deadline: run.deadline.map(timestamp),
+            parent: run.parent.as_ref().map(WorkflowId::as_str),
         }
     }
 }

@@ -26,7 +26,7 @@ pub mod handler {
 }
 
 pub use self::cairn::workflow::context::Level;
-pub use self::cairn::workflow::types::{Error as WitError, ErrorCode as WitErrorCode};
+pub use self::cairn::workflow::types::{Error as WitError, ErrorCode as WitErrorCode, RunResult};
 
 use super::host::{GuestError, GuestErrorCode};
 
@@ -43,6 +43,16 @@ impl From<GuestError> for WitError {
         WitError {
             code,
             message: error.message,
+        }
+    }
+}
+
+impl From<super::handler::RunResult> for RunResult {
+    fn from(result: super::handler::RunResult) -> Self {
+        RunResult {
+            status: result.status,
+            output: result.output,
+            error: result.error,
         }
     }
 }

@@ -222,17 +222,13 @@ impl client::Host for HandlerState {
         &mut self,
         workflow_id: String,
         timeout_ms: u64,
-    ) -> wasmtime::Result<Result<Option<client::RunResult>, WitError>> {
+    ) -> wasmtime::Result<
+        Result<Option<super::bindings::cairn::workflow::types::RunResult>, WitError>,
+    > {
         self.host_called();
         let result = self.client.await_result(workflow_id, timeout_ms).await;
         Ok(result
-            .map(|done| {
-                done.map(|r| client::RunResult {
-                    status: r.status,
-                    output: r.output,
-                    error: r.error,
-                })
-            })
+            .map(|done| done.map(super::bindings::RunResult::from))
             .map_err(WitError::from))
     }
 }

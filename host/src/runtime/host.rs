@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::cairn::workflow::{context, events, messages, timers, types};
+use super::bindings::cairn::workflow::{children, context, events, messages, timers, types};
 use super::bindings::{Level, WitError};
+use super::handler::RunResult;
 use super::limits::InstanceLimiter;
 
 /// Why the host refused a guest's call; the guest sees it as `error`.
@@ -73,6 +74,18 @@ pub trait WorkflowHost: Send + 'static {
     ) -> HostResult<()>;
     async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>>;
     async fn sleep(&mut self, duration_ms: u64) -> Result<(), HostFailure>;
+    async fn start_child(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> HostResult<String>;
+    async fn await_child(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> HostResult<Option<RunResult>>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -200,6 +213,36 @@ impl messages::Host for HostState {
     }
 }
 
+impl children::Host for HostState {
+    async fn start_child(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+    ) -> wasmtime::Result<Result<String, WitError>> {
+        self.host_called();
+        match self.host.start_child(module, workflow, input, id).await {
+            Ok(result) => Ok(result.map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+
+    async fn await_child(
+        &mut self,
+        workflow_id: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<Option<types::RunResult>, WitError>> {
+        self.host_called();
+        match self.host.await_child(workflow_id, timeout_ms).await {
+            Ok(result) => Ok(result
+                .map(|done| done.map(types::RunResult::from))
+                .map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+}
+
 impl timers::Host for HostState {
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         self.host_called();
@@ -249,6 +292,20 @@ impl WorkflowHost for NoRun {
     }
 
     async fn recv(&mut self, _: String, _: u64) -> HostResult<Option<String>> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    async fn start_child(
+        &mut self,
+        _: String,
+        _: String,
+        _: String,
+        _: Option<String>,
+    ) -> HostResult<String> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    async fn await_child(&mut self, _: String, _: u64) -> HostResult<Option<RunResult>> {
         Ok(Err(not_in_a_run()))
     }
 

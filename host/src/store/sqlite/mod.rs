@@ -232,7 +232,11 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
     let status: String = row.try_get("status")?;
     let module: String = row.try_get("module")?;
     let id: String = row.try_get("id")?;
+    let parent: Option<String> = row.try_get("parent")?;
     Ok(RunRecord {
+        parent: parent
+            .map(|p| WorkflowId::parse(&p).map_err(corrupt))
+            .transpose()?,
         id: WorkflowId::parse(&id).map_err(corrupt)?,
         module: ModuleName::parse(&module).map_err(corrupt)?,
         version: row.try_get("version")?,
@@ -280,7 +284,7 @@ fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
     Ok(modules)
 }
 
-const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline";
+const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent";
 const MODULE_COLUMNS: &str = "name, version, kind, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
@@ -363,8 +367,8 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
 
 async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRun> {
     let inserted = sqlx::query(
-        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline)
-         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?)
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent)
+         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(run.id.as_str())
@@ -375,6 +379,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
     .bind(run.now)
     .bind(run.now)
     .bind(run.deadline)
+    .bind(run.parent.as_ref().map(WorkflowId::as_str))
     .execute(&mut *conn)
     .await?;
     if inserted.rows_affected() == 1 {
@@ -391,6 +396,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
             created_at: run.now,
             updated_at: run.now,
             deadline: run.deadline,
+            parent: run.parent,
         }));
     }
     let existing = select_run(conn, run.id.as_str())
@@ -577,6 +583,25 @@ async fn write_journal(
         JournalWrite::Sleep { name, deadline, .. } => {
             (OperationKind::Sleep, name, None, Some(*deadline), true)
         }
+        JournalWrite::Recorded {
+            kind,
+            name,
+            outcome,
+            ..
+        } => (*kind, name, outcome.clone(), None, true),
+        JournalWrite::WaitStarted {
+            kind,
+            name,
+            deadline,
+            ..
+        } => (*kind, name, None, Some(*deadline), false),
+        JournalWrite::WaitCompleted {
+            kind,
+            name,
+            outcome,
+            deadline,
+            ..
+        } => (*kind, name, outcome.clone(), Some(*deadline), true),
         JournalWrite::RecvStarted { name, deadline, .. } => {
             (OperationKind::Recv, name, None, Some(*deadline), false)
         }
@@ -595,7 +620,9 @@ async fn write_journal(
     };
     let completes_a_wait = matches!(
         write,
-        JournalWrite::GetEventCompleted { .. } | JournalWrite::RecvCompleted { .. }
+        JournalWrite::GetEventCompleted { .. }
+            | JournalWrite::RecvCompleted { .. }
+            | JournalWrite::WaitCompleted { .. }
     );
     let statement = if completes_a_wait {
         // Complete a started wait, never one that is already complete.

@@ -1,0 +1,69 @@
+//! Child workflows: a fan-out that starts one child per item, then collects
+//! their results in order.
+use std::time::Duration;
+
+use cairn_sdk::{Error, Result, await_child, set_event, sleep, start_child};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct FanOut {
+    items: Vec<i64>,
+    /// How long each child works, in milliseconds.
+    #[serde(default)]
+    work_ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Square {
+    x: i64,
+    work_ms: u64,
+}
+
+/// Starts a `square` child per item, then awaits each and returns the
+/// squares, in the order of the items.
+fn fan_out(request: FanOut) -> Result<Vec<i64>> {
+    let children = request
+        .items
+        .iter()
+        .map(|x| {
+            start_child(
+                "fanout",
+                "square",
+                &serde_json::json!({"x": x, "work_ms": request.work_ms}),
+                None,
+            )
+        })
+        .collect::<Result<Vec<String>>>()?;
+    set_event("children", &children)?;
+    let mut squares = Vec::with_capacity(children.len());
+    for child in &children {
+        let result = await_child(child, Duration::from_secs(300))?
+            .ok_or_else(|| Error::msg(format!("child {child} did not finish in time")))?;
+        if !result.succeeded() {
+            return Err(Error::msg(format!(
+                "child {child} ended {}: {}",
+                result.status,
+                result.error.unwrap_or_default()
+            )));
+        }
+        let square = result
+            .output
+            .and_then(|o| o.as_i64())
+            .ok_or_else(|| Error::msg(format!("child {child} returned no number")))?;
+        squares.push(square);
+    }
+    Ok(squares)
+}
+
+/// Works for `work_ms` (a durable sleep), then returns `x * x`.
+fn square(request: Square) -> Result<i64> {
+    if request.work_ms > 0 {
+        sleep(Duration::from_millis(request.work_ms));
+    }
+    request
+        .x
+        .checked_mul(request.x)
+        .ok_or_else(|| Error::msg("the square overflows"))
+}
+
+cairn_sdk::workflows!(fan_out, square);
