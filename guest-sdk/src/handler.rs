@@ -127,11 +127,7 @@ pub fn get_event<T: DeserializeOwned>(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<T>> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    match client::get_event(workflow_id, key, timeout_ms)? {
-        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
-        None => Ok(None),
-    }
+    crate::decode_optional(client::get_event(workflow_id, key, crate::millis(timeout))?)
 }
 
 /// Send `message` to run `workflow_id` on `topic`; with an
@@ -148,8 +144,7 @@ pub fn send_message<T: Serialize + ?Sized>(
 
 /// Wait up to `timeout` for run `workflow_id` to end; `None` while it runs.
 pub fn await_result(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    match client::await_result(workflow_id, timeout_ms)? {
+    match client::await_result(workflow_id, crate::millis(timeout))? {
         Some(result) => Ok(Some(RunResult::decode(
             result.status,
             result.output,

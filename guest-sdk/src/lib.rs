@@ -132,6 +132,18 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A timeout as the host takes it: whole milliseconds.
+#[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
+fn millis(timeout: Duration) -> u64 {
+    u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A value the host may or may not have, decoded from JSON.
+#[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
+fn decode_optional<T: serde::de::DeserializeOwned>(json: Option<String>) -> Result<Option<T>> {
+    Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {
@@ -148,7 +160,7 @@ impl RunResult {
     fn decode(status: String, output: Option<String>, error: Option<String>) -> Result<Self> {
         Ok(RunResult {
             status,
-            output: output.map(|json| serde_json::from_str(&json)).transpose()?,
+            output: decode_optional(output)?,
             error,
         })
     }
@@ -227,11 +239,7 @@ pub fn get_event<T: DeserializeOwned>(
     key: &str,
     timeout: Duration,
 ) -> Result<Option<T>> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    match events::get_event(workflow_id, key, timeout_ms)? {
-        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
-        None => Ok(None),
-    }
+    decode_optional(events::get_event(workflow_id, key, millis(timeout))?)
 }
 
 #[cfg(feature = "workflow")]
@@ -261,11 +269,7 @@ pub fn send<T: Serialize + ?Sized>(
 /// `timeout` for one; `None` when the time runs out. Each message is
 /// received once.
 pub fn recv<T: DeserializeOwned>(topic: &str, timeout: Duration) -> Result<Option<T>> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    match messages::recv(topic, timeout_ms)? {
-        Some(json) => Ok(Some(serde_json::from_str(&json)?)),
-        None => Ok(None),
-    }
+    decode_optional(messages::recv(topic, millis(timeout))?)
 }
 
 #[cfg(feature = "workflow")]
@@ -286,8 +290,7 @@ pub fn start_child<I: Serialize + ?Sized>(
 /// Wait up to `timeout` for run `workflow_id` to end and return how; `None`
 /// if it has not by then. Journaled like [`get_event`].
 pub fn await_child(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
-    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-    match children::await_child(workflow_id, timeout_ms)? {
+    match children::await_child(workflow_id, millis(timeout))? {
         Some(result) => Ok(Some(RunResult::decode(
             result.status,
             result.output,
@@ -301,7 +304,7 @@ pub fn await_child(workflow_id: &str, timeout: Duration) -> Result<Option<RunRes
 /// Sleep for `duration`, durably: the wake-up time is journaled, so a run
 /// recovered after a crash sleeps only what is left.
 pub fn sleep(duration: Duration) {
-    timers::sleep(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+    timers::sleep(millis(duration));
 }
 
 #[cfg(feature = "workflow")]

@@ -190,6 +190,25 @@ impl Host {
         }
     }
 
+    /// Wait for event `key` of run `id` to be set, and check that its value
+    /// is `value`.
+    pub async fn expect_event(
+        &self,
+        id: &str,
+        key: &str,
+        value: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let event = self.client.event(id, key, 30_000).await?;
+        if event.status != 200 || event.body["value"] != value {
+            bail!(
+                "event {key} of run {id}: expected {value}, got {} {}",
+                event.status,
+                event.body
+            );
+        }
+        Ok(())
+    }
+
     /// Wait for run `id` to reach a terminal status and return its record.
     pub async fn result(&self, id: &str, timeout: Duration) -> anyhow::Result<serde_json::Value> {
         let reply = self

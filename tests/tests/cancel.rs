@@ -90,12 +90,8 @@ async fn a_resumed_run_goes_on_from_its_journal_to_the_end() -> anyhow::Result<(
     client
         .start("approvals", "approval", json!({"subject": "x"}), Some("ap"))
         .await?;
-    loop {
-        let status = client.event("ap", "status", 30_000).await?;
-        if status.body["value"] == "awaiting-decision" {
-            break;
-        }
-    }
+    host.expect_event("ap", "status", json!("awaiting-decision"))
+        .await?;
     assert_eq!(client.run_action("ap", "cancel").await?.status, 200);
     // A message sent while it is cancelled waits for it.
     client

@@ -34,12 +34,8 @@ async fn a_fork_replays_what_came_before_its_step_and_runs_the_rest() -> anyhow:
             Some("orig"),
         )
         .await?;
-    loop {
-        let status = client.event("orig", "status", 30_000).await?;
-        if status.body["value"] == "awaiting-decision" {
-            break;
-        }
-    }
+    host.expect_event("orig", "status", json!("awaiting-decision"))
+        .await?;
     client
         .send_message(
             "orig",

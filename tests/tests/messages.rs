@@ -36,15 +36,11 @@ async fn send(
         .await?)
 }
 
-/// Wait until the approval run `id` waits for its decision.
+/// Wait until the approval run `id` waits for its decision (its first
+/// `status`).
 async fn awaiting_decision(host: &Host, id: &str) -> anyhow::Result<()> {
-    loop {
-        let status = host.client.event(id, "status", 30_000).await?;
-        assert_eq!(status.status, 200, "{id}: {}", status.body);
-        if status.body["value"] == "awaiting-decision" {
-            return Ok(());
-        }
-    }
+    host.expect_event(id, "status", json!("awaiting-decision"))
+        .await
 }
 
 #[tokio::test]
