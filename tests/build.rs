@@ -13,6 +13,7 @@ const EXAMPLES: &[&str] = &[
     "hostile",
     "hostile-fs",
     "event-listener",
+    "payments",
 ];
 
 fn main() {

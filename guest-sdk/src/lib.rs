@@ -30,6 +30,15 @@
 //! journal. Do work with side effects outside the host only if repeating it is
 //! harmless.
 //!
+//! Non-deterministic work (calling other services, reading the clock) goes in
+//! a [`step`]: its outcome is journaled, and it is retried under a
+//! [`RetryPolicy`] with [`step_with`]. Inside steps, the `http` module
+//! (feature `http`) calls other services over `wasi:http`.
+//!
+//! Outside steps, the clock and random numbers a workflow reads (through
+//! `std` or any library) are journaled by the host too, so a replay sees the
+//! same values.
+//!
 //! HTTP handlers (feature `handler`, without the default `workflow`) are
 //! written with [`handler!`]; see the `handler` module.
 #![deny(missing_docs)]
@@ -68,6 +77,12 @@ use handler::bindings::cairn::workflow::{context, types};
 
 #[cfg(feature = "handler")]
 pub mod handler;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "workflow")]
+mod step;
+#[cfg(feature = "workflow")]
+pub use step::{RetryPolicy, current_attempt, step, step_with};
 
 /// How long [`get_event_default`] waits: the SDK default of 60 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,6 +117,10 @@ pub enum ErrorKind {
     Serialization,
     /// The workflow itself failed (see [`Error::msg`]).
     Workflow,
+    /// A step failed on its last attempt (see [`step_with`]).
+    StepFailed,
+    /// An outgoing HTTP request failed or was refused (see `http`).
+    Http,
 }
 
 impl Error {

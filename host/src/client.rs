@@ -167,8 +167,31 @@ impl Client {
         component: Vec<u8>,
         routes: Option<Vec<u8>>,
     ) -> Result<Reply, ClientError> {
+        self.deploy_with_settings(name, component, routes, "").await
+    }
+
+    /// Upload a module with its routes (optional) and its settings, a query
+    /// string such as `allowed_hosts=api.example.com&run_timeout_ms=60000`.
+    pub async fn deploy_with_settings(
+        &self,
+        name: &str,
+        component: Vec<u8>,
+        routes: Option<Vec<u8>>,
+        settings: &str,
+    ) -> Result<Reply, ClientError> {
+        let path = match settings {
+            "" => format!("/v1/modules/{name}"),
+            query => format!("/v1/modules/{name}?{query}"),
+        };
         let Some(routes) = routes else {
-            return self.deploy(name, component).await;
+            return self
+                .send(
+                    Method::PUT,
+                    &path,
+                    Some("application/wasm"),
+                    Bytes::from(component),
+                )
+                .await;
         };
         // A boundary that cannot occur in either part.
         let boundary = format!("cairn-{}", uuid::Uuid::now_v7().simple());
@@ -188,13 +211,8 @@ impl Client {
         }
         body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
         let content_type = format!("multipart/form-data; boundary={boundary}");
-        self.send(
-            Method::PUT,
-            &format!("/v1/modules/{name}"),
-            Some(&content_type),
-            Bytes::from(body),
-        )
-        .await
+        self.send(Method::PUT, &path, Some(&content_type), Bytes::from(body))
+            .await
     }
 
     /// Start a run; `id` is optional.

@@ -265,6 +265,10 @@ pub struct ModuleSettings {
     /// may set its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_timeout_ms: Option<u64>,
+    /// The hosts (`name` or `name:port`) the module's steps may call over
+    /// HTTP; within the host's own allow-list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What a module is.
@@ -335,6 +339,13 @@ pub enum OperationKind {
     Sleep,
     StartChild,
     AwaitChild,
+    /// One attempt of a step: non-deterministic work run by the guest,
+    /// whose output (or error) is journaled.
+    Step,
+    /// A reading of the wall or monotonic clock outside a step.
+    Clock,
+    /// The seed of the random numbers a run draws outside steps.
+    Random,
 }
 
 impl OperationKind {
@@ -347,6 +358,9 @@ impl OperationKind {
             Self::Sleep => "sleep",
             Self::StartChild => "start-child",
             Self::AwaitChild => "await-child",
+            Self::Step => "step",
+            Self::Clock => "clock",
+            Self::Random => "random",
         }
     }
 }
@@ -363,6 +377,9 @@ impl FromStr for OperationKind {
             "sleep" => Ok(Self::Sleep),
             "start-child" => Ok(Self::StartChild),
             "await-child" => Ok(Self::AwaitChild),
+            "step" => Ok(Self::Step),
+            "clock" => Ok(Self::Clock),
+            "random" => Ok(Self::Random),
             other => Err(InvalidName(format!("unknown operation kind {other:?}"))),
         }
     }
@@ -380,12 +397,29 @@ pub struct JournalEntry {
     /// The recorded outcome (JSON text); `None` when the call has no value
     /// (`set-event`, a `get-event` that timed out) or is not finished.
     pub outcome: Option<String>,
-    /// For waits: when the wait gives up.
+    /// For waits: when the wait gives up. For a step attempt that failed:
+    /// when the next attempt starts (`None`: there is none, the step failed).
     pub deadline: Option<Millis>,
     /// False while a wait is in progress: its deadline is recorded, its
     /// outcome is not yet.
     pub completed: bool,
+    /// The error of a step attempt that failed.
+    pub error: Option<String>,
+    /// A step attempt's number, from 1.
+    pub attempt: Option<u32>,
+    /// When a step attempt started (other entries start when recorded).
+    pub started_at: Option<Millis>,
     pub recorded_at: Millis,
+}
+
+impl JournalEntry {
+    /// For a step attempt: the step's output if it succeeded.
+    pub fn step_output(&self) -> Option<&str> {
+        match self.error {
+            None => self.outcome.as_deref(),
+            Some(_) => None,
+        }
+    }
 }
 
 /// A write to a run's journal, applied atomically with its effect.
@@ -458,6 +492,16 @@ pub enum JournalWrite {
         received: Option<Message>,
         deadline: Millis,
     },
+    /// Journal one attempt of a step: its output, or its error and when the
+    /// next attempt starts (`retry_at`; `None` when the step gave up).
+    StepAttempt {
+        op: u32,
+        name: String,
+        attempt: u32,
+        started_at: Millis,
+        output: Result<String, String>,
+        retry_at: Option<Millis>,
+    },
 }
 
 impl JournalWrite {
@@ -472,7 +516,8 @@ impl JournalWrite {
             | Self::WaitStarted { op, .. }
             | Self::WaitCompleted { op, .. }
             | Self::RecvStarted { op, .. }
-            | Self::RecvCompleted { op, .. } => *op,
+            | Self::RecvCompleted { op, .. }
+            | Self::StepAttempt { op, .. } => *op,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn::client::{Client, Reply};
+use cairn::executor::AllowList;
 use cairn::http::AccessControl;
 use cairn::server::{DeploySpec, ServeConfig, serve};
 use cairn::store::Synchronous;
@@ -33,6 +34,10 @@ enum Command {
         /// The module's routes manifest (JSON); see the README's HTTP triggers.
         #[arg(long)]
         routes: Option<PathBuf>,
+        /// Hosts the module's steps may call over HTTP (`name` or
+        /// `name:port`, comma-separated), within the host's --allow-outbound.
+        #[arg(long, value_delimiter = ',')]
+        allowed_hosts: Vec<String>,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -198,6 +203,11 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     invoke_token: Vec<String>,
+    /// Hosts that modules may allow their steps to call over HTTP (`name`
+    /// for any port, or `name:port`; repeatable, or comma-separated). Empty
+    /// by default: no outgoing HTTP at all.
+    #[arg(long, env = "CAIRN_ALLOW_OUTBOUND", value_delimiter = ',')]
+    allow_outbound: Vec<String>,
 }
 
 #[tokio::main]
@@ -217,6 +227,8 @@ async fn main() -> anyhow::Result<()> {
             config.guest.max_instances =
                 u32::try_from(args.max_live_instances.max(1) * 2 + 16).unwrap_or(u32::MAX);
             config.limits.max_queued_runs = args.max_queued_runs;
+            config.limits.allowed_hosts = AllowList::parse(&args.allow_outbound)
+                .map_err(|e| anyhow::anyhow!("--allow-outbound: {e}"))?;
             config.api.max_pending_waits = args.max_pending_waits;
             config.api.header_read_timeout = Duration::from_millis(args.header_read_timeout_ms);
             config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
@@ -239,6 +251,7 @@ async fn main() -> anyhow::Result<()> {
             name,
             file,
             routes,
+            allowed_hosts,
             server,
         } => {
             let bytes =
@@ -248,9 +261,13 @@ async fn main() -> anyhow::Result<()> {
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
                 })
                 .transpose()?;
+            let settings = match allowed_hosts.as_slice() {
+                [] => String::new(),
+                hosts => format!("allowed_hosts={}", hosts.join(",")),
+            };
             print_reply(
                 client(&server)?
-                    .deploy_with_routes(&name, bytes, routes)
+                    .deploy_with_settings(&name, bytes, routes, &settings)
                     .await?,
             )
         }

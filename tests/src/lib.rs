@@ -12,8 +12,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub use cairn::client::{Client, Reply};
+pub use gateway::FakeGateway;
 pub use sse::{SseEvent, SseStream};
 
+mod gateway;
 mod sse;
 
 /// The guest example components, built by this crate's `build.rs`.
@@ -31,6 +33,7 @@ pub mod examples {
     pub const HOSTILE_FS: &str = env!("CAIRN_EXAMPLE_HOSTILE_FS");
     /// The seed's `eventListener`: an HTTP handler, with its routes.
     pub const EVENT_LISTENER: &str = env!("CAIRN_EXAMPLE_EVENT_LISTENER");
+    pub const PAYMENTS: &str = env!("CAIRN_EXAMPLE_PAYMENTS");
     pub const EVENT_LISTENER_ROUTES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../guest-examples/event-listener/routes.json"

@@ -36,7 +36,7 @@ impl Executor {
             HandlerFailure::Host(format!("module {module} is no longer deployed"))
         })?;
         let inner = &self.inner;
-        let limits = inner.guest_limits(module, &current.version).await;
+        let limits = inner.guest_limits(&inner.module_settings(module, &current.version).await);
         let client = Box::new(ExecutorClient {
             executor: self.clone(),
             module: module.clone(),

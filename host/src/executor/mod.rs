@@ -4,9 +4,12 @@
 
 mod children;
 mod clock;
+mod cursor;
 mod handlers;
+mod outbound;
 mod routes;
 mod run_host;
+mod steps;
 mod waiters;
 
 use std::collections::HashMap;
@@ -18,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use clock::{Clock, SystemClock};
+pub use outbound::AllowList;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{
@@ -25,7 +29,7 @@ use crate::domain::{
     ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord, RunStatus,
     WorkflowId,
 };
-use crate::runtime::{GuestLimits, GuestOutcome, Runtime, UploadError};
+use crate::runtime::{GuestLimits, GuestOutcome, HostFailure, Runtime, UploadError};
 use crate::store::{CreateRun, NewModuleVersion, PutModule, Store, StoreError};
 use crate::triggers::{Manifest, ModuleRole, RouteMatch};
 use routes::Routes;
@@ -104,6 +108,9 @@ pub struct Limits {
     pub max_queued_runs: usize,
     /// Longest wait a trigger route may declare, in ms.
     pub max_trigger_wait_ms: u64,
+    /// The hosts that modules' steps may be allowed to call over HTTP
+    /// (`cairn serve --allow-outbound`); empty: none.
+    pub allowed_hosts: AllowList,
 }
 
 impl Default for Limits {
@@ -115,6 +122,7 @@ impl Default for Limits {
             max_live_instances: 1000,
             max_queued_runs: 10_000,
             max_trigger_wait_ms: 300_000,
+            allowed_hosts: AllowList::default(),
         }
     }
 }
@@ -416,6 +424,21 @@ impl Executor {
             return Err(ExecutorError::InvalidInput(
                 "run_timeout_ms and cpu_slice_ms must be at least 1".into(),
             ));
+        }
+        let allowed =
+            AllowList::parse(&settings.allowed_hosts).map_err(ExecutorError::InvalidInput)?;
+        let bound = &self.inner.limits.allowed_hosts;
+        let outside = allowed.outside(bound);
+        if !outside.is_empty() {
+            return Err(ExecutorError::InvalidInput(format!(
+                "allowed_hosts names {} outside this host's allow-list ({}); start the host with --allow-outbound to widen it",
+                outside.join(", "),
+                if bound.to_string().is_empty() {
+                    "empty".to_owned()
+                } else {
+                    bound.to_string()
+                },
+            )));
         }
         Ok(())
     }
@@ -805,14 +828,21 @@ impl Inner {
     /// Run `run` to its end in a fresh instance, replaying `journal`, and
     /// record how it ended.
     async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
-        let limits = self.guest_limits(&run.module, &run.version).await;
+        let settings = self.module_settings(&run.module, &run.version).await;
+        let limits = self.guest_limits(&settings);
+        // Checked against the host's list again: it may have narrowed since
+        // the module was deployed.
+        let allowed_hosts = AllowList::parse(&settings.allowed_hosts)
+            .unwrap_or_default()
+            .within(&self.limits.allowed_hosts);
+        let host = RunHost::new(self.clone(), run.id.clone(), journal, allowed_hosts);
+        let cursor = host.cursor();
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
             let slot = self.instance_slots.clone().acquire_owned().await;
             self.queued_runs.fetch_sub(1, Ordering::Relaxed);
             // The semaphore is never closed.
             let _slot = slot.expect("instance slots stay open");
-            let host = RunHost::new(self.clone(), run.id.clone(), journal);
             let version = &run.version;
             let bytes = async || self.module_bytes(version).await;
             self.runtime
@@ -843,6 +873,14 @@ impl Inner {
                     run.deadline.unwrap_or_default() - run.created_at
                 ),
             },
+            // A clock or random reading that did not match the journal.
+            Some(_) if let Some(failure) = cursor.failure() => match failure {
+                HostFailure::Run(message) => RunOutcome::Error { message },
+                HostFailure::Host(message) => {
+                    tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    return;
+                }
+            },
             Some(outcome) => match outcome {
                 GuestOutcome::Returned(output) => self.check_output(output),
                 GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
@@ -857,6 +895,17 @@ impl Inner {
         };
         if let RunOutcome::Error { message } = &outcome {
             tracing::info!(run = %run.id, workflow = %run.workflow, %message, "run failed");
+        }
+        // Readings since the last write: not needed for a replay any more,
+        // but part of the run's journal for whoever reads it.
+        let readings = cursor.take_pending();
+        if !readings.is_empty()
+            && let Err(error) = self
+                .store
+                .write_journal_entries(&run.id, readings, self.clock.now())
+                .await
+        {
+            tracing::warn!(run = %run.id, %error, "cannot journal the run's last clock readings");
         }
         if let Err(error) = self
             .store
@@ -905,8 +954,8 @@ impl Inner {
 
     /// The host's guest limits, with the overrides of a module version
     /// (checked against the host's bounds when it was deployed).
-    async fn guest_limits(&self, module: &ModuleName, version: &str) -> GuestLimits {
-        let mut limits = self.runtime.limits().clone();
+    /// The settings module `version` was deployed with.
+    async fn module_settings(&self, module: &ModuleName, version: &str) -> ModuleSettings {
         let current = self
             .current
             .read()
@@ -914,7 +963,7 @@ impl Inner {
             .get(module)
             .filter(|m| m.version == version)
             .map(|m| m.settings.clone());
-        let settings = match current {
+        match current {
             Some(settings) => settings,
             None => match self.store.get_module(module).await {
                 Ok(Some(module)) => module
@@ -925,7 +974,11 @@ impl Inner {
                     .unwrap_or_default(),
                 _ => ModuleSettings::default(),
             },
-        };
+        }
+    }
+
+    fn guest_limits(&self, settings: &ModuleSettings) -> GuestLimits {
+        let mut limits = self.runtime.limits().clone();
         if let Some(bytes) = settings.max_memory_bytes {
             limits.max_memory_bytes = bytes;
         }

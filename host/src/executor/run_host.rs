@@ -4,7 +4,9 @@
 //! operation number. If the journal (loaded when the run started) already
 //! holds that number, the recorded outcome is returned and nothing else
 //! happens; otherwise the call's effect and its journal entry are committed
-//! together, and only then are readers woken.
+//! together, and only then are readers woken. Clock readings and the
+//! random seed the guest took since the last write (see `cursor.rs`) are
+//! journaled in the same transaction, ahead of it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,85 +15,94 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::Inner;
+use super::cursor::{JournalCursor, OpenStep};
+use super::outbound::AllowList;
 use super::waiters::WaitKey;
-use super::{ExecutorError, StartRequest, children};
+use super::{ExecutorError, StartRequest, children, steps};
 use crate::domain::{
     self, JournalEntry, JournalWrite, Millis, ModuleName, NewMessage, OperationKind, WorkflowId,
 };
 use crate::runtime::{
-    GuestError, GuestErrorCode, HostFailure, HostResult, RunResult, WorkflowHost,
+    GuestEnvironment, GuestError, GuestErrorCode, HostFailure, HostResult, RetryPolicy, RunResult,
+    StepState, WorkflowHost,
 };
 use crate::store::StoreError;
 
 pub(super) struct RunHost {
     exec: Arc<Inner>,
     run: WorkflowId,
-    journal: Vec<JournalEntry>,
-    next_op: u32,
+    cursor: Arc<JournalCursor>,
 }
 
 impl RunHost {
-    pub(super) fn new(exec: Arc<Inner>, run: WorkflowId, journal: Vec<JournalEntry>) -> Self {
-        Self {
-            exec,
-            run,
+    pub(super) fn new(
+        exec: Arc<Inner>,
+        run: WorkflowId,
+        journal: Vec<JournalEntry>,
+        allowed_hosts: AllowList,
+    ) -> Self {
+        let cursor = JournalCursor::new(
+            run.clone(),
             journal,
-            next_op: 0,
-        }
+            exec.limits.max_journal_entries,
+            allowed_hosts,
+        );
+        Self { exec, run, cursor }
+    }
+
+    /// The execution's replay position, for the executor to check when the
+    /// guest has returned.
+    pub(super) fn cursor(&self) -> Arc<JournalCursor> {
+        self.cursor.clone()
     }
 
     fn replaying(&self) -> bool {
-        (self.next_op as usize) < self.journal.len()
+        self.cursor.replaying()
     }
 
-    /// Take the next operation number, and the journal entry recorded under
-    /// it if the run is replaying. An entry of another kind or about another
-    /// thing means the workflow is not deterministic: the run fails.
     fn next_operation(
         &mut self,
         kind: OperationKind,
         name: &str,
     ) -> Result<(u32, Option<JournalEntry>), HostFailure> {
-        let op = self.next_op;
-        let limit = self.exec.limits.max_journal_entries;
-        if op >= limit {
-            // A failure, not a guest error: a guest that ignored the error
-            // and kept calling would never stop.
-            return Err(HostFailure::Run(format!(
-                "run {} reached its limit of {limit} journaled operations",
-                self.run
-            )));
+        self.cursor.next_operation(kind, name)
+    }
+
+    /// Refuse a durable call inside a step: the step's outcome is journaled
+    /// as a whole and a retry runs it again, so it cannot have effects of
+    /// its own.
+    fn outside_step(&self, call: &str) -> Result<(), GuestError> {
+        match self.cursor.current_step() {
+            None => Ok(()),
+            Some(step) => Err(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                format!(
+                    "{call} is not allowed inside step {step:?}: a step is retried and replayed as a whole, so it cannot have durable effects of its own; call {call} before or after the step"
+                ),
+            )),
         }
-        self.next_op += 1;
-        let Some(entry) = self.journal.get(op as usize) else {
-            return Ok((op, None));
-        };
-        if entry.kind != kind || entry.name != name {
-            return Err(HostFailure::Run(format!(
-                "non-determinism in run {}: operation {op} is {}({:?}) in the journal, but the workflow now calls {}({name:?})",
-                self.run,
-                entry.kind.as_str(),
-                entry.name,
-                kind.as_str(),
-            )));
-        }
-        Ok((op, Some(entry.clone())))
     }
 
     async fn write(&self, write: JournalWrite) -> Result<(), HostFailure> {
         let now = self.exec.clock.now();
-        self.exec
-            .store
-            .write_journal(&self.run, write, now)
-            .await
-            .map_err(|error| match error {
-                // Another execution of this run got there first (or the run
-                // was finished meanwhile): this one must not go on.
-                StoreError::DuplicateOperation { .. } | StoreError::RunNotPending { .. } => {
-                    HostFailure::Host(format!("run {} was taken over: {error}", self.run))
-                }
-                error => HostFailure::Host(format!("journal write failed: {error}")),
-            })
+        let mut pending = self.cursor.take_pending();
+        let written = if pending.is_empty() {
+            self.exec.store.write_journal(&self.run, write, now).await
+        } else {
+            pending.push(write);
+            self.exec
+                .store
+                .write_journal_entries(&self.run, pending, now)
+                .await
+        };
+        written.map_err(|error| match error {
+            // Another execution of this run got there first (or the run
+            // was finished meanwhile): this one must not go on.
+            StoreError::DuplicateOperation { .. } | StoreError::RunNotPending { .. } => {
+                HostFailure::Host(format!("run {} was taken over: {error}", self.run))
+            }
+            error => HostFailure::Host(format!("journal write failed: {error}")),
+        })
     }
 
     /// A journaled wait (`get-event`, `recv`): a replay returns the recorded
@@ -216,6 +227,9 @@ impl WorkflowHost for RunHost {
     }
 
     async fn set_event(&mut self, key: String, value: String) -> HostResult<()> {
+        if let Err(refusal) = self.outside_step("set-event") {
+            return Ok(Err(refusal));
+        }
         // Refusals depend on the arguments alone, so they take no operation
         // number: a replay refuses the same calls the same way.
         if let Err(e) = domain::validate_event_key(&key) {
@@ -245,6 +259,9 @@ impl WorkflowHost for RunHost {
         key: String,
         timeout_ms: u64,
     ) -> HostResult<Option<String>> {
+        if let Err(refusal) = self.outside_step("get-event") {
+            return Ok(Err(refusal));
+        }
         let target = match WorkflowId::parse(&workflow_id) {
             Ok(target) => target,
             Err(e) => return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0))),
@@ -286,6 +303,9 @@ impl WorkflowHost for RunHost {
         message: String,
         idempotency_key: Option<String>,
     ) -> HostResult<()> {
+        if let Err(refusal) = self.outside_step("send") {
+            return Ok(Err(refusal));
+        }
         // Refusals that depend on the arguments alone take no operation.
         let target = match WorkflowId::parse(&workflow_id) {
             Ok(target) => target,
@@ -352,6 +372,9 @@ impl WorkflowHost for RunHost {
         input: String,
         id: Option<String>,
     ) -> HostResult<String> {
+        if let Err(refusal) = self.outside_step("start-child") {
+            return Ok(Err(refusal));
+        }
         // Refusals that depend on the arguments alone take no operation.
         let module_name = match ModuleName::parse(&module) {
             Ok(name) => name,
@@ -410,6 +433,9 @@ impl WorkflowHost for RunHost {
         workflow_id: String,
         timeout_ms: u64,
     ) -> HostResult<Option<RunResult>> {
+        if let Err(refusal) = self.outside_step("await-child") {
+            return Ok(Err(refusal));
+        }
         let child = match WorkflowId::parse(&workflow_id) {
             Ok(child) => child,
             Err(e) => return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0))),
@@ -466,6 +492,9 @@ impl WorkflowHost for RunHost {
     }
 
     async fn sleep(&mut self, duration_ms: u64) -> Result<(), HostFailure> {
+        if let Err(refusal) = self.outside_step("sleep") {
+            return Err(HostFailure::Run(refusal.message));
+        }
         let name = duration_ms.to_string();
         let (op, recorded) = self.next_operation(OperationKind::Sleep, &name)?;
         let deadline = match recorded {
@@ -484,7 +513,119 @@ impl WorkflowHost for RunHost {
         Ok(())
     }
 
+    async fn begin_step(&mut self, name: String, policy: RetryPolicy) -> HostResult<StepState> {
+        if let Some(current) = self.cursor.current_step() {
+            return Ok(Err(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                format!("step {name:?} cannot begin inside step {current:?}: steps do not nest"),
+            )));
+        }
+        if let Err(reason) = steps::validate(&name, &policy) {
+            return Ok(Err(GuestError::new(
+                GuestErrorCode::InvalidArgument,
+                reason,
+            )));
+        }
+        let mut attempt = 1;
+        loop {
+            let (op, recorded) = self.next_operation(OperationKind::Step, &name)?;
+            let Some(entry) = recorded else {
+                self.cursor.open_step(OpenStep {
+                    op,
+                    name,
+                    attempt,
+                    policy,
+                    started_at: self.exec.clock.now(),
+                });
+                return Ok(Ok(StepState::Attempt(attempt)));
+            };
+            // Replay: walk the step's recorded attempts to its end.
+            match (entry.error, entry.deadline) {
+                (None, _) => {
+                    let output = entry.outcome.unwrap_or_else(|| "null".into());
+                    return Ok(Ok(StepState::Finished(Ok(output))));
+                }
+                (Some(error), None) => return Ok(Ok(StepState::Finished(Err(error)))),
+                (Some(_), Some(retry_at)) => {
+                    attempt = entry.attempt.unwrap_or(attempt) + 1;
+                    if self.cursor.peek().is_none() {
+                        // Recovered while waiting for the next attempt:
+                        // wait out the journaled time, no more.
+                        tokio::time::sleep_until(self.instant_of(retry_at)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn end_attempt(&mut self, outcome: Result<String, String>) -> HostResult<StepState> {
+        let Some(step) = self.cursor.take_step() else {
+            return Ok(Err(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                "end-attempt was called with no step in progress; call begin-step first",
+            )));
+        };
+        let limit = self.exec.limits.max_value_bytes;
+        let (output, retryable) = match outcome {
+            Ok(value) => {
+                match self.check_value(&format!("output of step {:?}", step.name), &value) {
+                    Ok(()) => (Ok(value), false),
+                    // Running it again would give the same refusal.
+                    Err(refusal) => (Err(refusal.message), false),
+                }
+            }
+            Err(message) => (Err(steps::truncate(message, limit)), true),
+        };
+        let now = self.exec.clock.now();
+        let retry_at = match &output {
+            Err(_) if retryable && step.attempt < step.policy.max_attempts => {
+                Some(now.saturating_add(steps::delay_ms(&step.policy, step.attempt)))
+            }
+            _ => None,
+        };
+        if let Err(error) = &output {
+            super::emit_guest_log(
+                tracing::Level::WARN,
+                &format!("run {}", self.run),
+                &format!("step {:?} attempt {} failed", step.name, step.attempt),
+                &[
+                    ("error".to_owned(), error.clone()),
+                    ("retry".to_owned(), retry_at.is_some().to_string()),
+                ],
+            );
+        }
+        self.write(JournalWrite::StepAttempt {
+            op: step.op,
+            name: step.name.clone(),
+            attempt: step.attempt,
+            started_at: step.started_at,
+            output: output.clone(),
+            retry_at,
+        })
+        .await?;
+        let Some(retry_at) = retry_at else {
+            return Ok(Ok(StepState::Finished(output)));
+        };
+        tokio::time::sleep_until(self.instant_of(retry_at)).await;
+        let (op, _) = self.next_operation(OperationKind::Step, &step.name)?;
+        let attempt = step.attempt + 1;
+        self.cursor.open_step(OpenStep {
+            op,
+            attempt,
+            started_at: self.exec.clock.now(),
+            ..step
+        });
+        Ok(Ok(StepState::Attempt(attempt)))
+    }
+
+    fn environment(&self) -> Arc<dyn GuestEnvironment> {
+        self.cursor.clone()
+    }
+
     async fn recv(&mut self, topic: String, timeout_ms: u64) -> HostResult<Option<String>> {
+        if let Err(refusal) = self.outside_step("recv") {
+            return Ok(Err(refusal));
+        }
         if let Err(e) = domain::validate_topic(&topic) {
             return Ok(Err(GuestError::new(GuestErrorCode::InvalidArgument, e.0)));
         }
@@ -571,7 +712,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut first = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        let mut first = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
         first
             .set_event("k".into(), "1".into())
             .await
@@ -579,7 +725,12 @@ mod tests {
             .unwrap();
 
         let journal = exec.journal(&run).await.unwrap();
-        let mut replay = RunHost::new(exec.inner.clone(), run.clone(), journal);
+        let mut replay = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            journal,
+            AllowList::default(),
+        );
         assert!(replay.replaying());
         replay
             .set_event("k".into(), "1".into())
@@ -602,7 +753,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut first = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        let mut first = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
         first
             .set_event("step1".into(), "1".into())
             .await
@@ -610,7 +766,12 @@ mod tests {
             .unwrap();
 
         let journal = exec.journal(&run).await.unwrap();
-        let mut replay = RunHost::new(exec.inner.clone(), run.clone(), journal.clone());
+        let mut replay = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            journal.clone(),
+            AllowList::default(),
+        );
         let failure = replay
             .get_event("other".into(), "k".into(), 0)
             .await
@@ -622,7 +783,7 @@ mod tests {
         assert!(message.contains("set-event(\"step1\")"), "{message}");
         assert!(message.contains("get-event(\"other/k\")"), "{message}");
 
-        let mut other_key = RunHost::new(exec.inner.clone(), run, journal);
+        let mut other_key = RunHost::new(exec.inner.clone(), run, journal, AllowList::default());
         assert!(matches!(
             other_key.set_event("step2".into(), "1".into()).await,
             Err(HostFailure::Run(_))
@@ -636,13 +797,23 @@ mod tests {
         let target = pending_run(&exec, "target").await;
         let reader = pending_run(&exec, "reader").await;
 
-        let mut writer = RunHost::new(exec.inner.clone(), target.clone(), Vec::new());
+        let mut writer = RunHost::new(
+            exec.inner.clone(),
+            target.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
         writer
             .set_event("k".into(), "\"old\"".into())
             .await
             .unwrap()
             .unwrap();
-        let mut first = RunHost::new(exec.inner.clone(), reader.clone(), Vec::new());
+        let mut first = RunHost::new(
+            exec.inner.clone(),
+            reader.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
         let seen = first
             .get_event("target".into(), "k".into(), 0)
             .await
@@ -669,7 +840,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let journal = exec.journal(&reader).await.unwrap();
-        let mut replay = RunHost::new(exec.inner.clone(), reader, journal);
+        let mut replay = RunHost::new(exec.inner.clone(), reader, journal, AllowList::default());
         let replayed = replay
             .get_event("target".into(), "k".into(), 0)
             .await
@@ -689,7 +860,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut host = RunHost::new(exec.inner.clone(), run.clone(), Vec::new());
+        let mut host = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
         let invalid = host
             .set_event("k".into(), "{nope".into())
             .await

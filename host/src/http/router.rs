@@ -859,9 +859,10 @@ fn upload_parts(body: &[u8], boundary: &str) -> Result<(Vec<u8>, Manifest), ApiE
 }
 
 /// A module's settings from the query of its upload:
-/// `?max_memory_bytes=N&cpu_slice_ms=N&run_timeout_ms=N`, each optional.
+/// `?max_memory_bytes=N&cpu_slice_ms=N&run_timeout_ms=N&allowed_hosts=A,B`,
+/// each optional.
 fn module_settings(query: &str) -> Result<ModuleSettings, ApiError> {
-    const ACCEPTED: &str = "max_memory_bytes, cpu_slice_ms, run_timeout_ms";
+    const ACCEPTED: &str = "max_memory_bytes, cpu_slice_ms, run_timeout_ms, allowed_hosts";
     let mut settings = ModuleSettings::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -879,6 +880,20 @@ fn module_settings(query: &str) -> Result<ModuleSettings, ApiError> {
             }
             "cpu_slice_ms" => settings.cpu_slice_ms = Some(number()?),
             "run_timeout_ms" => settings.run_timeout_ms = Some(number()?),
+            "allowed_hosts" => {
+                let list = percent_decode(value).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_settings",
+                        "allowed_hosts is not valid percent-encoded UTF-8",
+                    )
+                })?;
+                settings.allowed_hosts.extend(
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_owned),
+                );
+            }
             other => {
                 return Err(ApiError::bad_request(
                     "invalid_settings",

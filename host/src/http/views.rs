@@ -65,8 +65,17 @@ pub(super) struct StepView<'a> {
     pub(super) kind: &'static str,
     pub(super) name: &'a str,
     pub(super) outcome: Option<Box<RawValue>>,
+    /// The error of a step attempt that failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) error: Option<&'a str>,
+    /// A step attempt's number, from 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) attempt: Option<u32>,
     pub(super) completed: bool,
+    /// For a wait, when it gives up; for a failed step attempt, when the
+    /// next attempt starts.
     pub(super) deadline: Option<String>,
+    pub(super) started_at: String,
     pub(super) recorded_at: String,
 }
 
@@ -80,8 +89,11 @@ impl<'a> From<&'a JournalEntry> for StepView<'a> {
                 .outcome
                 .clone()
                 .and_then(|o| RawValue::from_string(o).ok()),
+            error: entry.error.as_deref(),
+            attempt: entry.attempt,
             completed: entry.completed,
             deadline: entry.deadline.map(timestamp),
+            started_at: timestamp(entry.started_at.unwrap_or(entry.recorded_at)),
             recorded_at: timestamp(entry.recorded_at),
         }
     }

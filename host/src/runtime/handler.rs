@@ -248,6 +248,11 @@ pub(super) fn linker(
     Ok(linker)
 }
 
+/// Handlers are not durable: live clocks and randomness, no network.
+fn handler_environment() -> std::sync::Arc<dyn super::GuestEnvironment> {
+    std::sync::Arc::new(super::LiveEnvironment)
+}
+
 /// Why a handler gave no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerFailure {
@@ -292,7 +297,11 @@ impl super::Runtime {
         let limiter = InstanceLimiter::new(limits.clone());
         let mut store = wasmtime::Store::new(
             &self.inner.engine,
-            HandlerState::new(super::sealed_wasi(&label, stderr.clone()), client, limiter),
+            HandlerState::new(
+                super::sealed_wasi(&label, stderr.clone(), &handler_environment()),
+                client,
+                limiter,
+            ),
         );
         super::limits::meter(&mut store, &limits);
         let host_error = |e: wasmtime::Error| HandlerFailure::Host(format!("{e:#}"));

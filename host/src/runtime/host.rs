@@ -4,12 +4,16 @@
 //! (journaling, replay, waking readers) is decided by the [`WorkflowHost`]
 //! that the executor installs, so this module knows nothing of the database.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::cairn::workflow::{children, context, events, messages, timers, types};
+use super::bindings::cairn::workflow::{children, context, events, messages, steps, timers, types};
 use super::bindings::{Level, WitError};
+use super::environment::{GuestEnvironment, LiveEnvironment, OutgoingHttp};
 use super::handler::RunResult;
 use super::limits::InstanceLimiter;
 
@@ -54,6 +58,24 @@ pub enum HostFailure {
 
 pub type HostResult<T> = Result<Result<T, GuestError>, HostFailure>;
 
+/// When and how often a failed step is tried again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_interval_ms: u64,
+    pub backoff_factor: f64,
+    pub max_interval_ms: u64,
+}
+
+/// Where a step stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepState {
+    /// Run attempt number n (from 1) now.
+    Attempt(u32),
+    /// The step's output, or the error of its last attempt.
+    Finished(Result<String, String>),
+}
+
 /// What the host imports do for the run an instance executes.
 #[async_trait]
 pub trait WorkflowHost: Send + 'static {
@@ -86,13 +108,19 @@ pub trait WorkflowHost: Send + 'static {
         workflow_id: String,
         timeout_ms: u64,
     ) -> HostResult<Option<RunResult>>;
+    async fn begin_step(&mut self, name: String, policy: RetryPolicy) -> HostResult<StepState>;
+    async fn end_attempt(&mut self, outcome: Result<String, String>) -> HostResult<StepState>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
+    /// The clocks, random numbers and network the run's guest sees.
+    fn environment(&self) -> Arc<dyn GuestEnvironment>;
 }
 
 /// The `T` of `Store<T>`: WASI state that grants nothing, the run's host,
 /// and the instance's limits.
 pub struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: OutgoingHttp,
     table: ResourceTable,
     host: Box<dyn WorkflowHost>,
     pub(super) limiter: InstanceLimiter,
@@ -116,6 +144,8 @@ impl HostState {
     ) -> Self {
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
+            hooks: OutgoingHttp(host.environment()),
             table: ResourceTable::new(),
             host,
             limiter,
@@ -144,6 +174,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -250,6 +290,44 @@ impl timers::Host for HostState {
     }
 }
 
+impl steps::Host for HostState {
+    async fn begin_step(
+        &mut self,
+        name: String,
+        policy: steps::RetryPolicy,
+    ) -> wasmtime::Result<Result<steps::StepState, WitError>> {
+        self.host_called();
+        let policy = RetryPolicy {
+            max_attempts: policy.max_attempts,
+            initial_interval_ms: policy.initial_interval_ms,
+            backoff_factor: policy.backoff_factor,
+            max_interval_ms: policy.max_interval_ms,
+        };
+        match self.host.begin_step(name, policy).await {
+            Ok(result) => Ok(result.map(step_state).map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+
+    async fn end_attempt(
+        &mut self,
+        outcome: Result<String, String>,
+    ) -> wasmtime::Result<Result<steps::StepState, WitError>> {
+        self.host_called();
+        match self.host.end_attempt(outcome).await {
+            Ok(result) => Ok(result.map(step_state).map_err(WitError::from)),
+            Err(failure) => Err(trap(failure)),
+        }
+    }
+}
+
+fn step_state(state: StepState) -> steps::StepState {
+    match state {
+        StepState::Attempt(n) => steps::StepState::Attempt(n),
+        StepState::Finished(outcome) => steps::StepState::Finished(outcome),
+    }
+}
+
 impl context::Host for HostState {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
         self.host_called();
@@ -315,7 +393,19 @@ impl WorkflowHost for NoRun {
         ))
     }
 
+    async fn begin_step(&mut self, _: String, _: RetryPolicy) -> HostResult<StepState> {
+        Ok(Err(not_in_a_run()))
+    }
+
+    async fn end_attempt(&mut self, _: Result<String, String>) -> HostResult<StepState> {
+        Ok(Err(not_in_a_run()))
+    }
+
     fn log(&mut self, _: tracing::Level, _: &str, _: &[(String, String)]) {}
+
+    fn environment(&self) -> Arc<dyn GuestEnvironment> {
+        Arc::new(LiveEnvironment)
+    }
 }
 
 fn not_in_a_run() -> GuestError {

@@ -3,6 +3,7 @@
 //! in a fresh instance.
 
 mod bindings;
+mod environment;
 mod guest_output;
 mod handler;
 mod host;
@@ -17,8 +18,12 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
+pub use environment::{GuestEnvironment, LiveEnvironment, nanos, system_time};
 pub use handler::{HandlerClient, HandlerFailure, RunResult};
-pub use host::{GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, WorkflowHost};
+pub use host::{
+    GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, RetryPolicy, StepState,
+    WorkflowHost,
+};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -33,16 +38,18 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
 /// The interface a handler module exports (any WASI 0.2 version).
 const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
-/// Imports a workflow may have: Cairn's interfaces, and the WASI interfaces
-/// that Rust's std (and other languages' runtimes) link against. WASI is
-/// linked with a context that grants nothing: no files, no environment, no
-/// network.
+/// Imports a workflow may have: Cairn's interfaces, the WASI interfaces
+/// that Rust's std (and other languages' runtimes) link against, and
+/// `wasi:http` for steps. WASI is linked with a context that grants nothing:
+/// no files, no environment, no sockets; clocks and random numbers are
+/// journaled, and outgoing HTTP is refused outside steps.
 const WORKFLOW_IMPORT_PREFIXES: &[&str] = &[
     "cairn:workflow/",
     "wasi:cli/",
     "wasi:io/",
     "wasi:clocks/",
     "wasi:random/",
+    "wasi:http/",
 ];
 /// Imports a handler may have: those of a workflow, and the types of
 /// `wasi:http` (outgoing requests are linked, and refused when made).
@@ -175,6 +182,7 @@ impl Runtime {
         limits::start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
         bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
             &mut linker,
             |state| state,
@@ -308,7 +316,8 @@ impl Runtime {
             Err(message) => return GuestOutcome::HostFailed(message),
         };
         let stderr = GuestOutput::new(&run_id, "stderr");
-        let mut store = self.new_store(sealed_wasi(&run_id, stderr.clone()), host, limits);
+        let wasi = sealed_wasi(&run_id, stderr.clone(), &host.environment());
+        let mut store = self.new_store(wasi, host, limits);
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
@@ -424,7 +433,11 @@ impl Runtime {
         pre: &WorkflowPre<HostState>,
     ) -> Result<Vec<String>, UploadError> {
         let mut store = self.new_store(
-            sealed_wasi("upload", GuestOutput::new("upload", "stderr")),
+            sealed_wasi(
+                "upload",
+                GuestOutput::new("upload", "stderr"),
+                &(Arc::new(LiveEnvironment) as Arc<dyn GuestEnvironment>),
+            ),
             Box::new(NoRun),
             self.inner.limits.clone(),
         );
@@ -518,14 +531,20 @@ fn check_header(bytes: &[u8]) -> Result<(), UploadError> {
 
 /// WASI that grants nothing: no preopened directories, no environment, no
 /// arguments, no network; stdout and stderr go to the host's log.
-fn sealed_wasi(run_id: &str, stderr: GuestOutput) -> wasmtime_wasi::WasiCtx {
-    WasiCtxBuilder::new()
+fn sealed_wasi(
+    run_id: &str,
+    stderr: GuestOutput,
+    env: &Arc<dyn GuestEnvironment>,
+) -> wasmtime_wasi::WasiCtx {
+    let mut builder = WasiCtxBuilder::new();
+    builder
         .stdout(GuestOutput::new(run_id, "stdout"))
         .stderr(stderr)
         .allow_tcp(false)
         .allow_udp(false)
-        .allow_ip_name_lookup(false)
-        .build()
+        .allow_ip_name_lookup(false);
+    environment::install(&mut builder, env);
+    builder.build()
 }
 
 /// A trap as people need it: the cause, what the guest last wrote to

@@ -130,6 +130,14 @@ pub trait Store: Send + Sync + 'static {
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.
     async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()>;
+    /// Several journal writes of run `id`, in order, in one transaction:
+    /// all of them or none.
+    async fn write_journal_entries(
+        &self,
+        id: &WorkflowId,
+        writes: Vec<JournalWrite>,
+        now: i64,
+    ) -> Result<()>;
 
     /// Deliver a message from outside a run, once per idempotency key;
     /// [`StoreError::UnknownRun`] if the run does not exist.

@@ -495,8 +495,8 @@ async fn fork_run(
         return Err(StoreError::UnknownRun(source.to_string()));
     }
     sqlx::query(
-        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
-         SELECT ?, op, kind, name, outcome, deadline, completed, recorded_at
+        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at)
+         SELECT ?, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
          FROM journal WHERE run_id = ? AND op < ?",
     )
     .bind(new.as_str())
@@ -543,8 +543,8 @@ async fn refusal(conn: &mut SqliteConnection, id: &WorkflowId, op: u32) -> Resul
 /// Insert a journal row, only while its run is pending. On a conflict with
 /// an existing row, `upsert` completes a started wait instead.
 const INSERT_JOURNAL: &str =
-    "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8
+    "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
      WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING')";
 
 async fn write_journal(
@@ -617,6 +617,31 @@ async fn write_journal(
             Some(*deadline),
             true,
         ),
+        JournalWrite::StepAttempt {
+            name,
+            output,
+            retry_at,
+            ..
+        } => (
+            OperationKind::Step,
+            name,
+            output.as_ref().ok().cloned(),
+            *retry_at,
+            true,
+        ),
+    };
+    let (error, attempt, started_at) = match &write {
+        JournalWrite::StepAttempt {
+            attempt,
+            started_at,
+            output,
+            ..
+        } => (
+            output.as_ref().err().cloned(),
+            Some(*attempt),
+            Some(*started_at),
+        ),
+        _ => (None, None, None),
     };
     let completes_a_wait = matches!(
         write,
@@ -644,6 +669,9 @@ async fn write_journal(
         .bind(deadline)
         .bind(completed)
         .bind(now)
+        .bind(error)
+        .bind(attempt)
+        .bind(started_at)
         .execute(&mut *conn)
         .await;
     match inserted {
@@ -833,8 +861,8 @@ impl Store for SqliteStore {
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
         let rows = sqlx::query(
-            "SELECT op, kind, name, outcome, deadline, completed, recorded_at FROM journal
-             WHERE run_id = ? ORDER BY op",
+            "SELECT op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
+             FROM journal WHERE run_id = ? ORDER BY op",
         )
         .bind(id.as_str())
         .fetch_all(&self.reads)
@@ -849,6 +877,9 @@ impl Store for SqliteStore {
                     outcome: row.try_get("outcome")?,
                     deadline: row.try_get("deadline")?,
                     completed: row.try_get("completed")?,
+                    error: row.try_get("error")?,
+                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|n| n as u32),
+                    started_at: row.try_get("started_at")?,
                     recorded_at: row.try_get("recorded_at")?,
                 })
             })
@@ -859,6 +890,24 @@ impl Store for SqliteStore {
         let id = id.clone();
         self.write(Box::new(move |conn| {
             Box::pin(write_journal(conn, id, write, now))
+        }))
+        .await
+    }
+
+    async fn write_journal_entries(
+        &self,
+        id: &WorkflowId,
+        writes: Vec<JournalWrite>,
+        now: i64,
+    ) -> Result<()> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| {
+            Box::pin(async move {
+                for write in writes {
+                    write_journal(conn, id.clone(), write, now).await?;
+                }
+                Ok(())
+            })
         }))
         .await
     }

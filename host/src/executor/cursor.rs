@@ -1,0 +1,417 @@
+//! The replay position of one execution, shared by its host imports and by
+//! the WASI clocks and random numbers its guest reads.
+//!
+//! Clocks and random numbers are read synchronously by WASI and cannot wait
+//! for the database. Outside a step, each clock reading takes an operation
+//! number like any host call and is journaled with the run's next durable
+//! write, before that write's effect: nothing durable can depend on a
+//! reading that is not journaled with it or before it. Random numbers come
+//! from a generator whose seed is journaled the first time the guest draws
+//! one; a replay draws the same numbers in the same order. Inside a step the
+//! guest gets the live clock and fresh randomness: the step's output is what
+//! is journaled.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::domain::{JournalEntry, JournalWrite, Millis, OperationKind, WorkflowId};
+use crate::runtime::{GuestEnvironment, HostFailure, RetryPolicy, nanos, system_time};
+
+use super::outbound::AllowList;
+
+pub(super) struct JournalCursor {
+    run: WorkflowId,
+    max_operations: u32,
+    allowed_hosts: AllowList,
+    state: Mutex<CursorState>,
+}
+
+struct CursorState {
+    journal: Vec<JournalEntry>,
+    next_op: u32,
+    /// Readings taken past the journal, to journal with the next write.
+    pending: Vec<JournalWrite>,
+    step: Option<OpenStep>,
+    /// A reading that did not match the journal: WASI cannot fail the call,
+    /// so the next host call (or the end of the run) fails the run with it.
+    failure: Option<HostFailure>,
+    /// Seeded at the first draw outside a step.
+    random: Option<StdRng>,
+    last_monotonic: u64,
+}
+
+/// A step between `begin-step` and the end of its current attempt.
+#[derive(Debug, Clone)]
+pub(super) struct OpenStep {
+    pub(super) op: u32,
+    pub(super) name: String,
+    pub(super) attempt: u32,
+    pub(super) policy: RetryPolicy,
+    pub(super) started_at: Millis,
+}
+
+impl JournalCursor {
+    pub(super) fn new(
+        run: WorkflowId,
+        journal: Vec<JournalEntry>,
+        max_operations: u32,
+        allowed_hosts: AllowList,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            run,
+            max_operations,
+            allowed_hosts,
+            state: Mutex::new(CursorState {
+                journal,
+                next_op: 0,
+                pending: Vec::new(),
+                step: None,
+                failure: None,
+                random: None,
+                last_monotonic: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CursorState> {
+        self.state.lock().expect("journal cursor lock")
+    }
+
+    pub(super) fn replaying(&self) -> bool {
+        let state = self.lock();
+        (state.next_op as usize) < state.journal.len()
+    }
+
+    /// Take the next operation number, and the journal entry recorded under
+    /// it if the run is replaying. An entry of another kind or about another
+    /// thing means the workflow is not deterministic: the run fails.
+    pub(super) fn next_operation(
+        &self,
+        kind: OperationKind,
+        name: &str,
+    ) -> Result<(u32, Option<JournalEntry>), HostFailure> {
+        self.lock()
+            .next_operation(&self.run, self.max_operations, kind, name)
+    }
+
+    /// The recorded entry after the last one taken, if any, without taking it.
+    pub(super) fn peek(&self) -> Option<JournalEntry> {
+        let state = self.lock();
+        state.journal.get(state.next_op as usize).cloned()
+    }
+
+    /// A failure found by a synchronous call, to report now.
+    pub(super) fn failure(&self) -> Option<HostFailure> {
+        self.lock().failure.clone()
+    }
+
+    /// The readings not journaled yet, to write before `write`.
+    pub(super) fn take_pending(&self) -> Vec<JournalWrite> {
+        std::mem::take(&mut self.lock().pending)
+    }
+
+    pub(super) fn open_step(&self, step: OpenStep) {
+        self.lock().step = Some(step);
+    }
+
+    pub(super) fn take_step(&self) -> Option<OpenStep> {
+        self.lock().step.take()
+    }
+
+    /// The name of the step in progress, if any.
+    pub(super) fn current_step(&self) -> Option<String> {
+        self.lock().step.as_ref().map(|step| step.name.clone())
+    }
+
+    /// A clock reading: journaled outside steps, live inside.
+    fn read_clock(&self, name: &'static str, live: u64) -> u64 {
+        let mut state = self.lock();
+        if state.step.is_some() || state.failure.is_some() {
+            return live;
+        }
+        match state.next_operation(&self.run, self.max_operations, OperationKind::Clock, name) {
+            Ok((_, Some(entry))) => match entry.outcome.as_deref().map(str::parse::<u64>) {
+                Some(Ok(recorded)) => recorded,
+                _ => {
+                    state.failure = Some(HostFailure::Run(format!(
+                        "operation {} of run {} is a clock reading without a value",
+                        entry.op, self.run
+                    )));
+                    live
+                }
+            },
+            Ok((op, None)) => {
+                state.pending.push(JournalWrite::Recorded {
+                    op,
+                    kind: OperationKind::Clock,
+                    name: name.to_owned(),
+                    outcome: Some(live.to_string()),
+                });
+                live
+            }
+            Err(failure) => {
+                state.failure = Some(failure);
+                live
+            }
+        }
+    }
+}
+
+impl CursorState {
+    fn next_operation(
+        &mut self,
+        run: &WorkflowId,
+        max_operations: u32,
+        kind: OperationKind,
+        name: &str,
+    ) -> Result<(u32, Option<JournalEntry>), HostFailure> {
+        if let Some(failure) = &self.failure {
+            return Err(failure.clone());
+        }
+        let op = self.next_op;
+        if op >= max_operations {
+            // A failure, not a guest error: a guest that ignored the error
+            // and kept calling would never stop.
+            return Err(HostFailure::Run(format!(
+                "run {run} reached its limit of {max_operations} journaled operations"
+            )));
+        }
+        self.next_op += 1;
+        let Some(entry) = self.journal.get(op as usize) else {
+            return Ok((op, None));
+        };
+        if entry.kind != kind || entry.name != name {
+            return Err(HostFailure::Run(format!(
+                "non-determinism in run {run}: operation {op} is {}({:?}) in the journal, but the workflow now calls {}({name:?})",
+                entry.kind.as_str(),
+                entry.name,
+                kind.as_str(),
+            )));
+        }
+        Ok((op, Some(entry.clone())))
+    }
+}
+
+/// The name of the journal entry that holds a run's random seed.
+const SEED: &str = "seed";
+
+impl GuestEnvironment for JournalCursor {
+    fn wall_clock(&self) -> Duration {
+        Duration::from_nanos(self.read_clock("wall", nanos(system_time())))
+    }
+
+    fn monotonic_clock(&self) -> u64 {
+        // Derived from the wall clock, so that it keeps counting up across
+        // a restart of the host; never backwards within an execution.
+        let reading = self.read_clock("monotonic", nanos(system_time()));
+        let mut state = self.lock();
+        state.last_monotonic = state.last_monotonic.max(reading);
+        state.last_monotonic
+    }
+
+    fn fill_random(&self, bytes: &mut [u8]) {
+        let mut state = self.lock();
+        if state.step.is_some() {
+            drop(state);
+            rand::rng().fill_bytes(bytes);
+            return;
+        }
+        if state.random.is_none() {
+            let seed = match state.next_operation(
+                &self.run,
+                self.max_operations,
+                OperationKind::Random,
+                SEED,
+            ) {
+                Ok((_, Some(entry))) => match entry.outcome.as_deref().and_then(decode_seed) {
+                    Some(seed) => seed,
+                    None => {
+                        state.failure = Some(HostFailure::Run(format!(
+                            "operation {} of run {} is a random seed that cannot be read",
+                            entry.op, self.run
+                        )));
+                        [0; 32]
+                    }
+                },
+                Ok((op, None)) => {
+                    let mut seed = [0; 32];
+                    rand::rng().fill_bytes(&mut seed);
+                    state.pending.push(JournalWrite::Recorded {
+                        op,
+                        kind: OperationKind::Random,
+                        name: SEED.to_owned(),
+                        outcome: Some(encode_seed(&seed)),
+                    });
+                    seed
+                }
+                Err(failure) => {
+                    state.failure = Some(failure);
+                    [0; 32]
+                }
+            };
+            state.random = Some(StdRng::from_seed(seed));
+        }
+        state
+            .random
+            .as_mut()
+            .expect("seeded above")
+            .fill_bytes(bytes);
+    }
+
+    fn insecure_seed(&self) -> u128 {
+        // Hash-table seeds (Rust's std takes them from here): the same for
+        // every execution of a run, different between runs, so a replay
+        // iterates hash maps in the same order.
+        let fnv = |offset: u64| {
+            self.run.as_str().bytes().fold(offset, |hash, byte| {
+                (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+            })
+        };
+        u128::from(fnv(0xcbf2_9ce4_8422_2325)) | (u128::from(fnv(0x6c62_272e_07bb_0142)) << 64)
+    }
+
+    fn outbound_request(&self, authority: &str) -> Result<(), String> {
+        let Some(step) = self.current_step() else {
+            return Err(format!(
+                "outgoing HTTP to {authority} refused: a workflow may call other services only inside a step (cairn_sdk::step), whose outcome is journaled"
+            ));
+        };
+        self.allowed_hosts.check(authority).map_err(|reason| {
+            format!("outgoing HTTP to {authority} from step {step:?} refused: {reason}")
+        })
+    }
+}
+
+/// A seed as journaled: a JSON string of 64 hex digits.
+fn encode_seed(seed: &[u8; 32]) -> String {
+    let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
+    format!("\"{hex}\"")
+}
+
+fn decode_seed(json: &str) -> Option<[u8; 32]> {
+    let hex = json.strip_prefix('"')?.strip_suffix('"')?;
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut seed = [0; 32];
+    for (i, byte) in seed.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(seed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(journal: Vec<JournalEntry>) -> Arc<JournalCursor> {
+        JournalCursor::new(
+            WorkflowId::parse("r").unwrap(),
+            journal,
+            100,
+            AllowList::default(),
+        )
+    }
+
+    fn as_entries(writes: Vec<JournalWrite>) -> Vec<JournalEntry> {
+        writes
+            .into_iter()
+            .map(|write| match write {
+                JournalWrite::Recorded {
+                    op,
+                    kind,
+                    name,
+                    outcome,
+                } => JournalEntry {
+                    op,
+                    kind,
+                    name,
+                    outcome,
+                    deadline: None,
+                    completed: true,
+                    error: None,
+                    attempt: None,
+                    started_at: None,
+                    recorded_at: 0,
+                },
+                other => panic!("not a reading: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_replay_reads_the_recorded_clocks_and_random_numbers() {
+        let first = cursor(Vec::new());
+        let wall = first.wall_clock();
+        let mut drawn = [0u8; 16];
+        first.fill_random(&mut drawn);
+        let mut more = [0u8; 16];
+        first.fill_random(&mut more);
+        let monotonic = first.monotonic_clock();
+        let journal = as_entries(first.take_pending());
+        // One entry per clock reading, one for the seed of all draws.
+        let kinds: Vec<_> = journal.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["clock", "random", "clock"]);
+
+        std::thread::sleep(Duration::from_millis(2));
+        let replay = cursor(journal);
+        assert_eq!(replay.wall_clock(), wall);
+        let mut again = [0u8; 16];
+        replay.fill_random(&mut again);
+        assert_eq!(again, drawn);
+        replay.fill_random(&mut again);
+        assert_eq!(again, more);
+        assert_eq!(replay.monotonic_clock(), monotonic);
+        assert!(replay.take_pending().is_empty());
+        assert!(replay.failure().is_none());
+    }
+
+    #[test]
+    fn a_reading_where_the_journal_holds_another_call_fails_the_run() {
+        let first = cursor(Vec::new());
+        first.wall_clock();
+        let journal = as_entries(first.take_pending());
+        let replay = cursor(journal);
+        let mut bytes = [0u8; 4];
+        replay.fill_random(&mut bytes);
+        let Some(HostFailure::Run(message)) = replay.failure() else {
+            panic!("expected a failure of the run");
+        };
+        assert!(message.contains("non-determinism"), "{message}");
+        assert!(message.contains("clock(\"wall\")"), "{message}");
+        assert!(message.contains("random(\"seed\")"), "{message}");
+        // The next host call reports it.
+        assert!(replay.next_operation(OperationKind::SetEvent, "k").is_err());
+    }
+
+    #[test]
+    fn inside_a_step_readings_are_live_and_not_journaled() {
+        let cursor = cursor(Vec::new());
+        cursor.open_step(OpenStep {
+            op: 0,
+            name: "s".into(),
+            attempt: 1,
+            policy: RetryPolicy {
+                max_attempts: 1,
+                initial_interval_ms: 0,
+                backoff_factor: 1.0,
+                max_interval_ms: 0,
+            },
+            started_at: 0,
+        });
+        cursor.wall_clock();
+        let mut bytes = [0u8; 8];
+        cursor.fill_random(&mut bytes);
+        assert!(cursor.take_pending().is_empty());
+    }
+
+    #[test]
+    fn seeds_survive_their_encoding() {
+        let seed: [u8; 32] = std::array::from_fn(|i| (i * 7) as u8);
+        assert_eq!(decode_seed(&encode_seed(&seed)), Some(seed));
+        assert_eq!(decode_seed("\"zz\""), None);
+    }
+}
