@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, store tests on real SQLite files, and the
+# The whole test suite: unit tests, store tests on real SQLite files and on
+# a real PostgreSQL 15 (started by scripts/start-postgres.sh), and the
 # end-to-end tests that build the guest examples and drive the real cairn
 # binary over HTTP (one of them in headless Chromium). Installs what it
 # needs: the wasm32-wasip2 target and, from Debian, Chromium.
@@ -8,4 +9,7 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
 bash scripts/install-test-deps.sh
+# Every store test and the multi-host tests also run on PostgreSQL.
+CAIRN_TEST_POSTGRES_URL="$(bash scripts/start-postgres.sh)"
+export CAIRN_TEST_POSTGRES_URL
 cargo test --workspace "$@"

@@ -209,6 +209,11 @@ pub struct RunRecord {
     pub deadline: Option<Millis>,
     /// The run that started this one, for a child workflow.
     pub parent: Option<WorkflowId>,
+    /// Counts the executions the run was handed to (its start, each
+    /// recovery or takeover, each resume). An execution journals only while
+    /// the run's epoch is still its own: a host that lost the run cannot
+    /// write for it any more.
+    pub epoch: u64,
 }
 
 /// Which runs to list, newest first.

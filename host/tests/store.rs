@@ -1,13 +1,20 @@
 //! The `Store` contract, checked against every backend from one test body,
-//! each on a real database (SQLite: a fresh file per test).
+//! each on a real database (SQLite: a fresh file per test; PostgreSQL: a
+//! fresh schema per test in the database of `CAIRN_TEST_POSTGRES_URL`, which
+//! `scripts/test.sh` starts), and what only PostgreSQL does: leases, fencing
+//! and change notifications.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use cairn::domain::{
     Delivery, JournalWrite, ModuleKind, ModuleName, NewMessage, NewRun, OperationKind, RunOutcome,
     RunStatus, WorkflowId,
 };
-use cairn::store::{CreateRun, NewModuleVersion, SqliteOptions, SqliteStore, Store, StoreError};
+use cairn::store::{
+    Change, CreateRun, NewModuleVersion, PgOptions, PgStore, SqliteOptions, SqliteStore, Store,
+    StoreError,
+};
 
 /// A fresh store of each backend; the directory keeps the files alive.
 async fn backends() -> Vec<(tempfile::TempDir, Arc<dyn Store>)> {
@@ -15,7 +22,33 @@ async fn backends() -> Vec<(tempfile::TempDir, Arc<dyn Store>)> {
     let sqlite = SqliteStore::open(SqliteOptions::new(dir.path().join("cairn.db")))
         .await
         .unwrap();
-    vec![(dir, Arc::new(sqlite))]
+    // Leases of 0 ms: every pending run is claimable, as on SQLite.
+    let postgres = postgres(&fresh_schema(), "host-a", Duration::ZERO).await;
+    vec![
+        (dir, Arc::new(sqlite)),
+        (tempfile::tempdir().unwrap(), Arc::new(postgres)),
+    ]
+}
+
+/// The test database; `scripts/test.sh` starts PostgreSQL and sets it.
+fn postgres_url() -> String {
+    std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://cairn:cairn@127.0.0.1:5432/cairn_test".into())
+}
+
+fn fresh_schema() -> String {
+    format!("t_{}", uuid::Uuid::now_v7().simple())
+}
+
+async fn postgres(schema: &str, executor: &str, lease: Duration) -> PgStore {
+    let mut options = PgOptions::new(postgres_url());
+    options.schema = schema.into();
+    options.executor_id = executor.into();
+    options.lease = lease;
+    options.max_connections = 8;
+    PgStore::open(options).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL at {} is not reachable ({e}); run the tests with `bash scripts/test.sh`, which starts it", postgres_url())
+    })
 }
 
 fn id(text: &str) -> WorkflowId {
@@ -475,4 +508,199 @@ async fn messages_are_delivered_once_per_key_and_received_in_order() {
             Delivery::Duplicate
         );
     }
+}
+
+#[tokio::test]
+async fn postgres_keeps_what_was_committed_across_connections() {
+    let schema = fresh_schema();
+    {
+        let store = postgres(&schema, "a", Duration::from_secs(10)).await;
+        store.create_run(new_run("r", 1)).await.unwrap();
+        store
+            .write_journal(&id("r"), set_event(0, "k", "\"v\""), 2)
+            .await
+            .unwrap();
+    }
+    let store = postgres(&schema, "b", Duration::from_secs(10)).await;
+    assert_eq!(
+        store.get_event(&id("r"), "k").await.unwrap().as_deref(),
+        Some("\"v\"")
+    );
+    assert_eq!(store.journal(&id("r")).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_leased_run_is_claimed_by_another_host_only_after_its_lease_expires() {
+    let schema = fresh_schema();
+    let a = postgres(&schema, "host-a", Duration::from_millis(1000)).await;
+    let b = postgres(&schema, "host-b", Duration::from_millis(1000)).await;
+    let CreateRun::Created(run) = a.create_run(new_run("r", 100)).await.unwrap() else {
+        panic!("created");
+    };
+    assert_eq!(run.epoch, 1);
+    // Within host a's lease, host b claims nothing.
+    assert!(b.claim_recovery(10, 600).await.unwrap().resume.is_empty());
+    // Host a renews; at 1500 the lease (renewed at 600, to 1600) still holds.
+    assert_eq!(a.renew_leases(600).await.unwrap(), 1);
+    assert!(b.claim_recovery(10, 1500).await.unwrap().resume.is_empty());
+    // Host a stops renewing: past the lease, host b takes the run over.
+    let claim = b.claim_recovery(10, 1700).await.unwrap();
+    assert_eq!(claim.resume.len(), 1);
+    let taken = &claim.resume[0];
+    assert_eq!((taken.epoch, taken.attempts), (2, 2));
+    // Host a, paused rather than dead, can journal nothing more for it.
+    let fenced = a
+        .write_journal_entries(&id("r"), Some(1), vec![set_event(0, "k", "1")], 1800)
+        .await;
+    assert!(
+        matches!(
+            fenced,
+            Err(StoreError::Fenced {
+                current: 2,
+                mine: 1,
+                ..
+            })
+        ),
+        "{fenced:?}"
+    );
+    let late_end = a
+        .finish_run_fenced(
+            &id("r"),
+            Some(1),
+            RunOutcome::Success { output: "1".into() },
+            1800,
+        )
+        .await;
+    assert!(
+        matches!(late_end, Err(StoreError::Fenced { .. })),
+        "{late_end:?}"
+    );
+    // Host b's execution can.
+    b.write_journal_entries(&id("r"), Some(2), vec![set_event(0, "k", "2")], 1800)
+        .await
+        .unwrap();
+    b.finish_run_fenced(
+        &id("r"),
+        Some(2),
+        RunOutcome::Success { output: "2".into() },
+        1900,
+    )
+    .await
+    .unwrap();
+    let run = a.get_run(&id("r")).await.unwrap().unwrap();
+    assert_eq!(
+        (run.status, run.output.as_deref()),
+        (RunStatus::Success, Some("2"))
+    );
+    assert_eq!(
+        a.renew_leases(2000).await.unwrap(),
+        0,
+        "a finished run holds no lease"
+    );
+}
+
+#[tokio::test]
+async fn hosts_claiming_at_once_take_each_run_once() {
+    let schema = fresh_schema();
+    let setup = postgres(&schema, "gone", Duration::ZERO).await;
+    for n in 0..40 {
+        setup
+            .create_run(new_run(&format!("r{n}"), 1))
+            .await
+            .unwrap();
+    }
+    let mut claims = Vec::new();
+    for host in 0..4 {
+        let store = postgres(&schema, &format!("host-{host}"), Duration::from_secs(60)).await;
+        claims.push(tokio::spawn(async move {
+            store.claim_recovery(10, 5).await.unwrap()
+        }));
+    }
+    let mut claimed: Vec<String> = Vec::new();
+    for claim in claims {
+        claimed.extend(
+            claim
+                .await
+                .unwrap()
+                .resume
+                .into_iter()
+                .map(|r| r.id.to_string()),
+        );
+    }
+    claimed.sort();
+    let before = claimed.len();
+    claimed.dedup();
+    assert_eq!(
+        (before, claimed.len()),
+        (40, 40),
+        "each run claimed by exactly one host"
+    );
+}
+
+#[tokio::test]
+async fn postgres_announces_committed_changes_to_every_listener() {
+    let schema = fresh_schema();
+    let writer = postgres(&schema, "w", Duration::from_secs(10)).await;
+    let reader = postgres(&schema, "r", Duration::from_secs(10)).await;
+    let mut changes = reader
+        .listen()
+        .await
+        .unwrap()
+        .expect("PostgreSQL announces changes");
+    writer.create_run(new_run("r", 1)).await.unwrap();
+    writer
+        .write_journal(&id("r"), set_event(0, "status", "1"), 2)
+        .await
+        .unwrap();
+    // A refused write announces nothing.
+    assert!(
+        writer
+            .write_journal(&id("r"), set_event(0, "status", "2"), 3)
+            .await
+            .is_err()
+    );
+    writer
+        .send_message(
+            NewMessage {
+                run: id("r"),
+                topic: "t".into(),
+                message: "1".into(),
+                idempotency_key: None,
+            },
+            4,
+        )
+        .await
+        .unwrap();
+    writer
+        .finish_run(
+            &id("r"),
+            RunOutcome::Success {
+                output: "null".into(),
+            },
+            5,
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let change = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+            .await
+            .expect("a notification in time")
+            .expect("the listener lives");
+        seen.push(change);
+    }
+    assert_eq!(
+        seen,
+        [
+            Change::Event {
+                run: id("r"),
+                key: "status".into()
+            },
+            Change::Message {
+                run: id("r"),
+                topic: "t".into()
+            },
+            Change::Finished(id("r")),
+        ]
+    );
 }

@@ -835,7 +835,8 @@ impl Inner {
         let allowed_hosts = AllowList::parse(&settings.allowed_hosts)
             .unwrap_or_default()
             .within(&self.limits.allowed_hosts);
-        let host = RunHost::new(self.clone(), run.id.clone(), journal, allowed_hosts);
+        let host =
+            RunHost::new(self.clone(), run.id.clone(), journal, allowed_hosts).fenced(run.epoch);
         let cursor = host.cursor();
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
@@ -902,14 +903,14 @@ impl Inner {
         if !readings.is_empty()
             && let Err(error) = self
                 .store
-                .write_journal_entries(&run.id, readings, self.clock.now())
+                .write_journal_entries(&run.id, Some(run.epoch), readings, self.clock.now())
                 .await
         {
             tracing::warn!(run = %run.id, %error, "cannot journal the run's last clock readings");
         }
         if let Err(error) = self
             .store
-            .finish_run(&run.id, outcome, self.clock.now())
+            .finish_run_fenced(&run.id, Some(run.epoch), outcome, self.clock.now())
             .await
         {
             tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");

@@ -31,6 +31,8 @@ use crate::store::StoreError;
 pub(super) struct RunHost {
     exec: Arc<Inner>,
     run: WorkflowId,
+    /// The run's epoch when this execution got it: its writes are fenced by it.
+    epoch: Option<u64>,
     cursor: Arc<JournalCursor>,
 }
 
@@ -47,7 +49,18 @@ impl RunHost {
             exec.limits.max_journal_entries,
             allowed_hosts,
         );
-        Self { exec, run, cursor }
+        Self {
+            exec,
+            run,
+            epoch: None,
+            cursor,
+        }
+    }
+
+    /// Fence this execution's writes by the run's `epoch`.
+    pub(super) fn fenced(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
     }
 
     /// The execution's replay position, for the executor to check when the
@@ -85,20 +98,20 @@ impl RunHost {
 
     async fn write(&self, write: JournalWrite) -> Result<(), HostFailure> {
         let now = self.exec.clock.now();
-        let mut pending = self.cursor.take_pending();
-        let written = if pending.is_empty() {
-            self.exec.store.write_journal(&self.run, write, now).await
-        } else {
-            pending.push(write);
-            self.exec
-                .store
-                .write_journal_entries(&self.run, pending, now)
-                .await
-        };
+        let mut writes = self.cursor.take_pending();
+        writes.push(write);
+        let written = self
+            .exec
+            .store
+            .write_journal_entries(&self.run, self.epoch, writes, now)
+            .await;
         written.map_err(|error| match error {
             // Another execution of this run got there first (or the run
-            // was finished meanwhile): this one must not go on.
-            StoreError::DuplicateOperation { .. } | StoreError::RunNotPending { .. } => {
+            // was finished meanwhile, or handed to another host): this one
+            // must not go on.
+            StoreError::DuplicateOperation { .. }
+            | StoreError::RunNotPending { .. }
+            | StoreError::Fenced { .. } => {
                 HostFailure::Host(format!("run {} was taken over: {error}", self.run))
             }
             error => HostFailure::Host(format!("journal write failed: {error}")),

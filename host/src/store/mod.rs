@@ -1,13 +1,17 @@
 //! Persistence: the [`Store`] trait the executor and the HTTP layer use, and
 //! its implementations. Every durable effect goes through here.
 //!
-//! The trait speaks in domain types only, so a backend (SQLite today,
-//! PostgreSQL next) can be added without touching the runtime or HTTP code.
+//! The trait speaks in domain types only, so a backend can be added without
+//! touching the runtime or HTTP code: SQLite, embedded, for one host;
+//! PostgreSQL for several hosts on one database.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
+pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
@@ -31,6 +35,14 @@ pub enum StoreError {
     /// A journal write for a run that has finished (or was cancelled).
     #[error("run {run} is {status}, no longer PENDING")]
     RunNotPending { run: String, status: String },
+    /// A write of an execution whose run was handed to another execution
+    /// (recovered by another host after its lease expired, or resumed).
+    #[error("run {run} was handed to another execution (epoch {current}; this one has {mine})")]
+    Fenced {
+        run: String,
+        current: u64,
+        mine: u64,
+    },
     #[error("committing a batch of writes failed: {0}")]
     Commit(String),
     #[error("run {0} does not exist")]
@@ -72,6 +84,19 @@ pub enum CreateRun {
     Existing(RunRecord),
 }
 
+/// A change committed to a shared database, as announced to every host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Event `key` of a run was written.
+    Event { run: WorkflowId, key: String },
+    /// A message was delivered to a run on `topic`.
+    Message { run: WorkflowId, topic: String },
+    /// A run reached a terminal status (or was cancelled).
+    Finished(WorkflowId),
+    /// A module was deployed.
+    Deployed(ModuleName),
+}
+
 /// What `claim_recovery` decided for each pending run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecoveryClaim {
@@ -100,8 +125,20 @@ pub trait Store: Send + Sync + 'static {
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>>;
     /// Runs that pass `filter`, newest first, at most `filter.limit`.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
-    /// Record how a run ended. Only a `PENDING` run changes.
-    async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()>;
+    /// Record how a run ended. Only a `PENDING` run changes, and with
+    /// `fence`, only while its epoch is that one ([`StoreError::Fenced`]
+    /// otherwise).
+    async fn finish_run_fenced(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<()>;
+    /// [`Store::finish_run_fenced`] without a fence.
+    async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()> {
+        self.finish_run_fenced(id, None, outcome, now).await
+    }
     /// Create run `new` as a copy of run `source` (its module version,
     /// workflow and input) with the journal entries and event writes of
     /// `source` before operation `from_op`; [`StoreError::UnknownRun`] if
@@ -129,12 +166,16 @@ pub trait Store: Send + Sync + 'static {
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.
-    async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()>;
+    async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()> {
+        self.write_journal_entries(id, None, vec![write], now).await
+    }
     /// Several journal writes of run `id`, in order, in one transaction:
-    /// all of them or none.
+    /// all of them or none. With `fence`, only while the run's epoch is that
+    /// one ([`StoreError::Fenced`] otherwise).
     async fn write_journal_entries(
         &self,
         id: &WorkflowId,
+        fence: Option<u64>,
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()>;
@@ -155,4 +196,22 @@ pub trait Store: Send + Sync + 'static {
         id: &WorkflowId,
         after_op: Option<u32>,
     ) -> Result<Vec<EventRecord>>;
+
+    /// Whether other hosts share this database: then runs are held under
+    /// leases that this host renews, runs whose lease expired are claimed
+    /// periodically, and changes are announced through [`Store::listen`].
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Extend the leases of the pending runs this host holds.
+    async fn renew_leases(&self, _now: i64) -> Result<u64> {
+        Ok(0)
+    }
+
+    /// The changes other hosts (and this one) commit, as they are announced;
+    /// `None` for a store no other host writes to.
+    async fn listen(&self) -> Result<Option<mpsc::Receiver<Change>>> {
+        Ok(None)
+    }
 }

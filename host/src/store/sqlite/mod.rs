@@ -249,6 +249,7 @@ fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         deadline: row.try_get("deadline")?,
+        epoch: row.try_get::<i64, _>("epoch")? as u64,
     })
 }
 
@@ -284,7 +285,7 @@ fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
     Ok(modules)
 }
 
-const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent";
+const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, epoch";
 const MODULE_COLUMNS: &str = "name, version, kind, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
@@ -397,6 +398,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
             updated_at: run.now,
             deadline: run.deadline,
             parent: run.parent,
+            epoch: 1,
         }));
     }
     let existing = select_run(conn, run.id.as_str())
@@ -408,6 +410,7 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
 async fn finish_run(
     conn: &mut SqliteConnection,
     id: WorkflowId,
+    fence: Option<u64>,
     outcome: RunOutcome,
     now: i64,
 ) -> Result<()> {
@@ -416,17 +419,30 @@ async fn finish_run(
         RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
         RunOutcome::Cancelled { message } => (RunStatus::Cancelled, None, Some(message)),
     };
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
-         WHERE id = ? AND status = 'PENDING'",
+         WHERE id = ? AND status = 'PENDING' AND (? IS NULL OR epoch = ?)",
     )
     .bind(status.as_str())
     .bind(output)
     .bind(error)
     .bind(now)
     .bind(id.as_str())
-    .execute(conn)
+    .bind(fence.map(|e| e as i64))
+    .bind(fence.map(|e| e as i64))
+    .execute(&mut *conn)
     .await?;
+    if updated.rows_affected() == 0
+        && let Some(mine) = fence
+        && let Some(current) = current_epoch(conn, &id).await?
+        && current != mine
+    {
+        return Err(StoreError::Fenced {
+            run: id.to_string(),
+            current,
+            mine,
+        });
+    }
     Ok(())
 }
 
@@ -435,7 +451,7 @@ async fn claim_recovery(
     max_recovery_attempts: u32,
     now: i64,
 ) -> Result<RecoveryClaim> {
-    sqlx::query("UPDATE runs SET attempts = attempts + 1, updated_at = ? WHERE status = 'PENDING'")
+    sqlx::query("UPDATE runs SET attempts = attempts + 1, epoch = epoch + 1, updated_at = ? WHERE status = 'PENDING'")
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -522,14 +538,26 @@ async fn fork_run(
 
 /// Why a journal write of `op` for run `id` changed nothing: the run is not
 /// pending (or does not exist), or the operation is already journaled.
-async fn refusal(conn: &mut SqliteConnection, id: &WorkflowId, op: u32) -> Result<StoreError> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+async fn refusal(
+    conn: &mut SqliteConnection,
+    id: &WorkflowId,
+    fence: Option<u64>,
+    op: u32,
+) -> Result<StoreError> {
+    let row: Option<(String, i64)> = sqlx::query_as("SELECT status, epoch FROM runs WHERE id = ?")
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(match status {
+    Ok(match row {
         None => StoreError::UnknownRun(id.to_string()),
-        Some(status) if status != RunStatus::Pending.as_str() => StoreError::RunNotPending {
+        Some((_, current)) if fence.is_some_and(|mine| mine != current as u64) => {
+            StoreError::Fenced {
+                run: id.to_string(),
+                current: current as u64,
+                mine: fence.unwrap_or_default(),
+            }
+        }
+        Some((status, _)) if status != RunStatus::Pending.as_str() => StoreError::RunNotPending {
             run: id.to_string(),
             status,
         },
@@ -540,16 +568,27 @@ async fn refusal(conn: &mut SqliteConnection, id: &WorkflowId, op: u32) -> Resul
     })
 }
 
-/// Insert a journal row, only while its run is pending. On a conflict with
-/// an existing row, `upsert` completes a started wait instead.
+/// The epoch of run `id`, if it exists.
+async fn current_epoch(conn: &mut SqliteConnection, id: &WorkflowId) -> Result<Option<u64>> {
+    let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = ?")
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?;
+    Ok(epoch.map(|e| e as u64))
+}
+
+/// Insert a journal row, only while its run is pending (and, with a fence,
+/// in that epoch). On a conflict with an existing row, `upsert` completes a
+/// started wait instead.
 const INSERT_JOURNAL: &str =
     "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
-     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING')";
+     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))";
 
 async fn write_journal(
     conn: &mut SqliteConnection,
     id: WorkflowId,
+    fence: Option<u64>,
     write: JournalWrite,
     now: i64,
 ) -> Result<()> {
@@ -672,12 +711,15 @@ async fn write_journal(
         .bind(error)
         .bind(attempt)
         .bind(started_at)
+        .bind(fence.map(|e| e as i64))
         .execute(&mut *conn)
         .await;
     match inserted {
         Ok(done) if done.rows_affected() == 1 => {}
-        Ok(_) => return Err(refusal(conn, &id, op).await?),
-        Err(error) if is_unique_violation(&error) => return Err(refusal(conn, &id, op).await?),
+        Ok(_) => return Err(refusal(conn, &id, fence, op).await?),
+        Err(error) if is_unique_violation(&error) => {
+            return Err(refusal(conn, &id, fence, op).await?);
+        }
         Err(error) => return Err(error.into()),
     }
     // The effect, in the same transaction as its journal entry.
@@ -826,11 +868,13 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 let moved = sqlx::query(
                     "UPDATE runs SET status = ?, updated_at = ?,
-                         attempts = attempts + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END
+                         attempts = attempts + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END,
+                         epoch = epoch + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END
                      WHERE id = ? AND status = ?",
                 )
                 .bind(to.as_str())
                 .bind(now)
+                .bind(to.as_str())
                 .bind(to.as_str())
                 .bind(id.as_str())
                 .bind(from.as_str())
@@ -844,10 +888,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn finish_run(&self, id: &WorkflowId, outcome: RunOutcome, now: i64) -> Result<()> {
+    async fn finish_run_fenced(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<()> {
         let id = id.clone();
         self.write(Box::new(move |conn| {
-            Box::pin(finish_run(conn, id, outcome, now))
+            Box::pin(finish_run(conn, id, fence, outcome, now))
         }))
         .await
     }
@@ -886,17 +936,10 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()> {
-        let id = id.clone();
-        self.write(Box::new(move |conn| {
-            Box::pin(write_journal(conn, id, write, now))
-        }))
-        .await
-    }
-
     async fn write_journal_entries(
         &self,
         id: &WorkflowId,
+        fence: Option<u64>,
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()> {
@@ -904,7 +947,7 @@ impl Store for SqliteStore {
         self.write(Box::new(move |conn| {
             Box::pin(async move {
                 for write in writes {
-                    write_journal(conn, id.clone(), write, now).await?;
+                    write_journal(conn, id.clone(), fence, write, now).await?;
                 }
                 Ok(())
             })
