@@ -31,5 +31,6 @@ done
 as_postgres "psql -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'cairn'\"" | grep -q 1 \
   || as_postgres "psql -qc \"CREATE ROLE cairn LOGIN PASSWORD 'cairn'\""
 as_postgres "psql -qAtc \"SELECT 1 FROM pg_database WHERE datname = 'cairn_test'\"" | grep -q 1 \
-  || as_postgres "createdb -O cairn cairn_test"
+  && as_postgres "dropdb --force cairn_test"
+as_postgres "createdb -O cairn cairn_test"
 echo "postgres://cairn:cairn@127.0.0.1:5432/cairn_test"

@@ -208,6 +208,26 @@ struct ServeArgs {
     /// by default: no outgoing HTTP at all.
     #[arg(long, env = "CAIRN_ALLOW_OUTBOUND", value_delimiter = ',')]
     allow_outbound: Vec<String>,
+    /// `postgres://user:password@host:port/database` to share a PostgreSQL
+    /// database with other hosts (tables in the schema `cairn`); default:
+    /// the embedded SQLite file in --data-dir.
+    #[arg(long, env = "CAIRN_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// The PostgreSQL schema of Cairn's tables: different schemas let
+    /// separate Cairn deployments share one database.
+    #[arg(long, env = "CAIRN_DATABASE_SCHEMA", default_value = "cairn")]
+    database_schema: String,
+    /// This host's id on a shared database (default: a new UUID per start).
+    #[arg(long, env = "CAIRN_EXECUTOR_ID")]
+    executor_id: Option<String>,
+    /// How long a host's hold on its runs lasts without renewal, in ms; a
+    /// host that dies has its runs taken over this long after (PostgreSQL).
+    #[arg(long, env = "CAIRN_LEASE_MS", default_value_t = 10_000)]
+    lease_ms: u64,
+    /// The longest a waiter misses a lost change notification, in ms; also
+    /// how often modules are reloaded (PostgreSQL).
+    #[arg(long, env = "CAIRN_POLL_INTERVAL_MS", default_value_t = 1_000)]
+    poll_interval_ms: u64,
 }
 
 #[tokio::main]
@@ -218,6 +238,21 @@ async fn main() -> anyhow::Result<()> {
             init_tracing();
             let mut config = ServeConfig::new(args.listen, args.data_dir);
             config.synchronous = args.sqlite_synchronous;
+            if let Some(url) = &args.database {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!(
+                        "--database must be a postgres:// URL (SQLite, the default, needs no --database)"
+                    );
+                }
+                config.database = Some(url.clone());
+            }
+            config.executor_id = args.executor_id.clone();
+            config.database_schema = args.database_schema.clone();
+            if args.lease_ms < 300 || args.poll_interval_ms == 0 {
+                bail!("--lease-ms must be at least 300 and --poll-interval-ms at least 1");
+            }
+            config.cluster.lease = Duration::from_millis(args.lease_ms);
+            config.cluster.poll_interval = Duration::from_millis(args.poll_interval_ms);
             config.limits.max_recovery_attempts = args.max_recovery_attempts;
             config.limits.max_value_bytes = args.max_value_bytes;
             config.limits.max_journal_entries = args.max_journal_entries;

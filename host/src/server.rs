@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::domain::ModuleName;
-use crate::executor::{Executor, Limits, SystemClock};
+use crate::executor::{ClusterOptions, Executor, Limits, SystemClock};
 use crate::http::{AccessControl, Api, ApiLimits};
 use crate::runtime::{GuestLimits, Runtime};
-use crate::store::{SqliteOptions, SqliteStore, Synchronous};
+use crate::store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store, Synchronous};
 use crate::triggers::Manifest;
 
 /// A module to deploy at start-up: `NAME=FILE.wasm[,ROUTES.json]`.
@@ -47,6 +47,15 @@ impl std::str::FromStr for DeploySpec {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// `postgres://...` to share a PostgreSQL database with other hosts;
+    /// `None`: the embedded SQLite file in `data_dir`.
+    pub database: Option<String>,
+    /// The PostgreSQL schema of Cairn's tables.
+    pub database_schema: String,
+    /// This host's executor id on a shared database (default: a new UUID).
+    pub executor_id: Option<String>,
+    /// Leases and polling on a shared database.
+    pub cluster: ClusterOptions,
     /// Modules to deploy at start-up.
     pub deploy: Vec<DeploySpec>,
     pub synchronous: Synchronous,
@@ -62,6 +71,10 @@ impl ServeConfig {
         Self {
             listen,
             data_dir,
+            database: None,
+            database_schema: "cairn".into(),
+            executor_id: None,
+            cluster: ClusterOptions::default(),
             deploy: Vec::new(),
             synchronous: Synchronous::Full,
             limits: Limits::default(),
@@ -110,12 +123,31 @@ pub async fn serve(
         detail: detail.to_string(),
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
-    let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));
-    sqlite.synchronous = config.synchronous;
-    let store = SqliteStore::open(sqlite).await?;
+    let store: Arc<dyn Store> = match &config.database {
+        None => {
+            let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));
+            sqlite.synchronous = config.synchronous;
+            Arc::new(SqliteStore::open(sqlite).await?)
+        }
+        Some(url) => {
+            let mut options = PgOptions::new(url.clone());
+            options.schema = config.database_schema.clone();
+            if let Some(id) = &config.executor_id {
+                options.executor_id = id.clone();
+            }
+            options.lease = config.cluster.lease;
+            let store = PgStore::open(options).await?;
+            tracing::info!(
+                executor = store.executor_id(),
+                "using PostgreSQL, shared with other hosts"
+            );
+            Arc::new(store)
+        }
+    };
+    // Each host compiles the modules it runs and keeps its own copies.
     let runtime = Runtime::new(Some(config.data_dir.join("compiled")), config.guest.clone())?;
     let executor = Executor::new(
-        Arc::new(store),
+        store.clone(),
         runtime,
         Arc::new(SystemClock),
         config.limits.clone(),
@@ -155,6 +187,9 @@ pub async fn serve(
             gave_up = report.exceeded,
             "recovered interrupted runs"
         );
+    }
+    if store.shared() {
+        executor.start_cluster_duties(config.cluster).await?;
     }
 
     let listener = tokio::net::TcpListener::bind(config.listen)

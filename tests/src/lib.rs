@@ -233,6 +233,18 @@ impl Host {
     }
 }
 
+/// The PostgreSQL database of the tests: `CAIRN_TEST_POSTGRES_URL`, which
+/// `scripts/test.sh` sets after starting PostgreSQL.
+pub fn postgres_url() -> String {
+    std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://cairn:cairn@127.0.0.1:5432/cairn_test".into())
+}
+
+/// A schema of its own for one test's hosts (`--database-schema`).
+pub fn fresh_schema() -> String {
+    format!("t_{}", unique())
+}
+
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -4,6 +4,7 @@
 
 mod children;
 mod clock;
+mod cluster;
 mod cursor;
 mod handlers;
 mod outbound;
@@ -21,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 pub use clock::{Clock, SystemClock};
+pub use cluster::ClusterOptions;
 pub use outbound::AllowList;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
@@ -246,32 +248,7 @@ impl Executor {
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Self> {
-        let current: HashMap<ModuleName, ModuleVersion> = store
-            .list_modules()
-            .await?
-            .into_iter()
-            .map(|module| (module.name.clone(), module.current().clone()))
-            .collect();
-        let mut routes = Routes::default();
-        for (name, manifest) in store.list_routes().await? {
-            let Some(module) = current.get(&name) else {
-                continue;
-            };
-            let checked = Manifest::parse(manifest.as_bytes()).and_then(|manifest| {
-                let checked =
-                    manifest.check(routes::role_of(module), limits.max_trigger_wait_ms)?;
-                routes.check(&name, &checked)?;
-                Ok((manifest, checked))
-            });
-            match checked {
-                Ok((manifest, checked)) => routes.replace(&name, manifest, checked),
-                // Only a host started with tighter limits than the one that
-                // accepted the routes gets here: serve the module without them.
-                Err(error) => {
-                    tracing::error!(module = %name, %error, "not serving the routes of a module")
-                }
-            }
-        }
+        let (current, routes) = load_catalog(store.as_ref(), &limits).await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -454,14 +431,14 @@ impl Executor {
     /// Start a run on the current version of its module, or return the
     /// existing run with that id.
     pub async fn start(&self, request: StartRequest) -> Result<Started> {
-        let module = self
-            .inner
-            .current
-            .read()
-            .expect("module map lock")
-            .get(&request.module)
-            .cloned()
-            .ok_or_else(|| ExecutorError::UnknownModule(request.module.to_string()))?;
+        let mut module = self.current_module(&request.module);
+        if module.is_none() && self.inner.store.shared() {
+            // Perhaps deployed through another host a moment ago.
+            self.inner.reload_catalog().await?;
+            module = self.current_module(&request.module);
+        }
+        let module =
+            module.ok_or_else(|| ExecutorError::UnknownModule(request.module.to_string()))?;
         if !module.workflows.contains(&request.workflow) {
             return Err(ExecutorError::UnknownWorkflow {
                 module: request.module.to_string(),
@@ -523,6 +500,13 @@ impl Executor {
                 workflow: new_run.workflow,
             }),
         }
+    }
+
+    /// Take on the duties of a host that shares its database with others
+    /// (leases, claims, change notifications); see `cluster.rs`. Call once,
+    /// after [`Executor::recover`], when the store is shared.
+    pub async fn start_cluster_duties(&self, options: ClusterOptions) -> Result<()> {
+        Ok(cluster::start(self.inner.clone(), options).await?)
     }
 
     /// Execute every `PENDING` run again, from its journal; give up on runs
@@ -805,9 +789,56 @@ impl Executor {
     }
 }
 
+/// The current version of every module, and the routes of all of them, as
+/// the store has them.
+async fn load_catalog(
+    store: &dyn Store,
+    limits: &Limits,
+) -> Result<(HashMap<ModuleName, ModuleVersion>, Routes)> {
+    let current: HashMap<ModuleName, ModuleVersion> = store
+        .list_modules()
+        .await?
+        .into_iter()
+        .map(|module| (module.name.clone(), module.current().clone()))
+        .collect();
+    let mut routes = Routes::default();
+    for (name, manifest) in store.list_routes().await? {
+        let Some(module) = current.get(&name) else {
+            continue;
+        };
+        let checked = Manifest::parse(manifest.as_bytes()).and_then(|manifest| {
+            let checked = manifest.check(routes::role_of(module), limits.max_trigger_wait_ms)?;
+            routes.check(&name, &checked)?;
+            Ok((manifest, checked))
+        });
+        match checked {
+            Ok((manifest, checked)) => routes.replace(&name, manifest, checked),
+            // Only a host started with tighter limits than the one that
+            // accepted the routes gets here: serve the module without them.
+            Err(error) => {
+                tracing::error!(module = %name, %error, "not serving the routes of a module")
+            }
+        }
+    }
+    Ok((current, routes))
+}
+
 impl Inner {
+    /// Take the modules and routes from the store again: another host may
+    /// have deployed.
+    pub(crate) async fn reload_catalog(&self) -> Result<()> {
+        // Not while this host deploys: its commit and its update of the
+        // maps go together.
+        let _deploying = self.deploying.lock().await;
+        let (current, routes) = load_catalog(self.store.as_ref(), &self.limits).await?;
+        *self.current.write().expect("module map lock") = current;
+        *self.routes.write().expect("routes lock") = routes;
+        Ok(())
+    }
+
     /// Execute `run` in a task of its own, which [`Executor::cancel`] can
-    /// stop.
+    /// stop. An execution of the same run still going here (one that lost
+    /// the run's lease and was given it again) is stopped.
     fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
         let id = run.id.clone();
         let mut executions = self.executions.lock().expect("executions lock");
@@ -822,7 +853,9 @@ impl Inner {
                 .expect("executions lock")
                 .remove(&id);
         });
-        executions.insert(id, task.abort_handle());
+        if let Some(previous) = executions.insert(id, task.abort_handle()) {
+            previous.abort();
+        }
     }
 
     /// Run `run` to its end in a fresh instance, replaying `journal`, and

@@ -6,10 +6,16 @@
 //! handed the published value, so a woken reader need not read the database
 //! again. The entry of a key lives exactly as long as it has subscribers: a
 //! reader that gives up leaves nothing behind.
+//!
+//! With several hosts on one database, other hosts' writes arrive as
+//! database notifications, which can be lost; then a poll interval is set,
+//! and a waiter also looks again at each interval.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -35,9 +41,26 @@ type Published = Option<Arc<str>>;
 #[derive(Debug, Clone, Default)]
 pub struct Waiters {
     keys: Arc<Mutex<HashMap<WaitKey, watch::Sender<Published>>>>,
+    /// How often a waiter looks again without a wake-up, in ms; 0: never.
+    poll_ms: Arc<AtomicU64>,
 }
 
 impl Waiters {
+    /// Make waiters look again every `interval` even without a wake-up.
+    pub fn set_poll_interval(&self, interval: Option<Duration>) {
+        let ms = interval.map_or(0, |i| {
+            u64::try_from(i.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.poll_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn poll_interval(&self) -> Option<Duration> {
+        match self.poll_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
     pub fn subscribe(&self, key: WaitKey) -> Subscription {
         let receiver = self
             .keys
@@ -79,15 +102,27 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// Wait until something is published on the key or `deadline` passes;
-    /// true when woken by a publication. What was published is then in
+    /// Wait until something is published on the key, or it is time to look
+    /// again (with a poll interval), or `deadline` passes; true unless the
+    /// deadline passed. What was published, if anything, is then in
     /// [`Subscription::take_published`].
     pub async fn changed_before(&mut self, deadline: Instant) -> bool {
-        match tokio::time::timeout_at(deadline, self.receiver.changed()).await {
-            Ok(Ok(())) => true,
+        self.wake_before(deadline).await != Wake::Deadline
+    }
+
+    async fn wake_before(&mut self, deadline: Instant) -> Wake {
+        let look_again = self
+            .waiters
+            .poll_interval()
+            .map(|interval| Instant::now() + interval)
+            .filter(|at| *at < deadline);
+        match tokio::time::timeout_at(look_again.unwrap_or(deadline), self.receiver.changed()).await
+        {
+            Ok(Ok(())) => Wake::Published,
+            Err(_) if look_again.is_some() => Wake::Poll,
             // The sender lives in the map while we are subscribed, so the
             // channel cannot close; were it to, waiting on is pointless.
-            Ok(Err(_)) | Err(_) => false,
+            Ok(Err(_)) | Err(_) => Wake::Deadline,
         }
     }
 
@@ -113,14 +148,30 @@ impl Subscription {
             if let Some(value) = read().await? {
                 return Ok(Some(value));
             }
-            if Instant::now() >= deadline || !self.changed_before(deadline).await {
+            if Instant::now() >= deadline {
                 return read().await;
             }
-            if let Some(value) = self.take_published().as_deref().and_then(&from_published) {
-                return Ok(Some(value));
+            match self.wake_before(deadline).await {
+                Wake::Deadline => return read().await,
+                // Time to look again: read.
+                Wake::Poll => {}
+                Wake::Published => {
+                    let published = self.take_published();
+                    if let Some(value) = published.as_deref().and_then(&from_published) {
+                        return Ok(Some(value));
+                    }
+                }
             }
         }
     }
+}
+
+/// Why a wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Published,
+    Poll,
+    Deadline,
 }
 
 impl Drop for Subscription {
@@ -209,6 +260,36 @@ mod tests {
         assert!(
             waiters.is_empty(),
             "the key's entry must go with its last subscriber"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_poll_interval_a_reader_finds_a_write_it_was_not_told_of() {
+        let waiters = Waiters::default();
+        waiters.set_poll_interval(Some(Duration::from_millis(20)));
+        let mut subscription = waiters.subscribe(key());
+        let written = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = written.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Committed by another host whose notification was lost.
+            writer.store(true, Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let value = subscription
+            .wait_for(
+                Instant::now() + Duration::from_secs(30),
+                || {
+                    let set = written.load(Ordering::SeqCst);
+                    async move { Ok::<_, ()>(set.then_some(())) }
+                },
+                |_| Some(()),
+            )
+            .await;
+        assert_eq!(value, Ok(Some(())));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "found by polling, not at the deadline"
         );
     }
 
