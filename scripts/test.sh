@@ -13,3 +13,6 @@ bash scripts/install-test-deps.sh
 CAIRN_TEST_POSTGRES_URL="$(bash scripts/start-postgres.sh)"
 export CAIRN_TEST_POSTGRES_URL
 cargo test --workspace "$@"
+# The end-to-end tests again, with every host on PostgreSQL. (--workspace:
+# the same features as above, so nothing is built again.)
+CAIRN_TEST_BACKEND=postgres cargo test --workspace --test '*' "$@"

@@ -92,8 +92,25 @@ pub struct Host {
 impl Host {
     /// Start `cairn serve` on a free loopback port with `data_dir`, plus
     /// `extra_args`, and wait until it accepts connections.
+    ///
+    /// With `CAIRN_TEST_BACKEND=postgres`, a host given no `--database` of
+    /// its own runs on the PostgreSQL of [`postgres_url`], in a schema and
+    /// under an executor id derived from `data_dir`: a host restarted on the
+    /// same directory finds its database and recovers its own runs at once.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
         std::fs::create_dir_all(data_dir)?;
+        let mut backend_args: Vec<String> = Vec::new();
+        if on_postgres() && !extra_args.contains(&"--database") {
+            let tag = path_tag(data_dir);
+            backend_args.extend([
+                "--database".into(),
+                postgres_url(),
+                "--database-schema".into(),
+                format!("d_{tag}"),
+                "--executor-id".into(),
+                format!("host-{tag}"),
+            ]);
+        }
         let log = data_dir.join(format!("host-{}.log", unique()));
         let mut child = Command::new(cairn_binary())
             .arg("serve")
@@ -101,6 +118,7 @@ impl Host {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra_args)
+            .args(&backend_args)
             .env("CAIRN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -238,6 +256,25 @@ impl Host {
 pub fn postgres_url() -> String {
     std::env::var("CAIRN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://cairn:cairn@127.0.0.1:5432/cairn_test".into())
+}
+
+/// Whether the end-to-end tests run their hosts on PostgreSQL
+/// (`CAIRN_TEST_BACKEND=postgres`) rather than SQLite.
+pub fn on_postgres() -> bool {
+    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A short stable tag of a path, for names derived from it.
+fn path_tag(path: &Path) -> String {
+    // FNV-1a: stable across runs and Rust versions.
+    let hash = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!("{hash:016x}")
 }
 
 /// A schema of its own for one test's hosts (`--database-schema`).

@@ -25,6 +25,16 @@ async fn host_with_order_routes(dir: &std::path::Path) -> anyhow::Result<Host> {
     Ok(host)
 }
 
+/// The `status` an order route answers with: the event's value when the
+/// route first finds it set. The order goes on meanwhile, up to where it
+/// waits for its payment, so either of its first two statuses is right.
+fn assert_order_status(body: &serde_json::Value) {
+    assert!(
+        *body == json!("placed") || *body == json!("awaiting-payment"),
+        "an order status before payment: {body}"
+    );
+}
+
 #[tokio::test]
 async fn a_route_answers_with_an_event_and_the_run_goes_on() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -39,7 +49,7 @@ async fn a_route_answers_with_an_event_and_the_run_goes_on() -> anyhow::Result<(
         )
         .await?;
     assert_eq!(placed.status, 200, "{}", placed.body);
-    assert_eq!(placed.body, json!("placed"));
+    assert_order_status(&placed.body);
 
     // The payment route waits for the payment's result; its run id comes
     // from the path, so the order (waiting on `payment-9`) sees it.
@@ -242,6 +252,6 @@ async fn routes_survive_a_restart_and_need_an_invoke_token() -> anyhow::Result<(
         .post_json("/app/orders", &body)
         .await?;
     assert_eq!(placed.status, 200, "{}", placed.body);
-    assert_eq!(placed.body, json!("placed"));
+    assert_order_status(&placed.body);
     Ok(())
 }

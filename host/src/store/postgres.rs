@@ -15,6 +15,8 @@
 //! PostgreSQL delivers notifications only after the commit, and drops them
 //! with a rollback.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -70,6 +72,8 @@ pub struct PgStore {
     schema: String,
     executor_id: String,
     lease_ms: i64,
+    /// Whether `claim_recovery` ran since the store was opened.
+    claimed_once: Arc<AtomicBool>,
 }
 
 impl PgStore {
@@ -107,6 +111,7 @@ impl PgStore {
             schema,
             executor_id: options.executor_id,
             lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
+            claimed_once: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -875,12 +880,17 @@ impl Store for PgStore {
 
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim> {
         let mut tx = self.pool.begin().await?;
+        // The first claim also takes this executor's own runs: a host
+        // restarted under the same executor id executes none of them yet,
+        // so it recovers them at once instead of waiting out their leases.
+        let first = !self.claimed_once.swap(true, Ordering::SeqCst);
         // Runs nobody holds: their host died (or lost touch) and its lease
         // ran out. SKIP LOCKED: hosts claiming at once take different runs.
         let rows = sqlx::query(&format!(
             "WITH claimable AS (
                  SELECT id FROM runs
-                 WHERE status = 'PENDING' AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                 WHERE status = 'PENDING'
+                   AND (lease_expires_at IS NULL OR lease_expires_at <= $1 OR ($5 AND owner = $3))
                  ORDER BY created_at
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED
@@ -899,6 +909,7 @@ impl Store for PgStore {
         .bind(CLAIM_BATCH)
         .bind(&self.executor_id)
         .bind(now.saturating_add(self.lease_ms))
+        .bind(first)
         .fetch_all(&mut *tx)
         .await?;
         let claimed = rows.iter().map(run_from_row).collect::<Result<Vec<_>>>()?;

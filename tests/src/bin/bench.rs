@@ -5,7 +5,11 @@
 //! settings unless told otherwise).
 //!
 //! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16]
-//!     [--server URL | -- serve args]
+//!     [--hosts N] [--server URL | -- serve args]
+//!
+//! With `--hosts N`, N hosts are started with the same serve args (give them
+//! one PostgreSQL database: `-- --database postgres://...`), and the clients
+//! are spread over them, each client on one host.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +22,7 @@ struct Options {
     /// Measure an already running host instead of starting one.
     server: Option<String>,
     clients: Vec<usize>,
+    hosts: usize,
     serve_args: Vec<String>,
 }
 
@@ -26,6 +31,7 @@ fn parse_options() -> anyhow::Result<Options> {
         seconds: 10,
         server: None,
         clients: vec![1, 16],
+        hosts: 1,
         serve_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -40,6 +46,7 @@ fn parse_options() -> anyhow::Result<Options> {
                     .map(str::parse)
                     .collect::<Result<_, _>>()?
             }
+            "--hosts" => options.hosts = args.next().context("--hosts N")?.parse()?,
             "--server" => options.server = Some(args.next().context("--server URL")?),
             "--" => options.serve_args.extend(args.by_ref()),
             other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
@@ -98,12 +105,12 @@ impl Report {
     }
 }
 
-async fn measure(client: &Client, clients: usize, duration: Duration) -> anyhow::Result<Report> {
+async fn measure(hosts: &[Client], clients: usize, duration: Duration) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + duration;
     let workers: Vec<_> = (0..clients)
-        .map(|_| {
-            let client = client.clone();
+        .map(|n| {
+            let client = hosts[n % hosts.len()].clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
@@ -132,26 +139,30 @@ async fn main() -> anyhow::Result<()> {
     let options = parse_options()?;
     let dir = tempfile::tempdir()?;
     let serve_args: Vec<&str> = options.serve_args.iter().map(String::as_str).collect();
-    let (_host, client) = match &options.server {
-        Some(url) => (None, Client::new(url)?),
+    let mut hosts = Vec::new();
+    let clients: Vec<Client> = match &options.server {
+        Some(url) => vec![Client::new(url)?],
         None => {
-            let host = Host::start(dir.path(), &serve_args).await?;
-            let client = host.client.clone();
-            (Some(host), client)
+            for n in 0..options.hosts.max(1) {
+                hosts.push(Host::start(&dir.path().join(n.to_string()), &serve_args).await?);
+            }
+            hosts.iter().map(|host| host.client.clone()).collect()
         }
     };
-    let deployed = client
+    let deployed = clients[0]
         .deploy("steps", examples::bytes(examples::STEPS))
         .await?;
     ensure!(deployed.status.is_success(), "deploy: {}", deployed.body);
     println!(
-        "seed benchmark: start steps_workflow + read step1 + read step2, over HTTP; {} s per setting; serve args: {:?}",
-        options.seconds, options.serve_args
+        "seed benchmark: start steps_workflow + read step1 + read step2, over HTTP; {} s per setting; {} host(s); serve args: {:?}",
+        options.seconds,
+        clients.len(),
+        options.serve_args
     );
     // Warm up: connections, the instance cache, SQLite's page cache.
-    measure(&client, 4, Duration::from_secs(1)).await?;
-    for &clients in &options.clients {
-        measure(&client, clients, Duration::from_secs(options.seconds))
+    measure(&clients, 4, Duration::from_secs(1)).await?;
+    for &concurrency in &options.clients {
+        measure(&clients, concurrency, Duration::from_secs(options.seconds))
             .await?
             .print();
     }
