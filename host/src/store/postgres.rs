@@ -11,9 +11,12 @@
 //! and journal writes are fenced by it, so a host that lost a run (paused
 //! past its lease, not dead) can journal nothing more for it.
 //!
-//! Changes are announced with `NOTIFY cairn` inside the writing transaction;
-//! PostgreSQL delivers notifications only after the commit, and drops them
-//! with a rollback.
+//! Changes are announced with `NOTIFY` on the schema's channel after the
+//! writing transaction commits, by one announcer task that sends whatever
+//! has queued up in one statement. Not inside the transaction: PostgreSQL
+//! serialises the commits of notifying transactions on a global lock,
+//! which costs more than the commits. A host that dies between a commit and
+//! its announcement loses it; the waiters' polling fallback covers that.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,6 +75,8 @@ pub struct PgStore {
     schema: String,
     executor_id: String,
     lease_ms: i64,
+    /// Changes to announce, committed.
+    announcer: mpsc::UnboundedSender<Change>,
     /// Whether `claim_recovery` ran since the store was opened.
     claimed_once: Arc<AtomicBool>,
 }
@@ -107,6 +112,7 @@ impl PgStore {
         // sqlx takes an advisory lock: hosts starting together migrate once.
         MIGRATOR.run(&pool).await?;
         Ok(Self {
+            announcer: start_announcer(pool.clone(), schema.clone()),
             pool,
             schema,
             executor_id: options.executor_id,
@@ -118,20 +124,44 @@ impl PgStore {
     pub fn executor_id(&self) -> &str {
         &self.executor_id
     }
+
+    /// Announce `changes`, which are committed.
+    fn announce(&self, changes: impl IntoIterator<Item = Change>) {
+        for change in changes {
+            // The announcer lives as long as the store's pool.
+            let _ = self.announcer.send(change);
+        }
+    }
 }
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// Announce `change` on `channel` when the transaction commits.
-async fn notify(conn: &mut PgConnection, channel: &str, change: &Change) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(encode_change(change))
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Most changes announced by one statement.
+const ANNOUNCE_BATCH: usize = 256;
+
+/// Send the changes queued on `queue` as notifications on `channel`, as
+/// many at a time as have queued up.
+fn start_announcer(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Change> {
+    let (sender, mut queue) = mpsc::unbounded_channel::<Change>();
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while queue.recv_many(&mut batch, ANNOUNCE_BATCH).await > 0 {
+            let payloads: Vec<String> = batch.drain(..).map(|c| encode_change(&c)).collect();
+            let sent =
+                sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::TEXT[]) AS payload")
+                    .bind(&channel)
+                    .bind(&payloads)
+                    .execute(&pool)
+                    .await;
+            if let Err(error) = sent {
+                // Waiters find the changes at their next poll.
+                tracing::warn!(%error, changes = payloads.len(), "cannot announce changes");
+            }
+        }
+    });
+    sender
 }
 
 /// A notification's payload: a JSON array, well under PostgreSQL's 8000
@@ -302,8 +332,8 @@ impl PgStore {
         .bind(&m.version)
         .fetch_one(&mut *tx)
         .await?;
-        notify(&mut tx, &self.schema, &Change::Deployed(m.name.clone())).await?;
         tx.commit().await?;
+        self.announce([Change::Deployed(m.name.clone())]);
         Ok(PutModule {
             created: !known,
             module: module_version_from_row(&row)?,
@@ -346,7 +376,7 @@ impl PgStore {
 
     async fn write_journal_in(
         conn: &mut PgConnection,
-        channel: &str,
+        changes: &mut Vec<Change>,
         id: &WorkflowId,
         fence: Option<u64>,
         write: JournalWrite,
@@ -416,22 +446,17 @@ impl PgStore {
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;
-                notify(
-                    conn,
-                    channel,
-                    &Change::Event {
-                        run: id.clone(),
-                        key,
-                    },
-                )
-                .await?;
+                changes.push(Change::Event {
+                    run: id.clone(),
+                    key,
+                });
             }
             JournalWrite::Send {
                 message,
                 delivered: true,
                 ..
             } => {
-                deliver(conn, channel, &message, now).await?;
+                deliver(conn, changes, &message, now).await?;
             }
             JournalWrite::RecvCompleted {
                 received: Some(received),
@@ -577,7 +602,7 @@ fn journal_row(write: &JournalWrite) -> JournalRow<'_> {
 /// before. The caller knows the run exists.
 async fn deliver(
     conn: &mut PgConnection,
-    channel: &str,
+    changes: &mut Vec<Change>,
     message: &NewMessage,
     now: i64,
 ) -> Result<Delivery> {
@@ -596,15 +621,10 @@ async fn deliver(
     if inserted.rows_affected() != 1 {
         return Ok(Delivery::Duplicate);
     }
-    notify(
-        conn,
-        channel,
-        &Change::Message {
-            run: message.run.clone(),
-            topic: message.topic.clone(),
-        },
-    )
-    .await?;
+    changes.push(Change::Message {
+        run: message.run.clone(),
+        topic: message.topic.clone(),
+    });
     Ok(Delivery::Delivered)
 }
 
@@ -772,8 +792,8 @@ impl Store for PgStore {
             }
             return Ok(());
         }
-        notify(&mut tx, &self.schema, &Change::Finished(id.clone())).await?;
         tx.commit().await?;
+        self.announce([Change::Finished(id.clone())]);
         Ok(())
     }
 
@@ -870,11 +890,11 @@ impl Store for PgStore {
         .await?
         .rows_affected()
             == 1;
-        if moved && to.is_terminal() {
-            notify(&mut tx, &self.schema, &Change::Finished(id.clone())).await?;
-        }
         let run = select_run(&mut tx, id.as_str()).await?;
         tx.commit().await?;
+        if moved && to.is_terminal() {
+            self.announce([Change::Finished(id.clone())]);
+        }
         Ok(run.map(|run| (moved, run)))
     }
 
@@ -932,11 +952,9 @@ impl Store for PgStore {
             .bind(&ids)
             .execute(&mut *tx)
             .await?;
-            for id in &exceeded {
-                notify(&mut tx, &self.schema, &Change::Finished(id.clone())).await?;
-            }
         }
         tx.commit().await?;
+        self.announce(exceeded.iter().cloned().map(Change::Finished));
         Ok(RecoveryClaim { resume, exceeded })
     }
 
@@ -975,10 +993,12 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        let mut changes = Vec::new();
         for write in writes {
-            Self::write_journal_in(&mut tx, &self.schema, id, fence, write, now).await?;
+            Self::write_journal_in(&mut tx, &mut changes, id, fence, write, now).await?;
         }
         tx.commit().await?;
+        self.announce(changes);
         Ok(())
     }
 
@@ -991,8 +1011,10 @@ impl Store for PgStore {
         if !exists {
             return Err(StoreError::UnknownRun(message.run.to_string()));
         }
-        let delivery = deliver(&mut tx, &self.schema, &message, now).await?;
+        let mut changes = Vec::new();
+        let delivery = deliver(&mut tx, &mut changes, &message, now).await?;
         tx.commit().await?;
+        self.announce(changes);
         Ok(delivery)
     }
 
