@@ -6,6 +6,7 @@
 //! PostgreSQL for several hosts on one database.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;

@@ -23,17 +23,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::mpsc;
 
+use super::rows::{
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
+    journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
+    routes_from_row, run_from_row,
+};
 use super::{
     Change, CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError,
 };
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName,
-    ModuleVersion, NewMessage, NewRun, OperationKind, RunFilter, RunOutcome, RunRecord, RunStatus,
-    WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
+    NewRun, RunFilter, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -134,10 +138,6 @@ impl PgStore {
     }
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
 /// Most changes announced by one statement.
 const ANNOUNCE_BATCH: usize = 256;
 
@@ -193,66 +193,6 @@ fn parse_change(payload: &str) -> Option<Change> {
         _ => None,
     }
 }
-
-fn run_from_row(row: &PgRow) -> Result<RunRecord> {
-    let status: String = row.try_get("status")?;
-    let module: String = row.try_get("module")?;
-    let id: String = row.try_get("id")?;
-    let parent: Option<String> = row.try_get("parent")?;
-    Ok(RunRecord {
-        parent: parent
-            .map(|p| WorkflowId::parse(&p).map_err(corrupt))
-            .transpose()?,
-        id: WorkflowId::parse(&id).map_err(corrupt)?,
-        module: ModuleName::parse(&module).map_err(corrupt)?,
-        version: row.try_get("version")?,
-        workflow: row.try_get("workflow")?,
-        input: row.try_get("input")?,
-        status: status.parse().map_err(corrupt)?,
-        output: row.try_get("output")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        deadline: row.try_get("deadline")?,
-        epoch: row.try_get::<i64, _>("epoch")? as u64,
-    })
-}
-
-fn module_version_from_row(row: &PgRow) -> Result<ModuleVersion> {
-    let name: String = row.try_get("name")?;
-    let workflows: String = row.try_get("workflows")?;
-    let settings: String = row.try_get("settings")?;
-    let kind: String = row.try_get("kind")?;
-    Ok(ModuleVersion {
-        name: ModuleName::parse(&name).map_err(corrupt)?,
-        version: row.try_get("version")?,
-        kind: kind.parse().map_err(corrupt)?,
-        workflows: serde_json::from_str(&workflows).map_err(corrupt)?,
-        size: row.try_get::<i64, _>("size")? as u64,
-        deployed_at: row.try_get("deployed_at")?,
-        settings: serde_json::from_str(&settings).map_err(corrupt)?,
-    })
-}
-
-/// Group version rows (ordered by name, then newest first) into modules.
-fn modules_from_rows(rows: &[PgRow]) -> Result<Vec<ModuleInfo>> {
-    let mut modules: Vec<ModuleInfo> = Vec::new();
-    for row in rows {
-        let version = module_version_from_row(row)?;
-        match modules.last_mut() {
-            Some(module) if module.name == version.name => module.versions.push(version),
-            _ => modules.push(ModuleInfo {
-                name: version.name.clone(),
-                versions: vec![version],
-            }),
-        }
-    }
-    Ok(modules)
-}
-
-const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, epoch";
-const MODULE_COLUMNS: &str = "name, version, kind, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut PgConnection, id: &str) -> Result<Option<RunRecord>> {
     let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
@@ -384,13 +324,7 @@ impl PgStore {
     ) -> Result<()> {
         let op = write.op();
         let row = journal_row(&write);
-        let completes_a_wait = matches!(
-            write,
-            JournalWrite::GetEventCompleted { .. }
-                | JournalWrite::RecvCompleted { .. }
-                | JournalWrite::WaitCompleted { .. }
-        );
-        let on_conflict = if completes_a_wait {
+        let on_conflict = if completes_a_wait(&write) {
             // Complete a started wait, never one that is already complete.
             "ON CONFLICT (run_id, op) DO UPDATE
              SET outcome = excluded.outcome, completed = TRUE, recorded_at = excluded.recorded_at
@@ -483,121 +417,6 @@ impl PgStore {
     }
 }
 
-/// The columns of a journal write's row.
-struct JournalRow<'a> {
-    kind: OperationKind,
-    name: &'a str,
-    outcome: Option<String>,
-    deadline: Option<i64>,
-    completed: bool,
-    error: Option<String>,
-    attempt: Option<u32>,
-    started_at: Option<i64>,
-}
-
-fn row(
-    kind: OperationKind,
-    name: &str,
-    outcome: Option<String>,
-    deadline: Option<i64>,
-    completed: bool,
-) -> JournalRow<'_> {
-    JournalRow {
-        kind,
-        name,
-        outcome,
-        deadline,
-        completed,
-        error: None,
-        attempt: None,
-        started_at: None,
-    }
-}
-
-fn journal_row(write: &JournalWrite) -> JournalRow<'_> {
-    match write {
-        JournalWrite::SetEvent { key, .. } => row(OperationKind::SetEvent, key, None, None, true),
-        JournalWrite::GetEventStarted { name, deadline, .. } => {
-            row(OperationKind::GetEvent, name, None, Some(*deadline), false)
-        }
-        JournalWrite::GetEventCompleted {
-            name,
-            outcome,
-            deadline,
-            ..
-        } => row(
-            OperationKind::GetEvent,
-            name,
-            outcome.clone(),
-            Some(*deadline),
-            true,
-        ),
-        JournalWrite::Send {
-            name, delivered, ..
-        } => row(
-            OperationKind::Send,
-            name,
-            Some(delivered.to_string()),
-            None,
-            true,
-        ),
-        JournalWrite::Sleep { name, deadline, .. } => {
-            row(OperationKind::Sleep, name, None, Some(*deadline), true)
-        }
-        JournalWrite::Recorded {
-            kind,
-            name,
-            outcome,
-            ..
-        } => row(*kind, name, outcome.clone(), None, true),
-        JournalWrite::WaitStarted {
-            kind,
-            name,
-            deadline,
-            ..
-        } => row(*kind, name, None, Some(*deadline), false),
-        JournalWrite::WaitCompleted {
-            kind,
-            name,
-            outcome,
-            deadline,
-            ..
-        } => row(*kind, name, outcome.clone(), Some(*deadline), true),
-        JournalWrite::RecvStarted { name, deadline, .. } => {
-            row(OperationKind::Recv, name, None, Some(*deadline), false)
-        }
-        JournalWrite::RecvCompleted {
-            name,
-            received,
-            deadline,
-            ..
-        } => row(
-            OperationKind::Recv,
-            name,
-            received.as_ref().map(|m| m.message.clone()),
-            Some(*deadline),
-            true,
-        ),
-        JournalWrite::StepAttempt {
-            name,
-            attempt,
-            started_at,
-            output,
-            retry_at,
-            ..
-        } => JournalRow {
-            kind: OperationKind::Step,
-            name,
-            outcome: output.as_ref().ok().cloned(),
-            deadline: *retry_at,
-            completed: true,
-            error: output.as_ref().err().cloned(),
-            attempt: Some(*attempt),
-            started_at: Some(*started_at),
-        },
-    }
-}
-
 /// Deliver `message` to its run, unless its idempotency key was delivered
 /// before. The caller knows the run exists.
 async fn deliver(
@@ -666,15 +485,7 @@ impl Store for PgStore {
         let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get("name")?;
-                Ok((
-                    ModuleName::parse(&name).map_err(corrupt)?,
-                    row.try_get("manifest")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(routes_from_row).collect()
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
@@ -959,30 +770,13 @@ impl Store for PgStore {
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(
-            "SELECT op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
-             FROM journal WHERE run_id = $1 ORDER BY op",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 ORDER BY op"
+        ))
         .bind(id.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(JournalEntry {
-                    op: row.try_get::<i64, _>("op")? as u32,
-                    kind: kind.parse().map_err(corrupt)?,
-                    name: row.try_get("name")?,
-                    outcome: row.try_get("outcome")?,
-                    deadline: row.try_get("deadline")?,
-                    completed: row.try_get("completed")?,
-                    error: row.try_get("error")?,
-                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|n| n as u32),
-                    started_at: row.try_get("started_at")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(journal_entry_from_row).collect()
     }
 
     async fn write_journal_entries(
@@ -1068,17 +862,7 @@ impl Store for PgStore {
         .bind(after_op.map_or(-1, i64::from))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRecord {
-                    seq: row.try_get("seq")?,
-                    op: row.try_get::<i64, _>("op")? as u32,
-                    key: row.try_get("key")?,
-                    value: row.try_get("value")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_record_from_row).collect()
     }
 
     fn shared(&self) -> bool {

@@ -21,17 +21,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::rows::{
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
+    journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
+    routes_from_row, run_from_row,
+};
 use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName,
-    ModuleVersion, NewMessage, NewRun, OperationKind, RunFilter, RunOutcome, RunRecord, RunStatus,
-    WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
+    NewRun, RunFilter, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 
 mod messages;
@@ -223,70 +226,6 @@ fn is_unique_violation(error: &sqlx::Error) -> bool {
         .as_database_error()
         .is_some_and(|e| e.is_unique_violation())
 }
-
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn run_from_row(row: &SqliteRow) -> Result<RunRecord> {
-    let status: String = row.try_get("status")?;
-    let module: String = row.try_get("module")?;
-    let id: String = row.try_get("id")?;
-    let parent: Option<String> = row.try_get("parent")?;
-    Ok(RunRecord {
-        parent: parent
-            .map(|p| WorkflowId::parse(&p).map_err(corrupt))
-            .transpose()?,
-        id: WorkflowId::parse(&id).map_err(corrupt)?,
-        module: ModuleName::parse(&module).map_err(corrupt)?,
-        version: row.try_get("version")?,
-        workflow: row.try_get("workflow")?,
-        input: row.try_get("input")?,
-        status: status.parse().map_err(corrupt)?,
-        output: row.try_get("output")?,
-        error: row.try_get("error")?,
-        attempts: row.try_get::<i64, _>("attempts")? as u32,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        deadline: row.try_get("deadline")?,
-        epoch: row.try_get::<i64, _>("epoch")? as u64,
-    })
-}
-
-fn module_version_from_row(row: &SqliteRow) -> Result<ModuleVersion> {
-    let name: String = row.try_get("name")?;
-    let workflows: String = row.try_get("workflows")?;
-    let settings: String = row.try_get("settings")?;
-    let kind: String = row.try_get("kind")?;
-    Ok(ModuleVersion {
-        name: ModuleName::parse(&name).map_err(corrupt)?,
-        version: row.try_get("version")?,
-        kind: kind.parse().map_err(corrupt)?,
-        workflows: serde_json::from_str(&workflows).map_err(corrupt)?,
-        size: row.try_get::<i64, _>("size")? as u64,
-        deployed_at: row.try_get("deployed_at")?,
-        settings: serde_json::from_str(&settings).map_err(corrupt)?,
-    })
-}
-
-/// Group version rows (ordered by name, then newest first) into modules.
-fn modules_from_rows(rows: &[SqliteRow]) -> Result<Vec<ModuleInfo>> {
-    let mut modules: Vec<ModuleInfo> = Vec::new();
-    for row in rows {
-        let version = module_version_from_row(row)?;
-        match modules.last_mut() {
-            Some(module) if module.name == version.name => module.versions.push(version),
-            _ => modules.push(ModuleInfo {
-                name: version.name.clone(),
-                versions: vec![version],
-            }),
-        }
-    }
-    Ok(modules)
-}
-
-const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, epoch";
-const MODULE_COLUMNS: &str = "name, version, kind, workflows, size, deployed_at, settings";
 
 async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
     let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
@@ -593,102 +532,8 @@ async fn write_journal(
     now: i64,
 ) -> Result<()> {
     let op = write.op();
-    let (kind, name, outcome, deadline, completed) = match &write {
-        JournalWrite::SetEvent { key, .. } => (OperationKind::SetEvent, key, None, None, true),
-        JournalWrite::GetEventStarted { name, deadline, .. } => {
-            (OperationKind::GetEvent, name, None, Some(*deadline), false)
-        }
-        JournalWrite::GetEventCompleted {
-            name,
-            outcome,
-            deadline,
-            ..
-        } => (
-            OperationKind::GetEvent,
-            name,
-            outcome.clone(),
-            Some(*deadline),
-            true,
-        ),
-        JournalWrite::Send {
-            name, delivered, ..
-        } => (
-            OperationKind::Send,
-            name,
-            Some(delivered.to_string()),
-            None,
-            true,
-        ),
-        JournalWrite::Sleep { name, deadline, .. } => {
-            (OperationKind::Sleep, name, None, Some(*deadline), true)
-        }
-        JournalWrite::Recorded {
-            kind,
-            name,
-            outcome,
-            ..
-        } => (*kind, name, outcome.clone(), None, true),
-        JournalWrite::WaitStarted {
-            kind,
-            name,
-            deadline,
-            ..
-        } => (*kind, name, None, Some(*deadline), false),
-        JournalWrite::WaitCompleted {
-            kind,
-            name,
-            outcome,
-            deadline,
-            ..
-        } => (*kind, name, outcome.clone(), Some(*deadline), true),
-        JournalWrite::RecvStarted { name, deadline, .. } => {
-            (OperationKind::Recv, name, None, Some(*deadline), false)
-        }
-        JournalWrite::RecvCompleted {
-            name,
-            received,
-            deadline,
-            ..
-        } => (
-            OperationKind::Recv,
-            name,
-            received.as_ref().map(|m| m.message.clone()),
-            Some(*deadline),
-            true,
-        ),
-        JournalWrite::StepAttempt {
-            name,
-            output,
-            retry_at,
-            ..
-        } => (
-            OperationKind::Step,
-            name,
-            output.as_ref().ok().cloned(),
-            *retry_at,
-            true,
-        ),
-    };
-    let (error, attempt, started_at) = match &write {
-        JournalWrite::StepAttempt {
-            attempt,
-            started_at,
-            output,
-            ..
-        } => (
-            output.as_ref().err().cloned(),
-            Some(*attempt),
-            Some(*started_at),
-        ),
-        _ => (None, None, None),
-    };
-    let completes_a_wait = matches!(
-        write,
-        JournalWrite::GetEventCompleted { .. }
-            | JournalWrite::RecvCompleted { .. }
-            | JournalWrite::WaitCompleted { .. }
-    );
-    let statement = if completes_a_wait {
+    let row = journal_row(&write);
+    let statement = if completes_a_wait(&write) {
         // Complete a started wait, never one that is already complete.
         format!(
             "{INSERT_JOURNAL}
@@ -702,15 +547,15 @@ async fn write_journal(
     let inserted = sqlx::query(&statement)
         .bind(id.as_str())
         .bind(op)
-        .bind(kind.as_str())
-        .bind(name)
-        .bind(outcome)
-        .bind(deadline)
-        .bind(completed)
+        .bind(row.kind.as_str())
+        .bind(row.name)
+        .bind(row.outcome)
+        .bind(row.deadline)
+        .bind(row.completed)
         .bind(now)
-        .bind(error)
-        .bind(attempt)
-        .bind(started_at)
+        .bind(row.error)
+        .bind(row.attempt)
+        .bind(row.started_at)
         .bind(fence.map(|e| e as i64))
         .execute(&mut *conn)
         .await;
@@ -783,15 +628,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
             .fetch_all(&self.reads)
             .await?;
-        rows.iter()
-            .map(|row| {
-                let name: String = row.try_get("name")?;
-                Ok((
-                    ModuleName::parse(&name).map_err(corrupt)?,
-                    row.try_get("manifest")?,
-                ))
-            })
-            .collect()
+        rows.iter().map(routes_from_row).collect()
     }
 
     async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {
@@ -910,30 +747,13 @@ impl Store for SqliteStore {
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(
-            "SELECT op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
-             FROM journal WHERE run_id = ? ORDER BY op",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY op"
+        ))
         .bind(id.as_str())
         .fetch_all(&self.reads)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let kind: String = row.try_get("kind")?;
-                Ok(JournalEntry {
-                    op: row.try_get::<i64, _>("op")? as u32,
-                    kind: kind.parse().map_err(corrupt)?,
-                    name: row.try_get("name")?,
-                    outcome: row.try_get("outcome")?,
-                    deadline: row.try_get("deadline")?,
-                    completed: row.try_get("completed")?,
-                    error: row.try_get("error")?,
-                    attempt: row.try_get::<Option<i64>, _>("attempt")?.map(|n| n as u32),
-                    started_at: row.try_get("started_at")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(journal_entry_from_row).collect()
     }
 
     async fn write_journal_entries(
@@ -998,16 +818,6 @@ impl Store for SqliteStore {
         .bind(after_op.map_or(-1, i64::from))
         .fetch_all(&self.reads)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(EventRecord {
-                    seq: row.try_get("seq")?,
-                    op: row.try_get::<i64, _>("op")? as u32,
-                    key: row.try_get("key")?,
-                    value: row.try_get("value")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(event_record_from_row).collect()
     }
 }

@@ -1,0 +1,265 @@
+//! What both backends read from and write to their rows, in one place: the
+//! domain records from a row, and the columns of a journal write.
+
+use sqlx::Row;
+
+use super::{Result, StoreError};
+use crate::domain::{
+    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, OperationKind,
+    RunRecord, WorkflowId,
+};
+
+/// The typed reads the records need, for the row types of both backends.
+pub(super) trait Columns {
+    fn text(&self, column: &str) -> Result<String>;
+    fn maybe_text(&self, column: &str) -> Result<Option<String>>;
+    fn int(&self, column: &str) -> Result<i64>;
+    fn maybe_int(&self, column: &str) -> Result<Option<i64>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+}
+
+macro_rules! columns_of {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String> {
+                Ok(self.try_get(column)?)
+            }
+            fn maybe_text(&self, column: &str) -> Result<Option<String>> {
+                Ok(self.try_get(column)?)
+            }
+            fn int(&self, column: &str) -> Result<i64> {
+                Ok(self.try_get(column)?)
+            }
+            fn maybe_int(&self, column: &str) -> Result<Option<i64>> {
+                Ok(self.try_get(column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool> {
+                Ok(self.try_get(column)?)
+            }
+        }
+    };
+}
+
+columns_of!(sqlx::sqlite::SqliteRow);
+columns_of!(sqlx::postgres::PgRow);
+
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// The columns [`run_from_row`] reads.
+pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, epoch";
+/// The columns [`module_version_from_row`] reads.
+pub(super) const MODULE_COLUMNS: &str =
+    "name, version, kind, workflows, size, deployed_at, settings";
+/// The columns [`journal_entry_from_row`] reads.
+pub(super) const JOURNAL_COLUMNS: &str =
+    "op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at";
+
+pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
+    Ok(RunRecord {
+        parent: row
+            .maybe_text("parent")?
+            .map(|p| WorkflowId::parse(&p).map_err(corrupt))
+            .transpose()?,
+        id: WorkflowId::parse(&row.text("id")?).map_err(corrupt)?,
+        module: ModuleName::parse(&row.text("module")?).map_err(corrupt)?,
+        version: row.text("version")?,
+        workflow: row.text("workflow")?,
+        input: row.text("input")?,
+        status: row.text("status")?.parse().map_err(corrupt)?,
+        output: row.maybe_text("output")?,
+        error: row.maybe_text("error")?,
+        attempts: row.int("attempts")? as u32,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+        deadline: row.maybe_int("deadline")?,
+        epoch: row.int("epoch")? as u64,
+    })
+}
+
+pub(super) fn module_version_from_row(row: &impl Columns) -> Result<ModuleVersion> {
+    Ok(ModuleVersion {
+        name: ModuleName::parse(&row.text("name")?).map_err(corrupt)?,
+        version: row.text("version")?,
+        kind: row.text("kind")?.parse().map_err(corrupt)?,
+        workflows: serde_json::from_str(&row.text("workflows")?).map_err(corrupt)?,
+        size: row.int("size")? as u64,
+        deployed_at: row.int("deployed_at")?,
+        settings: serde_json::from_str(&row.text("settings")?).map_err(corrupt)?,
+    })
+}
+
+/// Group version rows (ordered by name, then newest first) into modules.
+pub(super) fn modules_from_rows(rows: &[impl Columns]) -> Result<Vec<ModuleInfo>> {
+    let mut modules: Vec<ModuleInfo> = Vec::new();
+    for row in rows {
+        let version = module_version_from_row(row)?;
+        match modules.last_mut() {
+            Some(module) if module.name == version.name => module.versions.push(version),
+            _ => modules.push(ModuleInfo {
+                name: version.name.clone(),
+                versions: vec![version],
+            }),
+        }
+    }
+    Ok(modules)
+}
+
+pub(super) fn journal_entry_from_row(row: &impl Columns) -> Result<JournalEntry> {
+    Ok(JournalEntry {
+        op: row.int("op")? as u32,
+        kind: row.text("kind")?.parse().map_err(corrupt)?,
+        name: row.text("name")?,
+        outcome: row.maybe_text("outcome")?,
+        deadline: row.maybe_int("deadline")?,
+        completed: row.flag("completed")?,
+        error: row.maybe_text("error")?,
+        attempt: row.maybe_int("attempt")?.map(|n| n as u32),
+        started_at: row.maybe_int("started_at")?,
+        recorded_at: row.int("recorded_at")?,
+    })
+}
+
+pub(super) fn event_record_from_row(row: &impl Columns) -> Result<EventRecord> {
+    Ok(EventRecord {
+        seq: row.int("seq")?,
+        op: row.int("op")? as u32,
+        key: row.text("key")?,
+        value: row.text("value")?,
+        recorded_at: row.int("recorded_at")?,
+    })
+}
+
+/// `(name, manifest)` of a routes row.
+pub(super) fn routes_from_row(row: &impl Columns) -> Result<(ModuleName, String)> {
+    Ok((
+        ModuleName::parse(&row.text("name")?).map_err(corrupt)?,
+        row.text("manifest")?,
+    ))
+}
+
+/// Whether a journal write completes a wait that was journaled as started.
+pub(super) fn completes_a_wait(write: &JournalWrite) -> bool {
+    matches!(
+        write,
+        JournalWrite::GetEventCompleted { .. }
+            | JournalWrite::RecvCompleted { .. }
+            | JournalWrite::WaitCompleted { .. }
+    )
+}
+
+/// The columns of a journal write's row.
+pub(super) struct JournalRow<'a> {
+    pub(super) kind: OperationKind,
+    pub(super) name: &'a str,
+    pub(super) outcome: Option<String>,
+    pub(super) deadline: Option<i64>,
+    pub(super) completed: bool,
+    pub(super) error: Option<String>,
+    pub(super) attempt: Option<u32>,
+    pub(super) started_at: Option<i64>,
+}
+
+fn row(
+    kind: OperationKind,
+    name: &str,
+    outcome: Option<String>,
+    deadline: Option<i64>,
+    completed: bool,
+) -> JournalRow<'_> {
+    JournalRow {
+        kind,
+        name,
+        outcome,
+        deadline,
+        completed,
+        error: None,
+        attempt: None,
+        started_at: None,
+    }
+}
+
+pub(super) fn journal_row(write: &JournalWrite) -> JournalRow<'_> {
+    match write {
+        JournalWrite::SetEvent { key, .. } => row(OperationKind::SetEvent, key, None, None, true),
+        JournalWrite::GetEventStarted { name, deadline, .. } => {
+            row(OperationKind::GetEvent, name, None, Some(*deadline), false)
+        }
+        JournalWrite::GetEventCompleted {
+            name,
+            outcome,
+            deadline,
+            ..
+        } => row(
+            OperationKind::GetEvent,
+            name,
+            outcome.clone(),
+            Some(*deadline),
+            true,
+        ),
+        JournalWrite::Send {
+            name, delivered, ..
+        } => row(
+            OperationKind::Send,
+            name,
+            Some(delivered.to_string()),
+            None,
+            true,
+        ),
+        JournalWrite::Sleep { name, deadline, .. } => {
+            row(OperationKind::Sleep, name, None, Some(*deadline), true)
+        }
+        JournalWrite::Recorded {
+            kind,
+            name,
+            outcome,
+            ..
+        } => row(*kind, name, outcome.clone(), None, true),
+        JournalWrite::WaitStarted {
+            kind,
+            name,
+            deadline,
+            ..
+        } => row(*kind, name, None, Some(*deadline), false),
+        JournalWrite::WaitCompleted {
+            kind,
+            name,
+            outcome,
+            deadline,
+            ..
+        } => row(*kind, name, outcome.clone(), Some(*deadline), true),
+        JournalWrite::RecvStarted { name, deadline, .. } => {
+            row(OperationKind::Recv, name, None, Some(*deadline), false)
+        }
+        JournalWrite::RecvCompleted {
+            name,
+            received,
+            deadline,
+            ..
+        } => row(
+            OperationKind::Recv,
+            name,
+            received.as_ref().map(|m| m.message.clone()),
+            Some(*deadline),
+            true,
+        ),
+        JournalWrite::StepAttempt {
+            name,
+            attempt,
+            started_at,
+            output,
+            retry_at,
+            ..
+        } => JournalRow {
+            kind: OperationKind::Step,
+            name,
+            outcome: output.as_ref().ok().cloned(),
+            deadline: *retry_at,
+            completed: true,
+            error: output.as_ref().err().cloned(),
+            attempt: Some(*attempt),
+            started_at: Some(*started_at),
+        },
+    }
+}
