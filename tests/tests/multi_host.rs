@@ -97,6 +97,7 @@ async fn a_run_survives_the_death_of_its_host_on_another_host() -> anyhow::Resul
     );
     let written = humantime::parse_rfc3339(journal[2]["recorded_at"].as_str().unwrap())?;
     let latency = woken_at.duration_since(written).unwrap_or_default();
+    eprintln!("B's waiter woke {latency:?} after host C or B committed step2");
     assert!(
         latency < Duration::from_millis(1000),
         "B's waiter woke {latency:?} after the commit on another host; the poll interval is {POLL_MS} ms"
