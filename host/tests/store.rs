@@ -541,13 +541,15 @@ async fn a_leased_run_is_claimed_by_another_host_only_after_its_lease_expires() 
     // Within host a's lease, host b claims nothing.
     assert!(b.claim_recovery(10, 600).await.unwrap().resume.is_empty());
     // Host a renews; at 1500 the lease (renewed at 600, to 1600) still holds.
-    assert_eq!(a.renew_leases(600).await.unwrap(), 1);
+    assert_eq!(a.renew_leases(&[id("r")], 600).await.unwrap(), [id("r")]);
     assert!(b.claim_recovery(10, 1500).await.unwrap().resume.is_empty());
     // Host a stops renewing: past the lease, host b takes the run over.
     let claim = b.claim_recovery(10, 1700).await.unwrap();
     assert_eq!(claim.resume.len(), 1);
     let taken = &claim.resume[0];
     assert_eq!((taken.epoch, taken.attempts), (2, 2));
+    // Host a learns it lost the run when it tries to renew.
+    assert!(a.renew_leases(&[id("r")], 1750).await.unwrap().is_empty());
     // Host a, paused rather than dead, can journal nothing more for it.
     let fenced = a
         .write_journal_entries(&id("r"), Some(1), vec![set_event(0, "k", "1")], 1800)
@@ -593,8 +595,8 @@ async fn a_leased_run_is_claimed_by_another_host_only_after_its_lease_expires() 
         (RunStatus::Success, Some("2"))
     );
     assert_eq!(
-        a.renew_leases(2000).await.unwrap(),
-        0,
+        b.renew_leases(&[id("r")], 2000).await.unwrap(),
+        [] as [WorkflowId; 0],
         "a finished run holds no lease"
     );
 }

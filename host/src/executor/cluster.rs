@@ -15,11 +15,13 @@
 //! takes the run's lease at creation): no queue, no extra hop, and the load
 //! follows whatever spreads requests over the hosts (a load balancer).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inner;
 use super::waiters::WaitKey;
+use crate::domain::WorkflowId;
 use crate::store::Change;
 
 /// How a host shares its database.
@@ -61,9 +63,7 @@ pub(super) async fn start(inner: Arc<Inner>, options: ClusterOptions) -> crate::
         let mut tick = tokio::time::interval(options.lease / 3);
         loop {
             tick.tick().await;
-            if let Err(error) = renewer.store.renew_leases(renewer.clock.now()).await {
-                tracing::error!(%error, "cannot renew the leases of this host's runs");
-            }
+            renewer.renew_leases().await;
         }
     });
     let claimer = inner.clone();
@@ -100,6 +100,34 @@ pub(super) async fn start(inner: Arc<Inner>, options: ClusterOptions) -> crate::
 }
 
 impl Inner {
+    /// Renew the leases of the runs executing here; stop the executions of
+    /// runs whose lease was lost (taken over while this host stalled), at
+    /// once rather than at their next write.
+    async fn renew_leases(&self) {
+        let running: Vec<WorkflowId> = self
+            .executions
+            .lock()
+            .expect("executions lock")
+            .keys()
+            .cloned()
+            .collect();
+        let renewed = match self.store.renew_leases(&running, self.clock.now()).await {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                tracing::error!(%error, "cannot renew the leases of this host's runs");
+                return;
+            }
+        };
+        let renewed: HashSet<WorkflowId> = renewed.into_iter().collect();
+        let mut executions = self.executions.lock().expect("executions lock");
+        for run in running.iter().filter(|run| !renewed.contains(*run)) {
+            if let Some(execution) = executions.remove(run) {
+                execution.abort();
+                tracing::warn!(run = %run, "stopped an execution: this host no longer holds the run");
+            }
+        }
+    }
+
     /// A change some host committed: wake whoever waits for it here.
     async fn apply(self: &Arc<Self>, change: Change) {
         match change {
@@ -126,7 +154,7 @@ impl Inner {
 
     /// A run that ended while this host executes it was cancelled through
     /// another host: stop the execution at once, as a local cancel would.
-    async fn stop_if_finished(&self, run: &crate::domain::WorkflowId) {
+    async fn stop_if_finished(&self, run: &WorkflowId) {
         let executing = self
             .executions
             .lock()

@@ -847,11 +847,14 @@ impl Inner {
             let id = run.id.clone();
             inner.clone().execute(run, journal).await;
             // Inserted before this task could get here: the lock was held.
-            inner
-                .executions
-                .lock()
-                .expect("executions lock")
-                .remove(&id);
+            // Only this task's own entry: a successor may have replaced it.
+            let mut executions = inner.executions.lock().expect("executions lock");
+            if executions
+                .get(&id)
+                .is_some_and(|handle| handle.id() == tokio::task::id())
+            {
+                executions.remove(&id);
+            }
         });
         if let Some(previous) = executions.insert(id, task.abort_handle()) {
             previous.abort();

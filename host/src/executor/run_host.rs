@@ -97,9 +97,24 @@ impl RunHost {
     }
 
     async fn write(&self, write: JournalWrite) -> Result<(), HostFailure> {
-        let now = self.exec.clock.now();
         let mut writes = self.cursor.take_pending();
         writes.push(write);
+        self.commit(writes).await
+    }
+
+    /// Journal the clock readings and random seed taken so far, before an
+    /// effect that is not itself a journal write (a step's work, starting a
+    /// child) can depend on them.
+    async fn flush_readings(&self) -> Result<(), HostFailure> {
+        let readings = self.cursor.take_pending();
+        if readings.is_empty() {
+            return Ok(());
+        }
+        self.commit(readings).await
+    }
+
+    async fn commit(&self, writes: Vec<JournalWrite>) -> Result<(), HostFailure> {
+        let now = self.exec.clock.now();
         let written = self
             .exec
             .store
@@ -409,6 +424,8 @@ impl WorkflowHost for RunHost {
         // after starting the child and before journaling it, the replay
         // finds the child it started instead of starting another.
         let id = id.unwrap_or_else(|| children::child_id(&self.run, op));
+        // The child's id or input may come from what the run read so far.
+        self.flush_readings().await?;
         let executor = super::Executor {
             inner: self.exec.clone(),
         };
@@ -543,6 +560,9 @@ impl WorkflowHost for RunHost {
         loop {
             let (op, recorded) = self.next_operation(OperationKind::Step, &name)?;
             let Some(entry) = recorded else {
+                // The step's work may use what the run read so far (a
+                // random idempotency key): journal it before the work runs.
+                self.flush_readings().await?;
                 self.cursor.open_step(OpenStep {
                     op,
                     name,
@@ -916,5 +936,38 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(value.as_deref(), Some("null"));
+    }
+
+    #[tokio::test]
+    async fn what_a_run_read_is_journaled_before_a_step_uses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec = executor(dir.path()).await;
+        let run = pending_run(&exec, "r").await;
+        let mut host = RunHost::new(
+            exec.inner.clone(),
+            run.clone(),
+            Vec::new(),
+            AllowList::default(),
+        );
+        // A random idempotency key, drawn outside the step...
+        let mut key = [0u8; 8];
+        host.environment().fill_random(&mut key);
+        let policy = RetryPolicy {
+            max_attempts: 1,
+            initial_interval_ms: 0,
+            backoff_factor: 1.0,
+            max_interval_ms: 0,
+        };
+        let state = host
+            .begin_step("charge".into(), policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state, StepState::Attempt(1));
+        // ...is durable before the step's work sends it anywhere: a crash
+        // during the work replays the same key.
+        let journal = exec.journal(&run).await.unwrap();
+        let kinds: Vec<_> = journal.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [OperationKind::Random]);
     }
 }

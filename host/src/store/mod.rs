@@ -205,9 +205,13 @@ pub trait Store: Send + Sync + 'static {
         false
     }
 
-    /// Extend the leases of the pending runs this host holds.
-    async fn renew_leases(&self, _now: i64) -> Result<u64> {
-        Ok(0)
+    /// Extend the leases of `running`, the runs this host is executing, and
+    /// return those it still holds: a run missing from the answer was
+    /// taken over (or ended) and must not be executed here any more. Runs
+    /// this host holds but does not execute (an execution that failed on
+    /// the host's side) are left to expire, so some host recovers them.
+    async fn renew_leases(&self, running: &[WorkflowId], _now: i64) -> Result<Vec<WorkflowId>> {
+        Ok(running.to_vec())
     }
 
     /// The changes other hosts (and this one) commit, as they are announced;

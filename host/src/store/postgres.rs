@@ -7,7 +7,8 @@
 //!
 //! Runs are held under leases: the host that starts (or claims) a run owns
 //! it until `lease_expires_at`, renewed by [`Store::renew_leases`]; a host
-//! claims runs whose lease expired. Every claim increments the run's epoch,
+//! claims runs whose lease expired. Lease times are each host's wall clock:
+//! hosts' clocks must agree to well within a lease (NTP does). Every claim increments the run's epoch,
 //! and journal writes are fenced by it, so a host that lost a run (paused
 //! past its lease, not dead) can journal nothing more for it.
 //!
@@ -787,6 +788,33 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
+        if let Some(mine) = fence {
+            // Hold the run's row for the transaction: a claim (an UPDATE,
+            // which skips locked rows) cannot hand the run to another
+            // execution between this check and the commit.
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1 FOR SHARE")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            match row {
+                None => return Err(StoreError::UnknownRun(id.to_string())),
+                Some((_, current)) if current as u64 != mine => {
+                    return Err(StoreError::Fenced {
+                        run: id.to_string(),
+                        current: current as u64,
+                        mine,
+                    });
+                }
+                Some((status, _)) if status != RunStatus::Pending.as_str() => {
+                    return Err(StoreError::RunNotPending {
+                        run: id.to_string(),
+                        status,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
         let mut changes = Vec::new();
         for write in writes {
             Self::write_journal_in(&mut tx, &mut changes, id, fence, write, now).await?;
@@ -869,15 +897,22 @@ impl Store for PgStore {
         true
     }
 
-    async fn renew_leases(&self, now: i64) -> Result<u64> {
-        let renewed = sqlx::query(
-            "UPDATE runs SET lease_expires_at = $1 WHERE owner = $2 AND status = 'PENDING'",
+    async fn renew_leases(&self, running: &[WorkflowId], now: i64) -> Result<Vec<WorkflowId>> {
+        let ids: Vec<&str> = running.iter().map(WorkflowId::as_str).collect();
+        let renewed: Vec<String> = sqlx::query_scalar(
+            "UPDATE runs SET lease_expires_at = $1
+             WHERE owner = $2 AND status = 'PENDING' AND id = ANY($3)
+             RETURNING id",
         )
         .bind(now.saturating_add(self.lease_ms))
         .bind(&self.executor_id)
-        .execute(&self.pool)
+        .bind(&ids)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(renewed.rows_affected())
+        renewed
+            .iter()
+            .map(|id| WorkflowId::parse(id).map_err(corrupt))
+            .collect()
     }
 
     async fn listen(&self) -> Result<Option<mpsc::Receiver<Change>>> {
