@@ -28,6 +28,15 @@ for _ in $(seq 50); do
   as_postgres "psql -qAtc 'SELECT 1'" >/dev/null 2>&1 && break
   sleep 0.2
 done
+# The tests run many hosts at once, each with a pool of connections.
+if [ "$(as_postgres "psql -qAtc 'SHOW max_connections'")" -lt 300 ]; then
+  as_postgres "psql -qc 'ALTER SYSTEM SET max_connections = 300'" >/dev/null
+  as_root pg_ctlcluster 15 main restart
+  for _ in $(seq 50); do
+    as_postgres "psql -qAtc 'SELECT 1'" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+fi
 as_postgres "psql -qAtc \"SELECT 1 FROM pg_roles WHERE rolname = 'cairn'\"" | grep -q 1 \
   || as_postgres "psql -qc \"CREATE ROLE cairn LOGIN PASSWORD 'cairn'\""
 as_postgres "psql -qAtc \"SELECT 1 FROM pg_database WHERE datname = 'cairn_test'\"" | grep -q 1 \

@@ -217,6 +217,10 @@ struct ServeArgs {
     /// separate Cairn deployments share one database.
     #[arg(long, env = "CAIRN_DATABASE_SCHEMA", default_value = "cairn")]
     database_schema: String,
+    /// PostgreSQL connections this host keeps at most (plus 2 for leases
+    /// and 1 for notifications).
+    #[arg(long, env = "CAIRN_DATABASE_CONNECTIONS", default_value_t = 10)]
+    database_connections: u32,
     /// This host's id on a shared database (default: a new UUID per start).
     #[arg(long, env = "CAIRN_EXECUTOR_ID")]
     executor_id: Option<String>,
@@ -248,6 +252,7 @@ async fn main() -> anyhow::Result<()> {
             }
             config.executor_id = args.executor_id.clone();
             config.database_schema = args.database_schema.clone();
+            config.database_connections = args.database_connections.max(1);
             if args.lease_ms < 300 || args.poll_interval_ms == 0 {
                 bail!("--lease-ms must be at least 300 and --poll-interval-ms at least 1");
             }

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub database: Option<String>,
     /// The PostgreSQL schema of Cairn's tables.
     pub database_schema: String,
+    /// The most PostgreSQL connections of the host's main pool.
+    pub database_connections: u32,
     /// This host's executor id on a shared database (default: a new UUID).
     pub executor_id: Option<String>,
     /// Leases and polling on a shared database.
@@ -73,6 +75,7 @@ impl ServeConfig {
             data_dir,
             database: None,
             database_schema: "cairn".into(),
+            database_connections: 10,
             executor_id: None,
             cluster: ClusterOptions::default(),
             deploy: Vec::new(),
@@ -132,6 +135,7 @@ pub async fn serve(
         Some(url) => {
             let mut options = PgOptions::new(url.clone());
             options.schema = config.database_schema.clone();
+            options.max_connections = config.database_connections;
             if let Some(id) = &config.executor_id {
                 options.executor_id = id.clone();
             }

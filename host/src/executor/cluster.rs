@@ -145,9 +145,14 @@ impl Inner {
                 self.waiters.publish(&WaitKey::Activity(run), None);
             }
             Change::Deployed(_) => {
-                if let Err(error) = self.reload_catalog().await {
-                    tracing::warn!(%error, "cannot reload modules and routes");
-                }
+                // Apart: a reload waits for a deployment in progress here,
+                // and wake-ups must not wait behind it.
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = inner.reload_catalog().await {
+                        tracing::warn!(%error, "cannot reload modules and routes");
+                    }
+                });
             }
         }
     }

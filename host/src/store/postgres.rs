@@ -68,7 +68,7 @@ impl PgOptions {
             schema: "cairn".into(),
             executor_id: uuid::Uuid::now_v7().to_string(),
             lease: Duration::from_secs(10),
-            max_connections: 16,
+            max_connections: 10,
         }
     }
 }
@@ -76,6 +76,9 @@ impl PgOptions {
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections of their own for renewing and claiming leases, so that a
+    /// busy main pool cannot delay a renewal past the lease.
+    lease_pool: PgPool,
     /// The schema, and the channel of change notifications.
     schema: String,
     executor_id: String,
@@ -116,9 +119,15 @@ impl PgStore {
             .await?;
         // sqlx takes an advisory lock: hosts starting together migrate once.
         MIGRATOR.run(&pool).await?;
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout((options.lease / 3).max(Duration::from_millis(100)))
+            .connect_with(connect.clone())
+            .await?;
         Ok(Self {
             announcer: start_announcer(pool.clone(), schema.clone()),
             pool,
+            lease_pool,
             schema,
             executor_id: options.executor_id,
             lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
@@ -711,7 +720,7 @@ impl Store for PgStore {
     }
 
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.lease_pool.begin().await?;
         // The first claim also takes this executor's own runs: a host
         // restarted under the same executor id executes none of them yet,
         // so it recovers them at once instead of waiting out their leases.
@@ -907,7 +916,7 @@ impl Store for PgStore {
         .bind(now.saturating_add(self.lease_ms))
         .bind(&self.executor_id)
         .bind(&ids)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.lease_pool)
         .await?;
         renewed
             .iter()
