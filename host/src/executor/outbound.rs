@@ -82,14 +82,24 @@ impl AllowList {
             .collect()
     }
 
-    /// The hosts both lists allow.
+    /// The hosts both lists allow: each entry of `self` within `bound`,
+    /// narrowed to the ports `bound` allows where it is wider.
     pub fn within(&self, bound: &AllowList) -> AllowList {
-        let entries = self
-            .entries
-            .iter()
-            .filter(|e| bound.entries.iter().any(|b| b.covers(e)))
-            .cloned()
-            .collect();
+        let mut entries: Vec<Entry> = Vec::new();
+        for entry in &self.entries {
+            for limit in &bound.entries {
+                let allowed = if limit.covers(entry) {
+                    entry
+                } else if entry.covers(limit) {
+                    limit
+                } else {
+                    continue;
+                };
+                if !entries.contains(allowed) {
+                    entries.push(allowed.clone());
+                }
+            }
+        }
         AllowList { entries }
     }
 
@@ -145,7 +155,10 @@ mod tests {
         let host = AllowList::parse(&["localhost", "api.example.com:443"]).unwrap();
         let module = AllowList::parse(&["localhost:8080", "api.example.com", "other.org"]).unwrap();
         assert_eq!(module.outside(&host), ["api.example.com", "other.org"]);
-        assert_eq!(module.within(&host).to_string(), "localhost:8080");
+        assert_eq!(
+            module.within(&host).to_string(),
+            "localhost:8080, api.example.com:443"
+        );
     }
 
     #[test]
