@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
-    routes_from_row, run_from_row,
+    routes_from_row, run_from_row, run_refusal,
 };
 use super::{
     Change, CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError,
@@ -302,26 +302,13 @@ impl PgStore {
                 .bind(id.as_str())
                 .fetch_optional(&mut *conn)
                 .await?;
-        Ok(match row {
-            None => StoreError::UnknownRun(id.to_string()),
-            Some((_, current)) if fence.is_some_and(|mine| mine != current as u64) => {
-                StoreError::Fenced {
-                    run: id.to_string(),
-                    current: current as u64,
-                    mine: fence.unwrap_or_default(),
-                }
-            }
-            Some((status, _)) if status != RunStatus::Pending.as_str() => {
-                StoreError::RunNotPending {
-                    run: id.to_string(),
-                    status,
-                }
-            }
-            Some(_) => StoreError::DuplicateOperation {
+        // The run may be written to: then the operation was there already.
+        Ok(
+            run_refusal(id, row, fence).unwrap_or(StoreError::DuplicateOperation {
                 run: id.to_string(),
                 op,
-            },
-        })
+            }),
+        )
     }
 
     async fn write_journal_in(
@@ -806,22 +793,8 @@ impl Store for PgStore {
                     .bind(id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
-            match row {
-                None => return Err(StoreError::UnknownRun(id.to_string())),
-                Some((_, current)) if current as u64 != mine => {
-                    return Err(StoreError::Fenced {
-                        run: id.to_string(),
-                        current: current as u64,
-                        mine,
-                    });
-                }
-                Some((status, _)) if status != RunStatus::Pending.as_str() => {
-                    return Err(StoreError::RunNotPending {
-                        run: id.to_string(),
-                        status,
-                    });
-                }
-                Some(_) => {}
+            if let Some(refusal) = run_refusal(id, row, Some(mine)) {
+                return Err(refusal);
             }
         }
         let mut changes = Vec::new();

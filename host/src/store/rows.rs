@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{Result, StoreError};
 use crate::domain::{
     EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, OperationKind,
-    RunRecord, WorkflowId,
+    RunRecord, RunStatus, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -137,6 +137,33 @@ pub(super) fn routes_from_row(row: &impl Columns) -> Result<(ModuleName, String)
         ModuleName::parse(&row.text("name")?).map_err(corrupt)?,
         row.text("manifest")?,
     ))
+}
+
+/// Why a write for run `id` may not be made, from the run's status and
+/// epoch (`None`: there is no such run), or `None` when it may: the run is
+/// pending and, with a fence, still in that epoch.
+pub(super) fn run_refusal(
+    id: &WorkflowId,
+    run: Option<(String, i64)>,
+    fence: Option<u64>,
+) -> Option<StoreError> {
+    match run {
+        None => Some(StoreError::UnknownRun(id.to_string())),
+        Some((_, current)) if fence.is_some_and(|mine| mine != current as u64) => {
+            Some(StoreError::Fenced {
+                run: id.to_string(),
+                current: current as u64,
+                mine: fence.unwrap_or_default(),
+            })
+        }
+        Some((status, _)) if status != RunStatus::Pending.as_str() => {
+            Some(StoreError::RunNotPending {
+                run: id.to_string(),
+                status,
+            })
+        }
+        Some(_) => None,
+    }
 }
 
 /// Whether a journal write completes a wait that was journaled as started.

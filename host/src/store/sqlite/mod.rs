@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
-    routes_from_row, run_from_row,
+    routes_from_row, run_from_row, run_refusal,
 };
 use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
 use crate::domain::{
@@ -487,24 +487,13 @@ async fn refusal(
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
-    Ok(match row {
-        None => StoreError::UnknownRun(id.to_string()),
-        Some((_, current)) if fence.is_some_and(|mine| mine != current as u64) => {
-            StoreError::Fenced {
-                run: id.to_string(),
-                current: current as u64,
-                mine: fence.unwrap_or_default(),
-            }
-        }
-        Some((status, _)) if status != RunStatus::Pending.as_str() => StoreError::RunNotPending {
-            run: id.to_string(),
-            status,
-        },
-        Some(_) => StoreError::DuplicateOperation {
+    // The run may be written to: then the operation was there already.
+    Ok(
+        run_refusal(id, row, fence).unwrap_or(StoreError::DuplicateOperation {
             run: id.to_string(),
             op,
-        },
-    })
+        }),
+    )
 }
 
 /// The epoch of run `id`, if it exists.
