@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
-    routes_from_row, run_from_row, run_refusal,
+    outcome_columns, routes_from_row, run_from_row, run_refusal,
 };
 use super::{
     Change, CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError,
@@ -566,11 +566,7 @@ impl Store for PgStore {
         outcome: RunOutcome,
         now: i64,
     ) -> Result<()> {
-        let (status, output, error) = match outcome {
-            RunOutcome::Success { output } => (RunStatus::Success, Some(output), None),
-            RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
-            RunOutcome::Cancelled { message } => (RunStatus::Cancelled, None, Some(message)),
-        };
+        let (status, output, error) = outcome_columns(outcome);
         let mut tx = self.pool.begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error = $3, updated_at = $4, owner = NULL, lease_expires_at = NULL

@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{Result, StoreError};
 use crate::domain::{
     EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, OperationKind,
-    RunRecord, RunStatus, WorkflowId,
+    RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -137,6 +137,15 @@ pub(super) fn routes_from_row(row: &impl Columns) -> Result<(ModuleName, String)
         ModuleName::parse(&row.text("name")?).map_err(corrupt)?,
         row.text("manifest")?,
     ))
+}
+
+/// The `status`, `output` and `error` columns of a run that ended so.
+pub(super) fn outcome_columns(outcome: RunOutcome) -> (RunStatus, Option<String>, Option<String>) {
+    match outcome {
+        RunOutcome::Success { output } => (RunStatus::Success, Some(output), None),
+        RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
+        RunOutcome::Cancelled { message } => (RunStatus::Cancelled, None, Some(message)),
+    }
 }
 
 /// Why a write for run `id` may not be made, from the run's status and

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
-    routes_from_row, run_from_row, run_refusal,
+    outcome_columns, routes_from_row, run_from_row, run_refusal,
 };
 use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError};
 use crate::domain::{
@@ -353,11 +353,7 @@ async fn finish_run(
     outcome: RunOutcome,
     now: i64,
 ) -> Result<()> {
-    let (status, output, error) = match outcome {
-        RunOutcome::Success { output } => (RunStatus::Success, Some(output), None),
-        RunOutcome::Error { message } => (RunStatus::Error, None, Some(message)),
-        RunOutcome::Cancelled { message } => (RunStatus::Cancelled, None, Some(message)),
-    };
+    let (status, output, error) = outcome_columns(outcome);
     let updated = sqlx::query(
         "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
          WHERE id = ? AND status = 'PENDING' AND (? IS NULL OR epoch = ?)",
