@@ -685,18 +685,12 @@ impl Executor {
         });
         let mut finished = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
         loop {
-            if let Some(value) = store.get_event(id, key).await? {
-                return Ok(EventWait::Set(value));
-            }
-            if let Some(run) = store.get_run(id).await?
-                && run.status.is_terminal()
-            {
-                // A run's end commits after its last event write: read once
-                // more, in case that write landed after the first read.
-                return Ok(match store.get_event(id, key).await? {
-                    Some(value) => EventWait::Set(value),
-                    None => EventWait::Finished(run.status),
-                });
+            match store.event_and_status(id, key).await? {
+                (Some(value), _) => return Ok(EventWait::Set(value)),
+                (None, Some(status)) if status.is_terminal() => {
+                    return Ok(EventWait::Finished(status));
+                }
+                _ => {}
             }
             if Instant::now() >= deadline {
                 return Ok(EventWait::TimedOut);

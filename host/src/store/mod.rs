@@ -188,6 +188,23 @@ pub trait Store: Send + Sync + 'static {
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>>;
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>>;
+    /// Event `key` of run `id` and the run's status, as of one moment: a
+    /// terminal status means the value (or its absence) is final. `None` for
+    /// the status when there is no such run.
+    async fn event_and_status(
+        &self,
+        id: &WorkflowId,
+        key: &str,
+    ) -> Result<(Option<String>, Option<RunStatus>)> {
+        // Two reads: a run's end commits after its last event write, so the
+        // event is read again after a terminal status.
+        let value = self.get_event(id, key).await?;
+        let status = self.get_run(id).await?.map(|run| run.status);
+        if value.is_none() && status.is_some_and(RunStatus::is_terminal) {
+            return Ok((self.get_event(id, key).await?, status));
+        }
+        Ok((value, status))
+    }
     /// Current events of a run, by key.
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>>;
     /// The event writes of a run, oldest first: all of them, or those

@@ -19,8 +19,8 @@
 //! which costs more than the commits. A host that dies between a commit and
 //! its announcement loses it; the waiters' polling fallback covers that.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,7 +29,8 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::mpsc;
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt,
+    event_and_status_from_row, event_and_status_query, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
     outcome_columns, routes_from_row, run_from_row, run_refusal,
 };
@@ -845,6 +846,20 @@ impl Store for PgStore {
                 .fetch_optional(&self.pool)
                 .await?,
         )
+    }
+
+    async fn event_and_status(
+        &self,
+        id: &WorkflowId,
+        key: &str,
+    ) -> Result<(Option<String>, Option<RunStatus>)> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| event_and_status_query('$'));
+        let row = sqlx::query_as(&QUERY)
+            .bind(id.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        event_and_status_from_row(row)
     }
 
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {

@@ -299,3 +299,24 @@ pub(super) fn journal_row(write: &JournalWrite) -> JournalRow<'_> {
         },
     }
 }
+
+/// The query for [`super::Store::event_and_status`]: one row (value or NULL,
+/// status) if the run exists, none if not. `?1`/`$1` is the run, `?2`/`$2`
+/// the key; `{p}` is the placeholder sigil.
+pub(super) fn event_and_status_query(p: char) -> String {
+    format!(
+        "SELECT e.value, r.status FROM runs r
+         LEFT JOIN events e ON e.run_id = r.id AND e.key = {p}2
+         WHERE r.id = {p}1"
+    )
+}
+
+/// The row of [`event_and_status_query`].
+pub(super) fn event_and_status_from_row(
+    row: Option<(Option<String>, String)>,
+) -> Result<(Option<String>, Option<RunStatus>)> {
+    match row {
+        None => Ok((None, None)),
+        Some((value, status)) => Ok((value, Some(status.parse().map_err(corrupt)?))),
+    }
+}

@@ -80,7 +80,7 @@ pub(super) async fn consume(
 
 /// The oldest message of `run` on `topic` not yet received.
 pub(super) async fn next(
-    reads: &sqlx::SqlitePool,
+    reads: &mut SqliteConnection,
     run: &WorkflowId,
     topic: &str,
 ) -> Result<Option<Message>> {

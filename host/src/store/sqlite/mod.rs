@@ -14,20 +14,21 @@
 //! savepoint: the batch goes on. Any other database error aborts the whole
 //! batch, and every write in it is answered with the error.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, event_record_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt,
+    event_and_status_from_row, event_and_status_query, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
     outcome_columns, routes_from_row, run_from_row, run_refusal,
 };
@@ -38,6 +39,9 @@ use crate::domain::{
 };
 
 mod messages;
+mod reads;
+
+use reads::ReadConnections;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -133,7 +137,7 @@ impl<T: Send + 'static> WriteJob for TypedJob<T> {
 
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    reads: SqlitePool,
+    reads: Arc<ReadConnections>,
     writes: mpsc::Sender<Box<dyn WriteJob>>,
 }
 
@@ -158,10 +162,7 @@ impl SqliteStore {
             .foreign_keys(true);
         let mut writer = SqliteConnection::connect_with(&connect).await?;
         MIGRATOR.run(&mut writer).await?;
-        let reads = SqlitePoolOptions::new()
-            .max_connections(options.read_connections.max(1))
-            .connect_with(connect.read_only(true))
-            .await?;
+        let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         tokio::spawn(run_writer(writer, queue));
         Ok(Self { reads, writes })
@@ -504,10 +505,24 @@ async fn current_epoch(conn: &mut SqliteConnection, id: &WorkflowId) -> Result<O
 /// Insert a journal row, only while its run is pending (and, with a fence,
 /// in that epoch). On a conflict with an existing row, `upsert` completes a
 /// started wait instead.
-const INSERT_JOURNAL: &str =
-    "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
-     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))";
+macro_rules! insert_journal {
+    () => {
+        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+         WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))"
+    };
+}
+const INSERT_JOURNAL: &str = insert_journal!();
+/// A `set-event`'s journal row and, only if that went in, the value (`?13`)
+/// in the event history, whose trigger publishes it into `events`. One
+/// command to sqlx's connection thread instead of two: each is a round trip
+/// between threads, which is what a write costs most here.
+const INSERT_SET_EVENT: &str = concat!(
+    insert_journal!(),
+    ";
+     INSERT INTO event_history (run_id, op, key, value, recorded_at)
+     SELECT ?1, ?2, ?4, ?13, ?8 WHERE changes() = 1"
+);
 
 async fn write_journal(
     conn: &mut SqliteConnection,
@@ -520,16 +535,18 @@ async fn write_journal(
     let row = journal_row(&write);
     let statement = if completes_a_wait(&write) {
         // Complete a started wait, never one that is already complete.
-        format!(
+        Cow::Owned(format!(
             "{INSERT_JOURNAL}
              ON CONFLICT (run_id, op) DO UPDATE
              SET outcome = excluded.outcome, completed = 1, recorded_at = excluded.recorded_at
              WHERE journal.completed = 0 AND journal.kind = excluded.kind"
-        )
+        ))
+    } else if let JournalWrite::SetEvent { .. } = write {
+        Cow::Borrowed(INSERT_SET_EVENT)
     } else {
-        INSERT_JOURNAL.to_owned()
+        Cow::Borrowed(INSERT_JOURNAL)
     };
-    let inserted = sqlx::query(&statement)
+    let mut query = sqlx::query(&statement)
         .bind(id.as_str())
         .bind(op)
         .bind(row.kind.as_str())
@@ -541,32 +558,22 @@ async fn write_journal(
         .bind(row.error)
         .bind(row.attempt)
         .bind(row.started_at)
-        .bind(fence.map(|e| e as i64))
-        .execute(&mut *conn)
-        .await;
-    match inserted {
-        Ok(done) if done.rows_affected() == 1 => {}
+        .bind(fence.map(|e| e as i64));
+    if let JournalWrite::SetEvent { value, .. } = &write {
+        query = query.bind(value);
+    }
+    match query.execute(&mut *conn).await {
+        // (A set-event changes two rows, its journal entry and its history.)
+        Ok(done) if done.rows_affected() >= 1 => {}
         Ok(_) => return Err(refusal(conn, &id, fence, op).await?),
         Err(error) if is_unique_violation(&error) => {
             return Err(refusal(conn, &id, fence, op).await?);
         }
         Err(error) => return Err(error.into()),
     }
-    // The effect, in the same transaction as its journal entry.
+    // The effect, in the same transaction as its journal entry (a
+    // set-event's went in with it).
     match write {
-        JournalWrite::SetEvent { key, value, .. } => {
-            // The history's trigger publishes the value into `events`.
-            sqlx::query(
-                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(&key)
-            .bind(&value)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        }
         JournalWrite::Send {
             message,
             delivered: true,
@@ -594,7 +601,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query(
             &format!("SELECT {MODULE_COLUMNS} FROM module_versions ORDER BY name, deployed_at DESC, rowid DESC"),
         )
-        .fetch_all(&self.reads)
+        .fetch_all(&mut *self.reads.get().await?)
         .await?;
         modules_from_rows(&rows)
     }
@@ -604,14 +611,14 @@ impl Store for SqliteStore {
             &format!("SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC"),
         )
         .bind(name.as_str())
-        .fetch_all(&self.reads)
+        .fetch_all(&mut *self.reads.get().await?)
         .await?;
         Ok(modules_from_rows(&rows)?.pop())
     }
 
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>> {
         let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
-            .fetch_all(&self.reads)
+            .fetch_all(&mut *self.reads.get().await?)
             .await?;
         rows.iter().map(routes_from_row).collect()
     }
@@ -620,7 +627,7 @@ impl Store for SqliteStore {
         Ok(
             sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = ?")
                 .bind(version)
-                .fetch_optional(&self.reads)
+                .fetch_optional(&mut *self.reads.get().await?)
                 .await?,
         )
     }
@@ -633,7 +640,7 @@ impl Store for SqliteStore {
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
             .bind(id.as_str())
-            .fetch_optional(&self.reads)
+            .fetch_optional(&mut *self.reads.get().await?)
             .await?;
         row.as_ref().map(run_from_row).transpose()
     }
@@ -659,7 +666,7 @@ impl Store for SqliteStore {
         .bind(after_created)
         .bind(after_id)
         .bind(i64::from(filter.limit))
-        .fetch_all(&self.reads)
+        .fetch_all(&mut *self.reads.get().await?)
         .await?;
         rows.iter().map(run_from_row).collect()
     }
@@ -736,7 +743,7 @@ impl Store for SqliteStore {
             "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY op"
         ))
         .bind(id.as_str())
-        .fetch_all(&self.reads)
+        .fetch_all(&mut *self.reads.get().await?)
         .await?;
         rows.iter().map(journal_entry_from_row).collect()
     }
@@ -768,7 +775,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
-        messages::next(&self.reads, id, topic).await
+        messages::next(&mut *self.reads.get().await?, id, topic).await
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {
@@ -776,16 +783,30 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT value FROM events WHERE run_id = ? AND key = ?")
                 .bind(id.as_str())
                 .bind(key)
-                .fetch_optional(&self.reads)
+                .fetch_optional(&mut *self.reads.get().await?)
                 .await?,
         )
+    }
+
+    async fn event_and_status(
+        &self,
+        id: &WorkflowId,
+        key: &str,
+    ) -> Result<(Option<String>, Option<RunStatus>)> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| event_and_status_query('?'));
+        let row = sqlx::query_as(&QUERY)
+            .bind(id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *self.reads.get().await?)
+            .await?;
+        event_and_status_from_row(row)
     }
 
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
         Ok(
             sqlx::query_as("SELECT key, value FROM events WHERE run_id = ? ORDER BY key")
                 .bind(id.as_str())
-                .fetch_all(&self.reads)
+                .fetch_all(&mut *self.reads.get().await?)
                 .await?,
         )
     }
@@ -801,7 +822,7 @@ impl Store for SqliteStore {
         )
         .bind(id.as_str())
         .bind(after_op.map_or(-1, i64::from))
-        .fetch_all(&self.reads)
+        .fetch_all(&mut *self.reads.get().await?)
         .await?;
         rows.iter().map(event_record_from_row).collect()
     }
