@@ -27,6 +27,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A failure of SQLite itself, through its C API (the writer's calls).
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("database migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     /// A journal write for an operation that is already journaled: two

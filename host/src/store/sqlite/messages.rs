@@ -4,29 +4,30 @@
 
 use sqlx::{Row, SqliteConnection};
 
+use super::raw::RawConnection;
 use crate::domain::{Delivery, Message, NewMessage, WorkflowId};
 use crate::store::{Result, StoreError};
 
 /// Deliver `message` to its run, unless its idempotency key was delivered
 /// before. The caller knows the run exists.
-pub(super) async fn deliver(
-    conn: &mut SqliteConnection,
+pub(super) fn deliver(
+    conn: &mut RawConnection,
     message: &NewMessage,
     now: i64,
 ) -> Result<Delivery> {
-    let inserted = sqlx::query(
-        "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
+    let inserted = conn
+        .query(
+            "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
          VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (run_id, idempotency_key) DO NOTHING",
-    )
-    .bind(message.run.as_str())
-    .bind(&message.topic)
-    .bind(&message.message)
-    .bind(&message.idempotency_key)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(if inserted.rows_affected() == 1 {
+        )
+        .bind(message.run.as_str())
+        .bind(&message.topic)
+        .bind(&message.message)
+        .bind(&message.idempotency_key)
+        .bind(now)
+        .execute()?;
+    Ok(if inserted == 1 {
         Delivery::Delivered
     } else {
         Delivery::Duplicate
@@ -36,40 +37,39 @@ pub(super) async fn deliver(
 /// Deliver a message sent from outside a run (HTTP, a handler): refused
 /// with [`StoreError::UnknownRun`], changing nothing, if the run does not
 /// exist.
-pub(super) async fn send(
-    conn: &mut SqliteConnection,
-    message: NewMessage,
-    now: i64,
-) -> Result<Delivery> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+pub(super) fn send(conn: &mut RawConnection, message: NewMessage, now: i64) -> Result<Delivery> {
+    let exists = conn
+        .query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
         .bind(message.run.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_one()?
+        .first()
+        .as_int()
+        == Some(1);
     if !exists {
         return Err(StoreError::UnknownRun(message.run.to_string()));
     }
-    deliver(conn, &message, now).await
+    deliver(conn, &message, now)
 }
 
 /// Mark `received` as taken by operation `op` of `run`.
-pub(super) async fn consume(
-    conn: &mut SqliteConnection,
+pub(super) fn consume(
+    conn: &mut RawConnection,
     run: &WorkflowId,
     op: u32,
     received: &Message,
 ) -> Result<()> {
-    let updated = sqlx::query(
+    let updated = conn.query(
         "UPDATE messages SET consumed_op = ? WHERE seq = ? AND run_id = ? AND consumed_op IS NULL",
     )
     .bind(op)
     .bind(received.seq)
     .bind(run.as_str())
-    .execute(conn)
-    .await?;
+    .execute()
+    ?;
     // Only the run's own execution receives its messages, one call at a
     // time; a message gone from under it means the database was changed
     // behind the host's back.
-    if updated.rows_affected() != 1 {
+    if updated != 1 {
         return Err(StoreError::Corrupt(format!(
             "message {} of run {run} was received twice",
             received.seq

@@ -1,18 +1,18 @@
-//! The embedded default backend: SQLite in WAL mode through sqlx.
+//! The embedded default backend: SQLite in WAL mode.
 //!
 //! SQLite admits one writer at a time, and each commit costs an fsync. So all
-//! writes go through one writer task that owns the only write connection and
-//! applies whatever writes are queued in one transaction: group commit. Every
-//! caller is answered only after the commit that made its write durable.
-//! Reads use a separate pool of read-only connections, which WAL lets run
-//! beside the writer.
+//! writes go through one writer thread that owns the only write connection
+//! and applies whatever writes are queued in one transaction: group commit.
+//! Every caller is answered only after the commit that made its write
+//! durable. The writer drives its connection through SQLite's C API, without
+//! sqlx's per-statement thread hop (raw.rs says why). Reads go through sqlx on
+//! separate read-only connections (reads.rs), which WAL lets run beside the
+//! writer.
 //!
-//! Each statement is a round trip to sqlx's connection thread, which is what
-//! costs most here; so writes use as few statements as they can. A write is
-//! refused (a duplicate operation, a run that is no longer pending) by its
-//! first statement, which then changes nothing, so a refusal needs no
-//! savepoint: the batch goes on. Any other database error aborts the whole
-//! batch, and every write in it is answered with the error.
+//! A write is refused (a duplicate operation, a run that is no longer
+//! pending) by its first statement, which then changes nothing, so a refusal
+//! needs no savepoint: the batch goes on. Any other database error aborts the
+//! whole batch, and every write in it is answered with the error.
 
 use std::borrow::Cow;
 use std::path::PathBuf;
@@ -21,13 +21,12 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::BoxFuture;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt,
+    Columns, JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt,
     event_and_status_from_row, event_and_status_query, event_record_from_row,
     journal_entry_from_row, journal_row, module_version_from_row, modules_from_rows,
     outcome_columns, routes_from_row, run_from_row, run_refusal,
@@ -39,8 +38,11 @@ use crate::domain::{
 };
 
 mod messages;
+#[allow(unsafe_code)]
+mod raw;
 mod reads;
 
+use raw::RawConnection;
 use reads::ReadConnections;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -92,17 +94,15 @@ impl SqliteOptions {
 
 /// One queued write: applied by the writer inside the batch transaction, then
 /// answered once the batch has committed (or failed).
-#[async_trait]
 trait WriteJob: Send {
     /// Apply the write. An error means the batch's transaction is spoilt;
     /// a refusal is kept as the job's result and is not an error here.
-    async fn apply(&mut self, conn: &mut SqliteConnection) -> Result<(), String>;
+    fn apply(&mut self, conn: &mut RawConnection) -> Result<(), String>;
     /// Answer the caller with the write's result, or with the commit failure.
     fn answer(self: Box<Self>, commit: Result<(), &str>);
 }
 
-type WriteFn<T> =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T>> + Send>;
+type WriteFn<T> = Box<dyn FnOnce(&mut RawConnection) -> Result<T> + Send>;
 
 struct TypedJob<T> {
     write: Option<WriteFn<T>>,
@@ -110,15 +110,14 @@ struct TypedJob<T> {
     reply: oneshot::Sender<Result<T>>,
 }
 
-#[async_trait]
 impl<T: Send + 'static> WriteJob for TypedJob<T> {
-    async fn apply(&mut self, conn: &mut SqliteConnection) -> Result<(), String> {
+    fn apply(&mut self, conn: &mut RawConnection) -> Result<(), String> {
         let write = self.write.take().expect("a write job is applied once");
-        let result = write(conn).await;
+        let result = write(conn);
         let spoilt = match &result {
-            Err(error @ (StoreError::Database(_) | StoreError::Corrupt(_))) => {
-                Err(error.to_string())
-            }
+            Err(
+                error @ (StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Corrupt(_)),
+            ) => Err(error.to_string()),
             _ => Ok(()),
         };
         self.result = Some(result);
@@ -164,7 +163,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut writer).await?;
         let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(writer, queue));
+        spawn_writer(writer, queue)?;
         Ok(Self { reads, writes })
     }
 
@@ -183,37 +182,71 @@ impl SqliteStore {
     }
 }
 
-async fn run_writer(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Box<dyn WriteJob>>) {
+#[allow(unsafe_code)]
+/// Start the writer thread: it takes `conn`'s handle from sqlx and applies
+/// queued writes, batch by batch, until every sender is gone.
+fn spawn_writer(conn: SqliteConnection, queue: mpsc::Receiver<Box<dyn WriteJob>>) -> Result<()> {
+    let cannot = |e: std::io::Error| StoreError::Commit(format!("cannot start the writer: {e}"));
+    // Only to take the handle: sqlx's lock is async.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(cannot)?;
+    std::thread::Builder::new()
+        .name("cairn-sqlite-writer".into())
+        .spawn(move || {
+            let mut conn = conn;
+            let mut locked = match runtime.block_on(conn.lock_handle()) {
+                Ok(locked) => locked,
+                Err(error) => {
+                    tracing::error!(%error, "the SQLite writer cannot take its connection");
+                    return;
+                }
+            };
+            // SAFETY: sqlx's thread leaves the handle alone while `locked`
+            // lives, and `raw` is dropped first.
+            let mut raw = unsafe { RawConnection::new(locked.as_raw_handle()) };
+            run_writer(&mut raw, queue);
+            drop(raw);
+            drop(locked);
+        })
+        .map_err(cannot)?;
+    Ok(())
+}
+
+fn run_writer(conn: &mut RawConnection, mut queue: mpsc::Receiver<Box<dyn WriteJob>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        apply_batch(&mut conn, &mut batch).await;
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH
+            && let Ok(next) = queue.try_recv()
+        {
+            batch.push(next);
+        }
+        apply_batch(conn, &mut batch);
     }
 }
 
 /// Apply `jobs` in one transaction, then answer them all.
-async fn apply_batch(conn: &mut SqliteConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
-    let commit = async {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
+fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
+    let commit = (|| {
+        conn.query("BEGIN IMMEDIATE")
+            .execute()
+            .map_err(|e| StoreError::from(e).to_string())?;
         for job in jobs.iter_mut() {
-            job.apply(conn).await?;
+            job.apply(conn)?;
         }
-        sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
+        conn.query("COMMIT")
+            .execute()
+            .map_err(|e| StoreError::from(e).to_string())?;
         Ok::<(), String>(())
-    }
-    .await;
+    })();
     let commit = match commit {
         Ok(()) => Ok(()),
         Err(error) => {
             tracing::error!(%error, writes = jobs.len(), "a batch of writes failed to commit");
             // Leave no transaction open for the next batch; if there is none,
             // this fails harmlessly.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            let _ = conn.query("ROLLBACK").execute();
             Err(error)
         }
     };
@@ -222,45 +255,38 @@ async fn apply_batch(conn: &mut SqliteConnection, jobs: &mut Vec<Box<dyn WriteJo
     }
 }
 
-fn is_unique_violation(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
-}
-
-async fn select_run(conn: &mut SqliteConnection, id: &str) -> Result<Option<RunRecord>> {
-    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+fn select_run(conn: &mut RawConnection, id: &str) -> Result<Option<RunRecord>> {
+    let row = conn
+        .query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
         .bind(id)
-        .fetch_optional(conn)
-        .await?;
+        .fetch_optional()?;
     row.as_ref().map(run_from_row).transpose()
 }
 
-async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<PutModule> {
-    sqlx::query("INSERT INTO module_blobs (version, bytes) VALUES (?, ?) ON CONFLICT DO NOTHING")
+fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Result<PutModule> {
+    conn.query("INSERT INTO module_blobs (version, bytes) VALUES (?, ?) ON CONFLICT DO NOTHING")
         .bind(&m.version)
         .bind(&m.bytes)
-        .execute(&mut *conn)
-        .await?;
-    let current: Option<String> = sqlx::query_scalar(
-        "SELECT version FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC LIMIT 1",
-    )
-    .bind(m.name.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let known: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = ? AND version = ?)",
-    )
-    .bind(m.name.as_str())
-    .bind(&m.version)
-    .fetch_one(&mut *conn)
-    .await?;
+        .execute()?;
+    let current: Option<String> = conn
+        .query("SELECT version FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC LIMIT 1")
+        .bind(m.name.as_str())
+        .fetch_optional()?
+        .and_then(|row| row.first().clone().into_text());
+    let known = conn
+        .query("SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = ? AND version = ?)")
+        .bind(m.name.as_str())
+        .bind(&m.version)
+        .fetch_one()?
+        .first()
+        .as_int()
+        == Some(1);
     let settings = serde_json::to_string(&m.settings).map_err(corrupt)?;
     if known {
         // Deployed again: its settings are the latest ones, and an older
         // version becomes the current one.
         let is_current = current.as_deref() == Some(m.version.as_str());
-        sqlx::query(
+        conn.query(
             "UPDATE module_versions SET settings = ?,
                  deployed_at = CASE WHEN ? THEN deployed_at ELSE ? END
              WHERE name = ? AND version = ?",
@@ -270,10 +296,9 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
         .bind(m.now)
         .bind(m.name.as_str())
         .bind(&m.version)
-        .execute(&mut *conn)
-        .await?;
+        .execute()?;
     } else {
-        sqlx::query(
+        conn.query(
             "INSERT INTO module_versions (name, version, kind, workflows, size, deployed_at, settings)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -284,30 +309,29 @@ async fn put_module(conn: &mut SqliteConnection, m: NewModuleVersion) -> Result<
         .bind(m.bytes.len() as i64)
         .bind(m.now)
         .bind(&settings)
-        .execute(&mut *conn)
-        .await?;
+        .execute()
+        ?;
     }
     // The deployment's routes replace the module's old ones.
-    sqlx::query("INSERT OR REPLACE INTO module_routes (name, manifest) VALUES (?, ?)")
+    conn.query("INSERT OR REPLACE INTO module_routes (name, manifest) VALUES (?, ?)")
         .bind(m.name.as_str())
         .bind(&m.routes)
-        .execute(&mut *conn)
-        .await?;
-    let row = sqlx::query(&format!(
-        "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? AND version = ?"
-    ))
-    .bind(m.name.as_str())
-    .bind(&m.version)
-    .fetch_one(&mut *conn)
-    .await?;
+        .execute()?;
+    let row = conn
+        .query(&format!(
+            "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? AND version = ?"
+        ))
+        .bind(m.name.as_str())
+        .bind(&m.version)
+        .fetch_one()?;
     Ok(PutModule {
         created: !known,
         module: module_version_from_row(&row)?,
     })
 }
 
-async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRun> {
-    let inserted = sqlx::query(
+fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<CreateRun> {
+    let inserted = conn.query(
         "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent)
          VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
@@ -321,9 +345,9 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
     .bind(run.now)
     .bind(run.deadline)
     .bind(run.parent.as_ref().map(WorkflowId::as_str))
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
+    .execute()
+    ?;
+    if inserted == 1 {
         return Ok(CreateRun::Created(RunRecord {
             id: run.id,
             module: run.module,
@@ -341,36 +365,35 @@ async fn create_run(conn: &mut SqliteConnection, run: NewRun) -> Result<CreateRu
             epoch: 1,
         }));
     }
-    let existing = select_run(conn, run.id.as_str())
-        .await?
+    let existing = select_run(conn, run.id.as_str())?
         .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
     Ok(CreateRun::Existing(existing))
 }
 
-async fn finish_run(
-    conn: &mut SqliteConnection,
+fn finish_run(
+    conn: &mut RawConnection,
     id: WorkflowId,
     fence: Option<u64>,
     outcome: RunOutcome,
     now: i64,
 ) -> Result<()> {
     let (status, output, error) = outcome_columns(outcome);
-    let updated = sqlx::query(
-        "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
+    let updated = conn
+        .query(
+            "UPDATE runs SET status = ?, output = ?, error = ?, updated_at = ?
          WHERE id = ? AND status = 'PENDING' AND (? IS NULL OR epoch = ?)",
-    )
-    .bind(status.as_str())
-    .bind(output)
-    .bind(error)
-    .bind(now)
-    .bind(id.as_str())
-    .bind(fence.map(|e| e as i64))
-    .bind(fence.map(|e| e as i64))
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() == 0
+        )
+        .bind(status.as_str())
+        .bind(output)
+        .bind(error)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(fence.map(|e| e as i64))
+        .bind(fence.map(|e| e as i64))
+        .execute()?;
+    if updated == 0
         && let Some(mine) = fence
-        && let Some(current) = current_epoch(conn, &id).await?
+        && let Some(current) = current_epoch(conn, &id)?
         && current != mine
     {
         return Err(StoreError::Fenced {
@@ -382,33 +405,36 @@ async fn finish_run(
     Ok(())
 }
 
-async fn claim_recovery(
-    conn: &mut SqliteConnection,
+fn claim_recovery(
+    conn: &mut RawConnection,
     max_recovery_attempts: u32,
     now: i64,
 ) -> Result<RecoveryClaim> {
-    sqlx::query("UPDATE runs SET attempts = attempts + 1, epoch = epoch + 1, updated_at = ? WHERE status = 'PENDING'")
+    conn.query("UPDATE runs SET attempts = attempts + 1, epoch = epoch + 1, updated_at = ? WHERE status = 'PENDING'")
         .bind(now)
-        .execute(&mut *conn)
-        .await?;
+        .execute()
+        ?;
     // attempts = 1 + recoveries so far, this one included.
     let max_attempts = i64::from(max_recovery_attempts) + 1;
-    let exceeded: Vec<String> = sqlx::query_scalar(
-        "UPDATE runs SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = ?,
+    let exceeded: Vec<String> = conn
+        .query(
+            "UPDATE runs SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = ?,
              error = 'the run was recovered more than ' || ? || ' times without finishing'
          WHERE status = 'PENDING' AND attempts > ?
          RETURNING id",
-    )
-    .bind(now)
-    .bind(i64::from(max_recovery_attempts))
-    .bind(max_attempts)
-    .fetch_all(&mut *conn)
-    .await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'PENDING' ORDER BY created_at"
-    ))
-    .fetch_all(&mut *conn)
-    .await?;
+        )
+        .bind(now)
+        .bind(i64::from(max_recovery_attempts))
+        .bind(max_attempts)
+        .fetch_all()?
+        .into_iter()
+        .filter_map(|row| row.first().clone().into_text())
+        .collect();
+    let rows = conn
+        .query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'PENDING' ORDER BY created_at"
+        ))
+        .fetch_all()?;
     Ok(RecoveryClaim {
         resume: rows.iter().map(run_from_row).collect::<Result<_>>()?,
         exceeded: exceeded
@@ -418,22 +444,25 @@ async fn claim_recovery(
     })
 }
 
-async fn fork_run(
-    conn: &mut SqliteConnection,
+fn fork_run(
+    conn: &mut RawConnection,
     source: WorkflowId,
     new: WorkflowId,
     from_op: u32,
     now: i64,
 ) -> Result<RunRecord> {
     // Refusals come first and change nothing, so the batch goes on.
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+    let exists = conn
+        .query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
         .bind(new.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
+        .fetch_one()?
+        .first()
+        .as_int()
+        == Some(1);
     if exists {
         return Err(StoreError::RunExists(new.to_string()));
     }
-    let created = sqlx::query(
+    let created = conn.query(
         "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at)
          SELECT ?, module, version, workflow, input, 'PENDING', 1, ?, ? FROM runs WHERE id = ?",
     )
@@ -441,12 +470,12 @@ async fn fork_run(
     .bind(now)
     .bind(now)
     .bind(source.as_str())
-    .execute(&mut *conn)
-    .await?;
-    if created.rows_affected() == 0 {
+    .execute()
+    ?;
+    if created == 0 {
         return Err(StoreError::UnknownRun(source.to_string()));
     }
-    sqlx::query(
+    conn.query(
         "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at)
          SELECT ?, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
          FROM journal WHERE run_id = ? AND op < ?",
@@ -454,10 +483,10 @@ async fn fork_run(
     .bind(new.as_str())
     .bind(source.as_str())
     .bind(from_op)
-    .execute(&mut *conn)
-    .await?;
+    .execute()
+    ?;
     // The history's trigger rebuilds the copy's current events.
-    sqlx::query(
+    conn.query(
         "INSERT INTO event_history (run_id, op, key, value, recorded_at)
          SELECT ?, op, key, value, recorded_at
          FROM event_history WHERE run_id = ? AND op < ? ORDER BY seq",
@@ -465,25 +494,24 @@ async fn fork_run(
     .bind(new.as_str())
     .bind(source.as_str())
     .bind(from_op)
-    .execute(&mut *conn)
-    .await?;
-    select_run(conn, new.as_str())
-        .await?
-        .ok_or_else(|| corrupt(format!("forked run {new} vanished")))
+    .execute()?;
+    select_run(conn, new.as_str())?.ok_or_else(|| corrupt(format!("forked run {new} vanished")))
 }
 
 /// Why a journal write of `op` for run `id` changed nothing: the run is not
 /// pending (or does not exist), or the operation is already journaled.
-async fn refusal(
-    conn: &mut SqliteConnection,
+fn refusal(
+    conn: &mut RawConnection,
     id: &WorkflowId,
     fence: Option<u64>,
     op: u32,
 ) -> Result<StoreError> {
-    let row: Option<(String, i64)> = sqlx::query_as("SELECT status, epoch FROM runs WHERE id = ?")
+    let row = conn
+        .query("SELECT status, epoch FROM runs WHERE id = ?")
         .bind(id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        .fetch_optional()?
+        .map(|row| Ok::<_, StoreError>((row.text("status")?, row.int("epoch")?)))
+        .transpose()?;
     // The run may be written to: then the operation was there already.
     Ok(
         run_refusal(id, row, fence).unwrap_or(StoreError::DuplicateOperation {
@@ -494,38 +522,27 @@ async fn refusal(
 }
 
 /// The epoch of run `id`, if it exists.
-async fn current_epoch(conn: &mut SqliteConnection, id: &WorkflowId) -> Result<Option<u64>> {
-    let epoch: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = ?")
+fn current_epoch(conn: &mut RawConnection, id: &WorkflowId) -> Result<Option<u64>> {
+    let row = conn
+        .query("SELECT epoch FROM runs WHERE id = ?")
         .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?;
-    Ok(epoch.map(|e| e as u64))
+        .fetch_optional()?;
+    Ok(row.and_then(|row| row.first().as_int()).map(|e| e as u64))
 }
 
 /// Insert a journal row, only while its run is pending (and, with a fence,
 /// in that epoch). On a conflict with an existing row, `upsert` completes a
 /// started wait instead.
-macro_rules! insert_journal {
-    () => {
-        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
-         WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))"
-    };
-}
-const INSERT_JOURNAL: &str = insert_journal!();
-/// A `set-event`'s journal row and, only if that went in, the value (`?13`)
-/// in the event history, whose trigger publishes it into `events`. One
-/// command to sqlx's connection thread instead of two: each is a round trip
-/// between threads, which is what a write costs most here.
-const INSERT_SET_EVENT: &str = concat!(
-    insert_journal!(),
-    ";
-     INSERT INTO event_history (run_id, op, key, value, recorded_at)
-     SELECT ?1, ?2, ?4, ?13, ?8 WHERE changes() = 1"
-);
+/// Insert a journal row, only while its run is pending (and, with a fence,
+/// in that epoch). On a conflict with an existing row, `upsert` completes a
+/// started wait instead.
+const INSERT_JOURNAL: &str =
+    "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
+     WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))";
 
-async fn write_journal(
-    conn: &mut SqliteConnection,
+fn write_journal(
+    conn: &mut RawConnection,
     id: WorkflowId,
     fence: Option<u64>,
     write: JournalWrite,
@@ -541,12 +558,11 @@ async fn write_journal(
              SET outcome = excluded.outcome, completed = 1, recorded_at = excluded.recorded_at
              WHERE journal.completed = 0 AND journal.kind = excluded.kind"
         ))
-    } else if let JournalWrite::SetEvent { .. } = write {
-        Cow::Borrowed(INSERT_SET_EVENT)
     } else {
         Cow::Borrowed(INSERT_JOURNAL)
     };
-    let mut query = sqlx::query(&statement)
+    let inserted = conn
+        .query(&statement)
         .bind(id.as_str())
         .bind(op)
         .bind(row.kind.as_str())
@@ -558,33 +574,41 @@ async fn write_journal(
         .bind(row.error)
         .bind(row.attempt)
         .bind(row.started_at)
-        .bind(fence.map(|e| e as i64));
-    if let JournalWrite::SetEvent { value, .. } = &write {
-        query = query.bind(value);
-    }
-    match query.execute(&mut *conn).await {
-        // (A set-event changes two rows, its journal entry and its history.)
-        Ok(done) if done.rows_affected() >= 1 => {}
-        Ok(_) => return Err(refusal(conn, &id, fence, op).await?),
-        Err(error) if is_unique_violation(&error) => {
-            return Err(refusal(conn, &id, fence, op).await?);
+        .bind(fence.map(|e| e as i64))
+        .execute();
+    match inserted {
+        Ok(1) => {}
+        Ok(_) => return Err(refusal(conn, &id, fence, op)?),
+        Err(error) if error.is_unique_violation() => {
+            return Err(refusal(conn, &id, fence, op)?);
         }
         Err(error) => return Err(error.into()),
     }
-    // The effect, in the same transaction as its journal entry (a
-    // set-event's went in with it).
+    // The effect, in the same transaction as its journal entry.
     match write {
+        JournalWrite::SetEvent { key, value, .. } => {
+            // The history's trigger publishes the value into `events`.
+            conn.query(
+                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id.as_str())
+            .bind(op)
+            .bind(&key)
+            .bind(&value)
+            .bind(now)
+            .execute()?;
+        }
         JournalWrite::Send {
             message,
             delivered: true,
             ..
         } => {
-            messages::deliver(conn, &message, now).await?;
+            messages::deliver(conn, &message, now)?;
         }
         JournalWrite::RecvCompleted {
             received: Some(received),
             ..
-        } => messages::consume(conn, &id, op, &received).await?,
+        } => messages::consume(conn, &id, op, &received)?,
         _ => {}
     }
     Ok(())
@@ -593,7 +617,7 @@ async fn write_journal(
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule> {
-        self.write(Box::new(move |conn| Box::pin(put_module(conn, module))))
+        self.write(Box::new(move |conn| put_module(conn, module)))
             .await
     }
 
@@ -633,7 +657,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
-        self.write(Box::new(move |conn| Box::pin(create_run(conn, run))))
+        self.write(Box::new(move |conn| create_run(conn, run)))
             .await
     }
 
@@ -680,7 +704,7 @@ impl Store for SqliteStore {
     ) -> Result<RunRecord> {
         let (source, new) = (source.clone(), new.clone());
         self.write(Box::new(move |conn| {
-            Box::pin(fork_run(conn, source, new, from_op, now))
+            fork_run(conn, source, new, from_op, now)
         }))
         .await
     }
@@ -694,8 +718,8 @@ impl Store for SqliteStore {
     ) -> Result<Option<(bool, RunRecord)>> {
         let id = id.clone();
         self.write(Box::new(move |conn| {
-            Box::pin(async move {
-                let moved = sqlx::query(
+            let moved = conn
+                .query(
                     "UPDATE runs SET status = ?, updated_at = ?,
                          attempts = attempts + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END,
                          epoch = epoch + CASE WHEN ? = 'PENDING' THEN 1 ELSE 0 END
@@ -707,12 +731,9 @@ impl Store for SqliteStore {
                 .bind(to.as_str())
                 .bind(id.as_str())
                 .bind(from.as_str())
-                .execute(&mut *conn)
-                .await?
-                .rows_affected()
-                    == 1;
-                Ok(select_run(conn, id.as_str()).await?.map(|run| (moved, run)))
-            })
+                .execute()?
+                == 1;
+            Ok(select_run(conn, id.as_str())?.map(|run| (moved, run)))
         }))
         .await
     }
@@ -726,14 +747,14 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let id = id.clone();
         self.write(Box::new(move |conn| {
-            Box::pin(finish_run(conn, id, fence, outcome, now))
+            finish_run(conn, id, fence, outcome, now)
         }))
         .await
     }
 
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim> {
         self.write(Box::new(move |conn| {
-            Box::pin(claim_recovery(conn, max_recovery_attempts, now))
+            claim_recovery(conn, max_recovery_attempts, now)
         }))
         .await
     }
@@ -757,21 +778,17 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         let id = id.clone();
         self.write(Box::new(move |conn| {
-            Box::pin(async move {
-                for write in writes {
-                    write_journal(conn, id.clone(), fence, write, now).await?;
-                }
-                Ok(())
-            })
+            for write in writes {
+                write_journal(conn, id.clone(), fence, write, now)?;
+            }
+            Ok(())
         }))
         .await
     }
 
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery> {
-        self.write(Box::new(move |conn| {
-            Box::pin(messages::send(conn, message, now))
-        }))
-        .await
+        self.write(Box::new(move |conn| messages::send(conn, message, now)))
+            .await
     }
 
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
