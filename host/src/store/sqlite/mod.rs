@@ -163,7 +163,7 @@ impl SqliteStore {
         MIGRATOR.run(&mut writer).await?;
         let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        spawn_writer(writer, queue)?;
+        spawn_writer(writer, queue).await?;
         Ok(Self { reads, writes })
     }
 
@@ -184,33 +184,40 @@ impl SqliteStore {
 
 #[allow(unsafe_code)]
 /// Start the writer thread: it takes `conn`'s handle from sqlx and applies
-/// queued writes, batch by batch, until every sender is gone.
-fn spawn_writer(conn: SqliteConnection, queue: mpsc::Receiver<Box<dyn WriteJob>>) -> Result<()> {
-    let cannot = |e: std::io::Error| StoreError::Commit(format!("cannot start the writer: {e}"));
-    // Only to take the handle: sqlx's lock is async.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(cannot)?;
+/// queued writes, batch by batch, until every sender is gone. Returns once
+/// the writer holds the handle, or with why it could not take it.
+async fn spawn_writer(
+    conn: SqliteConnection,
+    queue: mpsc::Receiver<Box<dyn WriteJob>>,
+) -> Result<()> {
+    let (started, start) = oneshot::channel();
     std::thread::Builder::new()
         .name("cairn-sqlite-writer".into())
         .spawn(move || {
             let mut conn = conn;
-            let mut locked = match runtime.block_on(conn.lock_handle()) {
+            // sqlx's lock is async; a small runtime of this thread's own
+            // waits for it.
+            let locked = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))
+                .and_then(|runtime| Ok(runtime.block_on(conn.lock_handle())?));
+            let mut locked = match locked {
                 Ok(locked) => locked,
                 Err(error) => {
-                    tracing::error!(%error, "the SQLite writer cannot take its connection");
+                    let _ = started.send(Err(error));
                     return;
                 }
             };
             // SAFETY: sqlx's thread leaves the handle alone while `locked`
             // lives, and `raw` is dropped first.
             let mut raw = unsafe { RawConnection::new(locked.as_raw_handle()) };
+            let _ = started.send(Ok(()));
             run_writer(&mut raw, queue);
             drop(raw);
             drop(locked);
         })
-        .map_err(cannot)?;
-    Ok(())
+        .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))?;
+    start.await.map_err(|_| StoreError::Closed)?
 }
 
 fn run_writer(conn: &mut RawConnection, mut queue: mpsc::Receiver<Box<dyn WriteJob>>) {
@@ -233,7 +240,10 @@ fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
             .execute()
             .map_err(|e| StoreError::from(e).to_string())?;
         for job in jobs.iter_mut() {
-            job.apply(conn)?;
+            // A panicking write spoils its batch, not the writer: every
+            // later write would fail with it.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.apply(conn)))
+                .map_err(|_| "a write panicked; see the log".to_owned())??;
         }
         conn.query("COMMIT")
             .execute()
@@ -244,9 +254,15 @@ fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
         Ok(()) => Ok(()),
         Err(error) => {
             tracing::error!(%error, writes = jobs.len(), "a batch of writes failed to commit");
-            // Leave no transaction open for the next batch; if there is none,
-            // this fails harmlessly.
+            // Leave no transaction open for the next batch (if there is
+            // none, this fails harmlessly): otherwise every later BEGIN
+            // would fail.
             let _ = conn.query("ROLLBACK").execute();
+            if !conn.is_autocommit()
+                && let Err(failure) = conn.query("ROLLBACK").execute()
+            {
+                tracing::error!(?failure, "the writer cannot roll back its transaction");
+            }
             Err(error)
         }
     };

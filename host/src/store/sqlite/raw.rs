@@ -124,6 +124,12 @@ impl RawConnection {
         }
     }
 
+    /// Whether no transaction is open.
+    pub fn is_autocommit(&self) -> bool {
+        // SAFETY: `db` is open (see `new`).
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) != 0 }
+    }
+
     fn failure(&self) -> SqliteFailure {
         // SAFETY: `db` is open (see `new`); errmsg returns a NUL-terminated
         // string owned by SQLite, copied at once.
@@ -197,18 +203,21 @@ impl RawConnection {
                     match value {
                         Value::Null => ffi::sqlite3_bind_null(stmt, index),
                         Value::Int(v) => ffi::sqlite3_bind_int64(stmt, index, *v),
-                        Value::Text(v) => ffi::sqlite3_bind_text(
+                        // The 64-bit forms: a length past `c_int` is refused
+                        // with SQLITE_TOOBIG, never wrapped.
+                        Value::Text(v) => ffi::sqlite3_bind_text64(
                             stmt,
                             index,
                             v.as_ptr().cast(),
-                            v.len() as c_int,
+                            v.len() as u64,
                             ffi::SQLITE_TRANSIENT(),
+                            ffi::SQLITE_UTF8 as u8,
                         ),
-                        Value::Blob(v) => ffi::sqlite3_bind_blob(
+                        Value::Blob(v) => ffi::sqlite3_bind_blob64(
                             stmt,
                             index,
                             v.as_ptr().cast(),
-                            v.len() as c_int,
+                            v.len() as u64,
                             ffi::SQLITE_TRANSIENT(),
                         ),
                     }
@@ -220,7 +229,13 @@ impl RawConnection {
             loop {
                 // SAFETY: as above.
                 match unsafe { ffi::sqlite3_step(stmt) } {
-                    ffi::SQLITE_ROW => rows.push(Row::read(stmt)),
+                    ffi::SQLITE_ROW => rows.push(Row::read(stmt).map_err(|what| {
+                        SqliteFailure {
+                            // SQLite fails these reads only when out of memory.
+                            code: ffi::SQLITE_NOMEM,
+                            message: what,
+                        }
+                    })?),
                     ffi::SQLITE_DONE => break,
                     _ => return Err(self.failure()),
                 }
@@ -307,44 +322,42 @@ pub(super) struct Row {
 }
 
 impl Row {
-    fn read(stmt: *mut ffi::sqlite3_stmt) -> Row {
+    /// The current row of `stmt`, or what could not be read.
+    fn read(stmt: *mut ffi::sqlite3_stmt) -> Result<Row, String> {
         // SAFETY: `stmt` has just returned SQLITE_ROW; every pointer SQLite
         // returns here is valid until the next step, and is copied at once.
+        // NULL pointers (SQLite out of memory) are checked before use.
         unsafe {
             let count = ffi::sqlite3_column_count(stmt);
-            let columns = (0..count)
-                .map(|i| {
-                    let name = CStr::from_ptr(ffi::sqlite3_column_name(stmt, i))
-                        .to_string_lossy()
-                        .into_owned();
-                    let value = match ffi::sqlite3_column_type(stmt, i) {
+            let mut columns = Vec::with_capacity(count.max(0) as usize);
+            for i in 0..count {
+                let name = ffi::sqlite3_column_name(stmt, i);
+                if name.is_null() {
+                    return Err(format!("the name of column {i} could not be read"));
+                }
+                let name = CStr::from_ptr(name).to_string_lossy().into_owned();
+                let value =
+                    match ffi::sqlite3_column_type(stmt, i) {
                         ffi::SQLITE_NULL => Value::Null,
                         ffi::SQLITE_INTEGER => Value::Int(ffi::sqlite3_column_int64(stmt, i)),
-                        ffi::SQLITE_BLOB => {
-                            let data = ffi::sqlite3_column_blob(stmt, i).cast::<u8>();
-                            let len = ffi::sqlite3_column_bytes(stmt, i) as usize;
-                            Value::Blob(if data.is_null() {
-                                Vec::new()
-                            } else {
-                                std::slice::from_raw_parts(data, len).to_vec()
-                            })
-                        }
+                        ffi::SQLITE_BLOB => Value::Blob(column_bytes(
+                            stmt,
+                            i,
+                            ffi::sqlite3_column_blob(stmt, i).cast(),
+                            &name,
+                        )?),
                         // Text, and floats read as text (Cairn stores none).
                         _ => {
-                            let data = ffi::sqlite3_column_text(stmt, i);
-                            let len = ffi::sqlite3_column_bytes(stmt, i) as usize;
-                            Value::Text(if data.is_null() {
-                                String::new()
-                            } else {
-                                String::from_utf8_lossy(std::slice::from_raw_parts(data, len))
-                                    .into_owned()
-                            })
+                            let bytes =
+                                column_bytes(stmt, i, ffi::sqlite3_column_text(stmt, i), &name)?;
+                            Value::Text(String::from_utf8(bytes).map_err(|_| {
+                                format!("column {name:?} holds text that is not UTF-8")
+                            })?)
                         }
                     };
-                    (name, value)
-                })
-                .collect();
-            Row { columns }
+                columns.push((name, value));
+            }
+            Ok(Row { columns })
         }
     }
 
@@ -362,6 +375,32 @@ impl Row {
             .first()
             .map_or(&Value::Null, |(_, value)| value)
     }
+}
+
+/// The bytes of column `i` at `data` (from `sqlite3_column_text`/`_blob`,
+/// called just before).
+///
+/// # Safety
+/// `stmt` is on a row, and `data` was returned for column `i` of it.
+unsafe fn column_bytes(
+    stmt: *mut ffi::sqlite3_stmt,
+    i: c_int,
+    data: *const u8,
+    name: &str,
+) -> Result<Vec<u8>, String> {
+    // SAFETY: see the function's contract; the length is asked after the
+    // data, as SQLite requires.
+    let len = unsafe { ffi::sqlite3_column_bytes(stmt, i) }.max(0) as usize;
+    if data.is_null() {
+        // An empty value has no data; a non-empty one without is a failure.
+        return if len == 0 {
+            Ok(Vec::new())
+        } else {
+            Err(format!("column {name:?} could not be read"))
+        };
+    }
+    // SAFETY: SQLite guarantees `len` bytes at `data` until the next step.
+    Ok(unsafe { std::slice::from_raw_parts(data, len) }.to_vec())
 }
 
 fn wrong_type(column: &str, value: &Value, expected: &str) -> StoreError {
@@ -467,6 +506,25 @@ mod tests {
             let syntax = conn.query("SELEKT 1").execute().unwrap_err();
             assert!(!syntax.is_unique_violation());
             assert!(syntax.message.contains("syntax error"), "{syntax:?}");
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn text_that_is_not_utf8_is_an_error_not_rewritten() {
+        with_raw(|conn| {
+            let failure = conn
+                .query("SELECT CAST(x'ff' AS TEXT)")
+                .fetch_one()
+                .unwrap_err();
+            assert!(failure.message.contains("not UTF-8"), "{failure:?}");
+            assert_eq!(
+                conn.query("SELECT '', x''").fetch_one().unwrap().columns,
+                vec![
+                    ("''".to_owned(), Value::Text(String::new())),
+                    ("x''".to_owned(), Value::Blob(Vec::new()))
+                ]
+            );
         })
         .await;
     }
