@@ -721,6 +721,16 @@ mod tests {
         .unwrap()
     }
 
+    /// A host for run `id` that replays `journal` (empty: a first execution).
+    fn host(exec: &Executor, id: &WorkflowId, journal: Vec<JournalEntry>) -> RunHost {
+        RunHost::new(
+            exec.inner.clone(),
+            id.clone(),
+            journal,
+            AllowList::default(),
+        )
+    }
+
     async fn pending_run(exec: &Executor, id: &str) -> WorkflowId {
         let id = WorkflowId::parse(id).unwrap();
         exec.inner
@@ -745,12 +755,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut first = RunHost::new(
-            exec.inner.clone(),
-            run.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut first = host(&exec, &run, Vec::new());
         first
             .set_event("k".into(), "1".into())
             .await
@@ -758,12 +763,7 @@ mod tests {
             .unwrap();
 
         let journal = exec.journal(&run).await.unwrap();
-        let mut replay = RunHost::new(
-            exec.inner.clone(),
-            run.clone(),
-            journal,
-            AllowList::default(),
-        );
+        let mut replay = host(&exec, &run, journal);
         assert!(replay.replaying());
         replay
             .set_event("k".into(), "1".into())
@@ -786,12 +786,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut first = RunHost::new(
-            exec.inner.clone(),
-            run.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut first = host(&exec, &run, Vec::new());
         first
             .set_event("step1".into(), "1".into())
             .await
@@ -816,7 +811,7 @@ mod tests {
         assert!(message.contains("set-event(\"step1\")"), "{message}");
         assert!(message.contains("get-event(\"other/k\")"), "{message}");
 
-        let mut other_key = RunHost::new(exec.inner.clone(), run, journal, AllowList::default());
+        let mut other_key = host(&exec, &run, journal);
         assert!(matches!(
             other_key.set_event("step2".into(), "1".into()).await,
             Err(HostFailure::Run(_))
@@ -830,23 +825,13 @@ mod tests {
         let target = pending_run(&exec, "target").await;
         let reader = pending_run(&exec, "reader").await;
 
-        let mut writer = RunHost::new(
-            exec.inner.clone(),
-            target.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut writer = host(&exec, &target, Vec::new());
         writer
             .set_event("k".into(), "\"old\"".into())
             .await
             .unwrap()
             .unwrap();
-        let mut first = RunHost::new(
-            exec.inner.clone(),
-            reader.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut first = host(&exec, &reader, Vec::new());
         let seen = first
             .get_event("target".into(), "k".into(), 0)
             .await
@@ -873,7 +858,7 @@ mod tests {
             .unwrap()
             .unwrap();
         let journal = exec.journal(&reader).await.unwrap();
-        let mut replay = RunHost::new(exec.inner.clone(), reader, journal, AllowList::default());
+        let mut replay = host(&exec, &reader, journal);
         let replayed = replay
             .get_event("target".into(), "k".into(), 0)
             .await
@@ -893,12 +878,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut host = RunHost::new(
-            exec.inner.clone(),
-            run.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut host = host(&exec, &run, Vec::new());
         let invalid = host
             .set_event("k".into(), "{nope".into())
             .await
@@ -943,12 +923,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let exec = executor(dir.path()).await;
         let run = pending_run(&exec, "r").await;
-        let mut host = RunHost::new(
-            exec.inner.clone(),
-            run.clone(),
-            Vec::new(),
-            AllowList::default(),
-        );
+        let mut host = host(&exec, &run, Vec::new());
         // A random idempotency key, drawn outside the step...
         let mut key = [0u8; 8];
         host.environment().fill_random(&mut key);
