@@ -116,10 +116,10 @@ impl RawConnection {
         }
     }
 
-    pub fn query(&mut self, sql: &str) -> Query<'_> {
+    pub fn query<'q>(&mut self, sql: &'q str) -> Query<'_, 'q> {
         Query {
             conn: self,
-            sql: sql.to_owned(),
+            sql,
             values: Vec::new(),
         }
     }
@@ -263,13 +263,13 @@ impl Drop for RawConnection {
 }
 
 /// A statement with its values, ready to run.
-pub(super) struct Query<'c> {
+pub(super) struct Query<'c, 'q> {
     conn: &'c mut RawConnection,
-    sql: String,
+    sql: &'q str,
     values: Vec<Value>,
 }
 
-impl Query<'_> {
+impl Query<'_, '_> {
     pub fn bind(mut self, value: impl Into<Value>) -> Self {
         self.values.push(value.into());
         self
@@ -277,12 +277,12 @@ impl Query<'_> {
 
     /// Rows changed.
     pub fn execute(self) -> Result<u64, SqliteFailure> {
-        self.conn.run(&self.sql, &self.values, &mut Vec::new())
+        self.conn.run(self.sql, &self.values, &mut Vec::new())
     }
 
     pub fn fetch_all(self) -> Result<Vec<Row>, SqliteFailure> {
         let mut rows = Vec::new();
-        self.conn.run(&self.sql, &self.values, &mut rows)?;
+        self.conn.run(self.sql, &self.values, &mut rows)?;
         Ok(rows)
     }
 
@@ -291,7 +291,7 @@ impl Query<'_> {
     }
 
     pub fn fetch_one(self) -> Result<Row, SqliteFailure> {
-        let sql = self.sql.clone();
+        let sql = self.sql;
         self.fetch_optional()?.ok_or_else(|| SqliteFailure {
             code: ffi::SQLITE_NOTFOUND,
             message: format!("no row from {sql:?}"),
