@@ -706,3 +706,65 @@ async fn postgres_announces_committed_changes_to_every_listener() {
         ]
     );
 }
+
+/// Issue 18: a store call abandoned midway (its task aborted, as an
+/// execution is when its host loses the run) must not leave its connection
+/// inside a transaction, where the next caller's write would be answered as
+/// done yet stay invisible until something else commits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_store_call_leaves_no_transaction_for_the_next_write() {
+    let schema = fresh_schema();
+    let mut options = PgOptions::new(postgres_url());
+    options.schema = schema.clone();
+    options.executor_id = "aborted".into();
+    options.lease = Duration::from_secs(60);
+    // One connection: the next write surely takes the abandoned one's.
+    options.max_connections = 1;
+    let postgres = Arc::new(PgStore::open(options).await.unwrap());
+    let observer = postgres_store_for(&schema).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(SqliteOptions::new(dir.path().join("cairn.db")))
+            .await
+            .unwrap(),
+    );
+    for (store, observer) in [
+        (postgres as Arc<dyn Store>, observer),
+        (sqlite.clone(), sqlite),
+    ] {
+        store.create_run(new_run("target", 0)).await.unwrap();
+        for attempt in 0..200u32 {
+            let writer = store.clone();
+            let call = tokio::spawn(async move {
+                writer
+                    .write_journal_entries(
+                        &id("target"),
+                        Some(1),
+                        vec![set_event(attempt, "k", "\"v\"")],
+                        1,
+                    )
+                    .await
+            });
+            // Abort at a different point of the call each time: before,
+            // inside and after its BEGIN's round trip.
+            let spin = std::time::Instant::now();
+            let delay = Duration::from_micros(u64::from(attempt % 100) * 15);
+            while spin.elapsed() < delay {
+                std::hint::spin_loop();
+            }
+            call.abort();
+            let _ = call.await;
+            let probe = id(&format!("probe-{attempt}"));
+            let created = store.create_run(new_run(probe.as_str(), 2)).await.unwrap();
+            assert!(matches!(created, CreateRun::Created(_)));
+            assert!(
+                observer.get_run(&probe).await.unwrap().is_some(),
+                "attempt {attempt}: run {probe} was acknowledged as created but is not committed"
+            );
+        }
+    }
+}
+
+async fn postgres_store_for(schema: &str) -> Arc<dyn Store> {
+    Arc::new(postgres(schema, "observer", Duration::from_secs(60)).await)
+}

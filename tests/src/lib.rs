@@ -172,6 +172,29 @@ impl Host {
         Ok(())
     }
 
+    /// Stop the host's process (SIGSTOP), as a stall or a long pause of
+    /// its machine would: it keeps its connections but answers nothing.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("STOP")
+    }
+
+    /// Let a paused host go on (SIGCONT).
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().context("the host has exited")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed: {status}");
+        }
+        Ok(())
+    }
+
     /// The host process's resident memory, in bytes.
     pub fn resident_bytes(&self) -> anyhow::Result<u64> {
         let pid = self.child.id().context("the host has exited")?;

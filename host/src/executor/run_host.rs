@@ -115,11 +115,16 @@ impl RunHost {
 
     async fn commit(&self, writes: Vec<JournalWrite>) -> Result<(), HostFailure> {
         let now = self.exec.clock.now();
-        let written = self
-            .exec
-            .store
-            .write_journal_entries(&self.run, self.epoch, writes, now)
-            .await;
+        // In a task of its own: an execution stopped meanwhile (cancelled,
+        // or its host lost the run) cannot cut the write off halfway; the
+        // write ends, and its answer goes nowhere.
+        let (store, run, epoch) = (self.exec.store.clone(), self.run.clone(), self.epoch);
+        let written =
+            tokio::spawn(
+                async move { store.write_journal_entries(&run, epoch, writes, now).await },
+            )
+            .await
+            .map_err(|failed| HostFailure::Host(format!("journal write failed: {failed}")))?;
         written.map_err(|error| match error {
             // Another execution of this run got there first (or the run
             // was finished meanwhile, or handed to another host): this one

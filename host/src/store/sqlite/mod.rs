@@ -638,38 +638,44 @@ impl Store for SqliteStore {
     }
 
     async fn list_modules(&self) -> Result<Vec<ModuleInfo>> {
-        let rows = sqlx::query(
+        let rows = self.reads.read(async |conn| sqlx::query(
             &format!("SELECT {MODULE_COLUMNS} FROM module_versions ORDER BY name, deployed_at DESC, rowid DESC"),
         )
-        .fetch_all(&mut *self.reads.get().await?)
-        .await?;
+        .fetch_all(conn).await).await?;
         modules_from_rows(&rows)
     }
 
     async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>> {
-        let rows = sqlx::query(
+        let rows = self.reads.read(async |conn| sqlx::query(
             &format!("SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? ORDER BY deployed_at DESC, rowid DESC"),
         )
         .bind(name.as_str())
-        .fetch_all(&mut *self.reads.get().await?)
-        .await?;
+        .fetch_all(conn).await).await?;
         Ok(modules_from_rows(&rows)?.pop())
     }
 
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>> {
-        let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
-            .fetch_all(&mut *self.reads.get().await?)
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
+                    .fetch_all(conn)
+                    .await
+            })
             .await?;
         rows.iter().map(routes_from_row).collect()
     }
 
     async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *self.reads.get().await?)
-                .await?,
-        )
+        Ok(self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(conn)
+                    .await
+            })
+            .await?)
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
@@ -678,9 +684,14 @@ impl Store for SqliteStore {
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
-        let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
-            .bind(id.as_str())
-            .fetch_optional(&mut *self.reads.get().await?)
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+                    .bind(id.as_str())
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         row.as_ref().map(run_from_row).transpose()
     }
@@ -691,23 +702,28 @@ impl Store for SqliteStore {
             Some((created, id)) => (Some(*created), Some(id.as_str())),
             None => (None, None),
         };
-        let rows = sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs
              WHERE (?1 IS NULL OR status = ?1)
                AND (?2 IS NULL OR module = ?2)
                AND (?3 IS NULL OR workflow = ?3)
                AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))
              ORDER BY created_at DESC, id DESC
              LIMIT ?6"
-        ))
-        .bind(filter.status.map(RunStatus::as_str))
-        .bind(filter.module.as_ref().map(ModuleName::as_str))
-        .bind(filter.workflow.as_deref())
-        .bind(after_created)
-        .bind(after_id)
-        .bind(i64::from(filter.limit))
-        .fetch_all(&mut *self.reads.get().await?)
-        .await?;
+                ))
+                .bind(filter.status.map(RunStatus::as_str))
+                .bind(filter.module.as_ref().map(ModuleName::as_str))
+                .bind(filter.workflow.as_deref())
+                .bind(after_created)
+                .bind(after_id)
+                .bind(i64::from(filter.limit))
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         rows.iter().map(run_from_row).collect()
     }
 
@@ -776,12 +792,17 @@ impl Store for SqliteStore {
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY op"
-        ))
-        .bind(id.as_str())
-        .fetch_all(&mut *self.reads.get().await?)
-        .await?;
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY op"
+                ))
+                .bind(id.as_str())
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
         rows.iter().map(journal_entry_from_row).collect()
     }
 
@@ -808,17 +829,22 @@ impl Store for SqliteStore {
     }
 
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
-        messages::next(&mut *self.reads.get().await?, id, topic).await
+        self.reads
+            .read(async |conn| messages::next(conn, id, topic).await)
+            .await
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM events WHERE run_id = ? AND key = ?")
-                .bind(id.as_str())
-                .bind(key)
-                .fetch_optional(&mut *self.reads.get().await?)
-                .await?,
-        )
+        Ok(self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar("SELECT value FROM events WHERE run_id = ? AND key = ?")
+                    .bind(id.as_str())
+                    .bind(key)
+                    .fetch_optional(conn)
+                    .await
+            })
+            .await?)
     }
 
     async fn event_and_status(
@@ -827,21 +853,29 @@ impl Store for SqliteStore {
         key: &str,
     ) -> Result<(Option<String>, Option<RunStatus>)> {
         static QUERY: LazyLock<String> = LazyLock::new(|| event_and_status_query('?'));
-        let row = sqlx::query_as(&QUERY)
-            .bind(id.as_str())
-            .bind(key)
-            .fetch_optional(&mut *self.reads.get().await?)
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query_as(&QUERY)
+                    .bind(id.as_str())
+                    .bind(key)
+                    .fetch_optional(conn)
+                    .await
+            })
             .await?;
         event_and_status_from_row(row)
     }
 
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
-        Ok(
-            sqlx::query_as("SELECT key, value FROM events WHERE run_id = ? ORDER BY key")
-                .bind(id.as_str())
-                .fetch_all(&mut *self.reads.get().await?)
-                .await?,
-        )
+        Ok(self
+            .reads
+            .read(async |conn| {
+                sqlx::query_as("SELECT key, value FROM events WHERE run_id = ? ORDER BY key")
+                    .bind(id.as_str())
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?)
     }
 
     async fn event_history(
@@ -850,13 +884,12 @@ impl Store for SqliteStore {
         after_op: Option<u32>,
     ) -> Result<Vec<EventRecord>> {
         // (run_id, op) is unique, so its index serves this range.
-        let rows = sqlx::query(
+        let rows = self.reads.read(async |conn| sqlx::query(
             "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? AND op > ? ORDER BY op",
         )
         .bind(id.as_str())
         .bind(after_op.map_or(-1, i64::from))
-        .fetch_all(&mut *self.reads.get().await?)
-        .await?;
+        .fetch_all(conn).await).await?;
         rows.iter().map(event_record_from_row).collect()
     }
 }

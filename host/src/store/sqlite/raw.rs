@@ -437,6 +437,14 @@ impl Columns for Row {
     }
 }
 
+/// Whether the connection behind a handle sqlx has locked for us is outside
+/// any transaction.
+pub fn handle_is_idle(handle: NonNull<ffi::sqlite3>) -> bool {
+    // SAFETY: the caller holds sqlx's lock on the open handle, so no other
+    // thread uses it during this call; get_autocommit only reads a flag.
+    unsafe { ffi::sqlite3_get_autocommit(handle.as_ptr()) != 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use sqlx::{Connection, SqliteConnection};

@@ -42,6 +42,10 @@ use crate::domain::{
     NewRun, RunFilter, RunOutcome, RunRecord, RunStatus, WorkflowId,
 };
 
+mod checkout;
+
+use checkout::Checkout;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// Most runs claimed at once.
@@ -215,7 +219,8 @@ async fn select_run(conn: &mut PgConnection, id: &str) -> Result<Option<RunRecor
 
 impl PgStore {
     async fn put_module(&self, m: NewModuleVersion) -> Result<PutModule> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO module_blobs (version, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         )
@@ -313,6 +318,7 @@ impl PgStore {
     }
 
     async fn write_journal_in(
+        &self,
         conn: &mut PgConnection,
         changes: &mut Vec<Change>,
         id: &WorkflowId,
@@ -325,14 +331,15 @@ impl PgStore {
         let on_conflict = if completes_a_wait(&write) {
             // Complete a started wait, never one that is already complete.
             "ON CONFLICT (run_id, op) DO UPDATE
-             SET outcome = excluded.outcome, completed = TRUE, recorded_at = excluded.recorded_at
+             SET outcome = excluded.outcome, completed = TRUE, recorded_at = excluded.recorded_at,
+                 epoch = excluded.epoch, writer = excluded.writer
              WHERE journal.completed = FALSE AND journal.kind = excluded.kind"
         } else {
             "ON CONFLICT (run_id, op) DO NOTHING"
         };
         let inserted = sqlx::query(&format!(
-            "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11
+            "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, writer)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
              WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status = 'PENDING' AND ($12::BIGINT IS NULL OR epoch = $12))
              {on_conflict}"
         ))
@@ -348,6 +355,7 @@ impl PgStore {
         .bind(row.attempt.map(i64::from))
         .bind(row.started_at)
         .bind(fence.map(|e| e as i64))
+        .bind(&self.executor_id)
         .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() != 1 {
@@ -487,7 +495,7 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
         // The host that creates a run executes it: it takes the lease.
         let inserted = sqlx::query(
             "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at)
@@ -531,7 +539,7 @@ impl Store for PgStore {
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
         select_run(&mut conn, id.as_str()).await
     }
 
@@ -568,7 +576,8 @@ impl Store for PgStore {
         now: i64,
     ) -> Result<()> {
         let (status, output, error) = outcome_columns(outcome);
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error = $3, updated_at = $4, owner = NULL, lease_expires_at = NULL
              WHERE id = $5 AND status = 'PENDING' AND ($6::BIGINT IS NULL OR epoch = $6)",
@@ -609,7 +618,8 @@ impl Store for PgStore {
         from_op: u32,
         now: i64,
     ) -> Result<RunRecord> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         let created = sqlx::query(
             "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, epoch, owner, lease_expires_at)
              SELECT $1, module, version, workflow, input, 'PENDING', 1, $2, $2, 1, $3, $4 FROM runs WHERE id = $5
@@ -673,7 +683,8 @@ impl Store for PgStore {
         to: RunStatus,
         now: i64,
     ) -> Result<Option<(bool, RunRecord)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         let resumed = to == RunStatus::Pending;
         // A resumed run is executed by the host that resumed it.
         let moved = sqlx::query(
@@ -704,7 +715,8 @@ impl Store for PgStore {
     }
 
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim> {
-        let mut tx = self.lease_pool.begin().await?;
+        let mut conn = Checkout::take(&self.lease_pool).await?;
+        let mut tx = conn.begin().await?;
         // The first claim also takes this executor's own runs: a host
         // restarted under the same executor id executes none of them yet,
         // so it recovers them at once instead of waiting out their leases.
@@ -780,7 +792,8 @@ impl Store for PgStore {
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         if let Some(mine) = fence {
             // Hold the run's row for the transaction: a claim (an UPDATE,
             // which skips locked rows) cannot hand the run to another
@@ -796,7 +809,8 @@ impl Store for PgStore {
         }
         let mut changes = Vec::new();
         for write in writes {
-            Self::write_journal_in(&mut tx, &mut changes, id, fence, write, now).await?;
+            self.write_journal_in(&mut tx, &mut changes, id, fence, write, now)
+                .await?;
         }
         tx.commit().await?;
         self.announce(changes);
@@ -804,7 +818,8 @@ impl Store for PgStore {
     }
 
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)")
             .bind(message.run.as_str())
             .fetch_one(&mut *tx)
