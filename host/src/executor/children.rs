@@ -4,7 +4,6 @@
 
 use serde_json::json;
 
-use super::ExecutorError;
 use crate::domain::{RunRecord, WorkflowId};
 use crate::runtime::{GuestError, GuestErrorCode, RunResult};
 
@@ -19,19 +18,6 @@ pub(super) fn child_id(parent: &WorkflowId, op: u32) -> WorkflowId {
         ))
         .expect("a digest is a valid id")
     })
-}
-
-/// Why starting a child was refused, for the guest.
-pub(super) fn refusal(error: ExecutorError) -> GuestError {
-    let code = match &error {
-        ExecutorError::UnknownModule(_) | ExecutorError::UnknownWorkflow { .. } => {
-            GuestErrorCode::NotFound
-        }
-        ExecutorError::TooLarge(_) => GuestErrorCode::TooLarge,
-        ExecutorError::Overloaded(_) => GuestErrorCode::Unavailable,
-        _ => GuestErrorCode::InvalidArgument,
-    };
-    GuestError::new(code, error.to_string())
 }
 
 const CODES: [(GuestErrorCode, &str); 6] = [

@@ -20,7 +20,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inner;
-use super::waiters::WaitKey;
 use crate::domain::WorkflowId;
 use crate::store::Change;
 
@@ -72,10 +71,7 @@ pub(super) async fn start(inner: Arc<Inner>, options: ClusterOptions) -> crate::
         tick.tick().await;
         loop {
             tick.tick().await;
-            let executor = super::Executor {
-                inner: claimer.clone(),
-            };
-            match executor.recover().await {
+            match claimer.recover().await {
                 Ok(report) if report.resumed + report.exceeded > 0 => tracing::info!(
                     resumed = report.resumed,
                     gave_up = report.exceeded,
@@ -128,22 +124,11 @@ impl Inner {
         }
     }
 
-    /// A change some host committed: wake whoever waits for it here.
+    /// A change some host committed: wake whoever waits for it here, and do
+    /// what only a change made elsewhere asks of this host.
     async fn apply(self: &Arc<Self>, change: Change) {
-        match change {
-            Change::Event { run, key } => {
-                self.waiters.publish(&WaitKey::Activity(run.clone()), None);
-                // Without the value: the waiter reads it.
-                self.waiters.publish(&WaitKey::Event { run, key }, None);
-            }
-            Change::Message { run, topic } => {
-                self.waiters.publish(&WaitKey::Message { run, topic }, None);
-            }
-            Change::Finished(run) => {
-                self.stop_if_finished(&run).await;
-                self.waiters.publish(&WaitKey::Finished(run.clone()), None);
-                self.waiters.publish(&WaitKey::Activity(run), None);
-            }
+        match &change {
+            Change::Finished(run) => self.stop_if_finished(run).await,
             Change::Deployed(_) => {
                 // Apart: a reload waits for a deployment in progress here,
                 // and wake-ups must not wait behind it.
@@ -154,7 +139,9 @@ impl Inner {
                     }
                 });
             }
+            Change::Event { .. } | Change::Message { .. } => {}
         }
+        self.wake(&change);
     }
 
     /// A run that ended while this host executes it was cancelled through

@@ -68,22 +68,6 @@ impl ExecutorClient {
     }
 }
 
-fn refusal(error: ExecutorError) -> GuestError {
-    let code = match &error {
-        ExecutorError::UnknownModule(_)
-        | ExecutorError::UnknownWorkflow { .. }
-        | ExecutorError::UnknownRun(_) => GuestErrorCode::NotFound,
-        ExecutorError::TooLarge(_) => GuestErrorCode::TooLarge,
-        ExecutorError::Overloaded(_) | ExecutorError::Store(_) => GuestErrorCode::Unavailable,
-        _ => GuestErrorCode::InvalidArgument,
-    };
-    if let ExecutorError::Store(store) = &error {
-        tracing::error!(error = %store, "a handler's call failed in the store");
-        return GuestError::new(code, "the host could not serve the call; retry later");
-    }
-    GuestError::new(code, error.to_string())
-}
-
 fn invalid(message: String) -> GuestError {
     GuestError::new(GuestErrorCode::InvalidArgument, message)
 }
@@ -114,7 +98,7 @@ impl HandlerClient for ExecutorClient {
                 parent: None,
             })
             .await
-            .map_err(refusal)?;
+            .map_err(ExecutorError::into_guest_error)?;
         Ok(started.run.id.to_string())
     }
 
@@ -130,7 +114,7 @@ impl HandlerClient for ExecutorClient {
             .executor
             .wait_event(&id, &key, self.wait(timeout_ms))
             .await
-            .map_err(refusal)?
+            .map_err(ExecutorError::into_guest_error)?
         {
             EventWait::Set(value) => Ok(Some(value)),
             EventWait::TimedOut | EventWait::Finished(_) => Ok(None),
@@ -147,7 +131,7 @@ impl HandlerClient for ExecutorClient {
             .executor
             .wait_result(&id, self.wait(timeout_ms))
             .await
-            .map_err(refusal)?
+            .map_err(ExecutorError::into_guest_error)?
             .ok_or_else(|| {
                 GuestError::new(GuestErrorCode::NotFound, format!("run {id} does not exist"))
             })?;
@@ -169,7 +153,7 @@ impl HandlerClient for ExecutorClient {
         self.executor
             .send_message(&id, topic, message, idempotency_key)
             .await
-            .map_err(refusal)?;
+            .map_err(ExecutorError::into_guest_error)?;
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use crate::runtime::{
     GuestEnvironment, GuestError, GuestErrorCode, HostFailure, HostResult, RetryPolicy, RunResult,
     StepState, WorkflowHost,
 };
-use crate::store::StoreError;
+use crate::store::{Change, StoreError};
 
 pub(super) struct RunHost {
     exec: Arc<Inner>,
@@ -282,7 +282,7 @@ impl WorkflowHost for RunHost {
             value: value.clone(),
         })
         .await?;
-        self.exec.published_event(&self.run, key, &value);
+        self.exec.wake_event(&self.run, &key, Some(&value));
         Ok(Ok(()))
     }
 
@@ -383,7 +383,10 @@ impl WorkflowHost for RunHost {
                 })
                 .await?;
                 if exists {
-                    self.exec.published_message(&target, topic);
+                    self.exec.wake(&Change::Message {
+                        run: target.clone(),
+                        topic,
+                    });
                 }
                 exists
             }
@@ -431,10 +434,8 @@ impl WorkflowHost for RunHost {
         let id = id.unwrap_or_else(|| children::child_id(&self.run, op));
         // The child's id or input may come from what the run read so far.
         self.flush_readings().await?;
-        let executor = super::Executor {
-            inner: self.exec.clone(),
-        };
-        let started = executor
+        let started = self
+            .exec
             .start(StartRequest {
                 module: module_name,
                 workflow,
@@ -451,7 +452,7 @@ impl WorkflowHost for RunHost {
                     "starting a child failed: {error}"
                 )));
             }
-            Err(error) => Err(children::refusal(error)),
+            Err(error) => Err(error.into_guest_error()),
         };
         self.write(JournalWrite::Recorded {
             op,

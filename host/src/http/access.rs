@@ -7,7 +7,7 @@ use hyper::{Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::router::query_param;
+use super::query::Query;
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -18,17 +18,6 @@ pub enum Role {
     Invoke,
     /// Deploy modules, cancel, resume and fork runs.
     Admin,
-}
-
-/// The role a request needs, from its method and path.
-pub fn required_role(method: &Method, segments: &[&str]) -> Role {
-    match (segments, method) {
-        // Liveness, the API's description and the run page: no data.
-        (["healthz"] | ["openapi.json"] | ["ui", "runs", _], _) => Role::Public,
-        (["v1", "modules", _], &Method::PUT) => Role::Admin,
-        (["v1", "workflows", _, "cancel" | "resume" | "fork"], &Method::POST) => Role::Admin,
-        _ => Role::Invoke,
-    }
 }
 
 /// The configured tokens, kept as digests.
@@ -109,19 +98,19 @@ impl AccessControl {
         let token = match header {
             Some(token) => Some(token.to_owned()),
             None if request.method() == Method::GET => {
-                query_param(request.uri().query().unwrap_or(""), "access_token")
+                Query::parse(request.uri().query().unwrap_or(""))
                     .ok()
-                    .flatten()
+                    .and_then(|query| query.get("access_token").map(str::to_owned))
             }
             None => None,
         };
         match self.granted(token.as_deref()) {
-            None => Err(ApiError::new(
+            None => Err(ApiError::with_status(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "this route needs a bearer token: send `Authorization: Bearer <token>` (or, for reads, `?access_token=<token>`) with an invoke or admin token of this host",
             )),
-            Some(granted) if granted < needed => Err(ApiError::new(
+            Some(granted) if granted < needed => Err(ApiError::with_status(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 "this route needs the admin token; the token sent is an invoke token",

@@ -2,10 +2,15 @@
 //! without a socket (what most tests use); [`serve`] is the accept loop.
 
 mod access;
+mod api_routes;
 mod error;
+mod events;
+mod modules;
 mod multipart;
+mod query;
+mod respond;
 mod router;
-mod routes;
+mod runs;
 mod stream;
 mod triggers;
 mod views;
@@ -20,7 +25,8 @@ use tokio::net::TcpListener;
 
 pub use access::{AccessControl, Role};
 pub use error::ApiError;
-pub use router::{Api, ApiLimits, Body, encode_segment};
+pub use query::encode_segment;
+pub use router::{Api, ApiLimits, Body};
 
 /// Accept connections on `listener` until `shutdown` completes.
 pub async fn serve(

@@ -12,11 +12,11 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::value::RawValue;
 
 use super::error::ApiError;
-use super::router::{
-    Api, ApiResult, Body, encode_segment, json_response, percent_decode, read_body,
-};
+use super::query::Query;
+use super::respond::{ApiResult, read_body, run_accepted};
+use super::router::{Api, Body};
 use crate::domain::{RunStatus, WorkflowId};
-use crate::executor::{EventWait, StartRequest, Started};
+use crate::executor::{EventWait, StartRequest};
 use crate::runtime::HandlerFailure;
 use crate::triggers::{InputShape, Respond, RouteMatch, Target, fill_template};
 
@@ -42,11 +42,7 @@ impl Api {
                     ),
                 )
             } else {
-                ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("allowed: {}", methods.join(", ")),
-                )
+                ApiError::method_not_allowed(methods.join(", "))
             });
         };
         match &found.route.target {
@@ -115,7 +111,7 @@ impl Api {
         let run = started.run.id.clone();
         let timeout = Duration::from_millis(*timeout_ms);
         match respond {
-            Respond::Accepted => Ok(accepted(&started)),
+            Respond::Accepted => Ok(run_accepted(&started.run, started.created)),
             Respond::Result => {
                 let _slot = self.wait_slot()?;
                 match self.executor().wait_result(&run, timeout).await? {
@@ -128,7 +124,7 @@ impl Api {
                         done.status,
                         done.error.as_deref().unwrap_or(""),
                     )),
-                    _ => Ok(accepted(&started)),
+                    _ => Ok(run_accepted(&started.run, started.created)),
                 }
             }
             Respond::Event => {
@@ -136,7 +132,7 @@ impl Api {
                 let _slot = self.wait_slot()?;
                 match self.executor().wait_event(&run, key, timeout).await? {
                     EventWait::Set(value) => Ok(raw_response(StatusCode::OK, value)),
-                    EventWait::TimedOut => Ok(accepted(&started)),
+                    EventWait::TimedOut => Ok(run_accepted(&started.run, started.created)),
                     EventWait::Finished(status) => {
                         let error = self
                             .executor()
@@ -197,16 +193,14 @@ impl Api {
             .map_err(|failure| match failure {
                 HandlerFailure::Guest(message) => {
                     tracing::info!(module = %found.module, %message, "handler failed");
-                    ApiError::new(
+                    ApiError::with_status(
                         StatusCode::BAD_GATEWAY,
                         "handler_failed",
                         format!("the handler of module {} failed: {message}", found.module),
                     )
                 }
                 HandlerFailure::Host(message) => ApiError::internal(message),
-                HandlerFailure::Busy(message) => {
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message)
-                }
+                HandlerFailure::Busy(message) => ApiError::overloaded(message),
             })?;
         let (parts, body) = response.into_parts();
         let collected = tokio::time::timeout(
@@ -227,7 +221,7 @@ impl Api {
 pub const MAX_HANDLER_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 fn handler_broke(found: &RouteMatch, what: String) -> ApiError {
-    ApiError::new(
+    ApiError::with_status(
         StatusCode::BAD_GATEWAY,
         "handler_failed",
         format!(
@@ -235,27 +229,6 @@ fn handler_broke(found: &RouteMatch, what: String) -> ApiError {
             found.module
         ),
     )
-}
-
-/// 202 (or 200 for a run that existed already) with the run's location.
-fn accepted(started: &Started) -> Response<Body> {
-    let status = if started.created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    let run = &started.run;
-    let mut response = json_response(
-        status,
-        &serde_json::json!({"id": run.id.as_str(), "status": run.status.as_str()}),
-    );
-    if let Ok(location) = HeaderValue::from_str(&format!(
-        "/v1/workflows/{}",
-        encode_segment(run.id.as_str())
-    )) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    response
 }
 
 fn raw_response(status: StatusCode, json: String) -> Response<Body> {
@@ -271,7 +244,7 @@ fn raw_response(status: StatusCode, json: String) -> Response<Body> {
 /// The run a route started ended without the answer the route waits for.
 /// The workflow's own error is the application's to show, not a host fault.
 fn run_failed(run: &WorkflowId, status: RunStatus, error: &str) -> ApiError {
-    ApiError::new(
+    ApiError::with_status(
         StatusCode::BAD_GATEWAY,
         "workflow_failed",
         format!("run {run} ended {status}: {error}"),
@@ -280,18 +253,8 @@ fn run_failed(run: &WorkflowId, status: RunStatus, error: &str) -> ApiError {
 
 /// The query string as a JSON object (the last of repeated keys wins).
 fn query_object(query: &str) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-    let mut object = serde_json::Map::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |text: &str| {
-            percent_decode(&text.replace('+', " ")).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_query",
-                    format!("query parameter {key:?} is not valid percent-encoded UTF-8"),
-                )
-            })
-        };
-        object.insert(decode(key)?, serde_json::Value::String(decode(value)?));
-    }
-    Ok(object)
+    Ok(Query::parse(query)?
+        .pairs()
+        .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value.to_owned())))
+        .collect())
 }

@@ -93,6 +93,20 @@ pub enum UploadError {
     Names(String),
 }
 
+impl UploadError {
+    /// A stable code naming what was wrong with the upload.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty_body",
+            Self::NotWasm => "not_wasm",
+            Self::CoreModule => "core_module",
+            Self::Invalid(_) => "invalid_component",
+            Self::WrongWorld(_) => "wrong_world",
+            Self::Names(_) => "invalid_workflows",
+        }
+    }
+}
+
 /// A component that passed validation, ready to run.
 #[derive(Clone)]
 pub struct ValidatedModule {

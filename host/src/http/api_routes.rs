@@ -1,37 +1,111 @@
-//! The table of every route the host serves. The router answers 405 from
-//! it, and a test holds it equal to the OpenAPI document, so the document
-//! cannot drift from what is served.
+//! The table of every route of the host's own API (the routes modules
+//! declare for `/app/` are in `crate::triggers`): its method, its path
+//! pattern, the role it needs, and the endpoint that serves it. The router
+//! dispatches from it, access control reads the role from it, 405s list
+//! its methods, and a test holds it equal to the OpenAPI document, so none
+//! of them can drift from what is served.
 
-/// Method and path pattern of each route; `{name}` is one path segment.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/openapi.json"),
-    ("GET", "/ui/runs/{id}"),
-    ("GET", "/v1/modules"),
-    ("GET", "/v1/modules/{name}"),
-    ("PUT", "/v1/modules/{name}"),
-    ("GET", "/v1/workflows"),
-    ("POST", "/v1/workflows"),
-    ("GET", "/v1/workflows/{id}"),
-    ("POST", "/v1/workflows/{id}/messages"),
-    ("POST", "/v1/workflows/{id}/cancel"),
-    ("POST", "/v1/workflows/{id}/resume"),
-    ("POST", "/v1/workflows/{id}/fork"),
-    ("GET", "/v1/workflows/{id}/result"),
-    ("GET", "/v1/workflows/{id}/steps"),
-    ("GET", "/v1/workflows/{id}/events"),
-    ("GET", "/v1/workflows/{id}/events/{key}"),
+use super::access::Role;
+
+/// What serves a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    OpenApi,
+    RunPage,
+    ListModules,
+    GetModule,
+    PutModule,
+    ListRuns,
+    StartRun,
+    GetRun,
+    SendMessage,
+    Cancel,
+    Resume,
+    Fork,
+    Result,
+    Steps,
+    Events,
+    Event,
+    /// A route a module declared, under `/app/`.
+    Trigger,
+}
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    /// `{name}` is one path segment; `{path}` (last) the rest of the path.
+    pub pattern: &'static str,
+    pub role: Role,
+    pub endpoint: Endpoint,
+}
+
+const fn route(
+    method: &'static str,
+    pattern: &'static str,
+    role: Role,
+    endpoint: Endpoint,
+) -> Route {
+    Route {
+        method,
+        pattern,
+        role,
+        endpoint,
+    }
+}
+
+use Endpoint as E;
+use Role::{Admin, Invoke, Public};
+
+pub const ROUTES: &[Route] = &[
+    // Liveness, the API's description and the run page: no data.
+    route("GET", "/healthz", Public, E::Health),
+    route("GET", "/openapi.json", Public, E::OpenApi),
+    route("GET", "/ui/runs/{id}", Public, E::RunPage),
+    route("GET", "/v1/modules", Invoke, E::ListModules),
+    route("GET", "/v1/modules/{name}", Invoke, E::GetModule),
+    route("PUT", "/v1/modules/{name}", Admin, E::PutModule),
+    route("GET", "/v1/workflows", Invoke, E::ListRuns),
+    route("POST", "/v1/workflows", Invoke, E::StartRun),
+    route("GET", "/v1/workflows/{id}", Invoke, E::GetRun),
+    route(
+        "POST",
+        "/v1/workflows/{id}/messages",
+        Invoke,
+        E::SendMessage,
+    ),
+    route("POST", "/v1/workflows/{id}/cancel", Admin, E::Cancel),
+    route("POST", "/v1/workflows/{id}/resume", Admin, E::Resume),
+    route("POST", "/v1/workflows/{id}/fork", Admin, E::Fork),
+    route("GET", "/v1/workflows/{id}/result", Invoke, E::Result),
+    route("GET", "/v1/workflows/{id}/steps", Invoke, E::Steps),
+    route("GET", "/v1/workflows/{id}/events", Invoke, E::Events),
+    route("GET", "/v1/workflows/{id}/events/{key}", Invoke, E::Event),
     // The routes modules declare; `{path}` spans the rest of the path.
-    ("GET", "/app/{path}"),
-    ("POST", "/app/{path}"),
-    ("PUT", "/app/{path}"),
-    ("PATCH", "/app/{path}"),
-    ("DELETE", "/app/{path}"),
+    route("GET", "/app/{path}", Invoke, E::Trigger),
+    route("POST", "/app/{path}", Invoke, E::Trigger),
+    route("PUT", "/app/{path}", Invoke, E::Trigger),
+    route("PATCH", "/app/{path}", Invoke, E::Trigger),
+    route("DELETE", "/app/{path}", Invoke, E::Trigger),
 ];
+
+/// The role a request to a path no route serves needs: the same as a read,
+/// so a client learns nothing of the API's paths without a token.
+pub const UNROUTED: Role = Invoke;
 
 /// Whether decoded path `segments` fit `pattern`.
 pub fn matches(pattern: &str, segments: &[&str]) -> bool {
     let parts: Vec<&str> = pattern.trim_start_matches('/').split('/').collect();
+    if parts.last() == Some(&"{path}") {
+        // A trigger route: its prefix, then at least one more segment.
+        let prefix = &parts[..parts.len() - 1];
+        return segments.len() > prefix.len()
+            && prefix
+                .iter()
+                .zip(segments)
+                .all(|(part, segment)| part == segment);
+    }
     parts.len() == segments.len()
         && parts
             .iter()
@@ -39,13 +113,20 @@ pub fn matches(pattern: &str, segments: &[&str]) -> bool {
             .all(|(part, segment)| part.starts_with('{') || part == segment)
 }
 
+/// The route serving `method` on `segments`, if any.
+pub fn find(method: &str, segments: &[&str]) -> Option<&'static Route> {
+    ROUTES
+        .iter()
+        .find(|route| route.method == method && matches(route.pattern, segments))
+}
+
 /// The methods served on a path, for a 405's `Allow`; `None` if no route
 /// has that path.
 pub fn allowed_methods(segments: &[&str]) -> Option<String> {
     let methods: Vec<&str> = ROUTES
         .iter()
-        .filter(|(_, pattern)| matches(pattern, segments))
-        .map(|(method, _)| *method)
+        .filter(|route| matches(route.pattern, segments))
+        .map(|route| route.method)
         .collect();
     (!methods.is_empty()).then(|| methods.join(", "))
 }
@@ -89,7 +170,7 @@ mod tests {
             .collect();
         let mut served: Vec<(String, String)> = ROUTES
             .iter()
-            .map(|(method, path)| (method.to_string(), path.to_string()))
+            .map(|route| (route.method.to_string(), route.pattern.to_string()))
             .collect();
         documented.sort();
         served.sort();
@@ -124,7 +205,10 @@ mod tests {
         .await
         .unwrap();
         let api = Api::new(executor, ApiLimits::default(), AccessControl::open());
-        for (method, pattern) in ROUTES {
+        for Route {
+            method, pattern, ..
+        } in ROUTES
+        {
             let path = pattern
                 .split('/')
                 .map(|part| if part.starts_with('{') { "x" } else { part })

@@ -1,0 +1,162 @@
+//! Executing a run: a task per execution, a guest instance in a slot, the
+//! run's time limit, and recording how it ended.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::run_host::RunHost;
+use super::{AllowList, Inner};
+use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
+use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};
+use crate::store::Change;
+
+impl Inner {
+    /// Execute `run` in a task of its own, which [`Executor::cancel`] can
+    /// stop. An execution of the same run still going here (one that lost
+    /// the run's lease and was given it again) is stopped.
+    pub(super) fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+        let id = run.id.clone();
+        let mut executions = self.executions.lock().expect("executions lock");
+        let inner = self.clone();
+        let task = tokio::spawn(async move {
+            let id = run.id.clone();
+            inner.clone().execute(run, journal).await;
+            // Inserted before this task could get here: the lock was held.
+            // Only this task's own entry: a successor may have replaced it.
+            let mut executions = inner.executions.lock().expect("executions lock");
+            if executions
+                .get(&id)
+                .is_some_and(|handle| handle.id() == tokio::task::id())
+            {
+                executions.remove(&id);
+            }
+        });
+        if let Some(previous) = executions.insert(id, task.abort_handle()) {
+            previous.abort();
+        }
+    }
+
+    /// Run `run` to its end in a fresh instance, replaying `journal`, and
+    /// record how it ended.
+    pub(super) async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+        let settings = self.module_settings(&run.module, &run.version).await;
+        let limits = self.guest_limits(&settings);
+        // Checked against the host's list again: it may have narrowed since
+        // the module was deployed.
+        let allowed_hosts = AllowList::parse(&settings.allowed_hosts)
+            .unwrap_or_default()
+            .within(&self.limits.allowed_hosts);
+        let host =
+            RunHost::new(self.clone(), run.id.clone(), journal, allowed_hosts).fenced(run.epoch);
+        let cursor = host.cursor();
+        let attempt = async {
+            self.queued_runs.fetch_add(1, Ordering::Relaxed);
+            let slot = self.instance_slots.clone().acquire_owned().await;
+            self.queued_runs.fetch_sub(1, Ordering::Relaxed);
+            // The semaphore is never closed.
+            let _slot = slot.expect("instance slots stay open");
+            let version = &run.version;
+            let bytes = async || self.module_bytes(version).await;
+            self.runtime
+                .run(
+                    version,
+                    bytes,
+                    Box::new(host),
+                    &run.workflow,
+                    &run.input,
+                    limits,
+                )
+                .await
+        };
+        let outcome = match run.deadline {
+            None => Some(attempt.await),
+            Some(deadline) => {
+                let remaining = deadline.saturating_sub(self.clock.now()).max(0) as u64;
+                // Past the deadline the instance is dropped wherever it is.
+                tokio::time::timeout(Duration::from_millis(remaining), attempt)
+                    .await
+                    .ok()
+            }
+        };
+        let outcome = match outcome {
+            None => RunOutcome::Cancelled {
+                message: format!(
+                    "the run did not finish within its time limit of {} ms",
+                    run.deadline.unwrap_or_default() - run.created_at
+                ),
+            },
+            // A clock or random reading that did not match the journal.
+            Some(_) if let Some(failure) = cursor.failure() => match failure {
+                HostFailure::Run(message) => RunOutcome::Error { message },
+                HostFailure::Host(message) => {
+                    tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    return;
+                }
+            },
+            Some(outcome) => match outcome {
+                GuestOutcome::Returned(output) => self.check_output(output),
+                GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
+                    RunOutcome::Error { message }
+                }
+                GuestOutcome::HostFailed(message) => {
+                    // Not the run's fault: leave it PENDING for the next recovery.
+                    tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    return;
+                }
+            },
+        };
+        if let RunOutcome::Error { message } = &outcome {
+            tracing::info!(run = %run.id, workflow = %run.workflow, %message, "run failed");
+        }
+        // Readings since the last write: not needed for a replay any more,
+        // but part of the run's journal for whoever reads it.
+        let readings = cursor.take_pending();
+        if !readings.is_empty()
+            && let Err(error) = self
+                .store
+                .write_journal_entries(&run.id, Some(run.epoch), readings, self.clock.now())
+                .await
+        {
+            tracing::warn!(run = %run.id, %error, "cannot journal the run's last clock readings");
+        }
+        if let Err(error) = self
+            .store
+            .finish_run_fenced(&run.id, Some(run.epoch), outcome, self.clock.now())
+            .await
+        {
+            tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");
+            return;
+        }
+        self.wake(&Change::Finished(run.id.clone()));
+    }
+
+    pub(super) fn guest_limits(&self, settings: &ModuleSettings) -> GuestLimits {
+        let mut limits = self.runtime.limits().clone();
+        if let Some(bytes) = settings.max_memory_bytes {
+            limits.max_memory_bytes = bytes;
+        }
+        if let Some(ms) = settings.cpu_slice_ms {
+            limits.cpu_slice = Duration::from_millis(ms);
+        }
+        limits
+    }
+
+    pub(super) fn check_output(&self, output: String) -> RunOutcome {
+        let limit = self.limits.max_value_bytes;
+        if output.len() > limit {
+            return RunOutcome::Error {
+                message: format!(
+                    "the workflow's output is {} bytes; the limit is {limit} bytes",
+                    output.len()
+                ),
+            };
+        }
+        match domain::check_json(&output) {
+            Ok(()) => RunOutcome::Success { output },
+            Err(e) => RunOutcome::Error {
+                message: format!("the workflow's output is not valid JSON: {e}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The run lifecycle: starting runs, recovering `PENDING` runs after a
+//! restart (or another host's death), cancelling, resuming and forking.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{
+    ClusterOptions, Executor, ExecutorError, Inner, RecoveryReport, Result, StartRequest, Started,
+    cluster,
+};
+use crate::domain::{self, NewRun, RunRecord, RunStatus, WorkflowId};
+use crate::store::{Change, CreateRun, StoreError};
+
+impl Executor {
+    /// Start a run on the current version of its module, or return the
+    /// existing run with that id.
+    pub async fn start(&self, request: StartRequest) -> Result<Started> {
+        self.inner.start(request).await
+    }
+
+    /// Execute every `PENDING` run again, from its journal; give up on runs
+    /// recovered too often.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        self.inner.recover().await
+    }
+
+    /// Take on the duties of a host that shares its database with others
+    /// (leases, claims, change notifications); see `cluster.rs`. Call once,
+    /// after [`Executor::recover`], when the store is shared.
+    pub async fn start_cluster_duties(&self, options: ClusterOptions) -> Result<()> {
+        Ok(cluster::start(self.inner.clone(), options).await?)
+    }
+
+    /// Cancel a `PENDING` run: it ends `CANCELLED` at once, and its
+    /// execution is stopped wherever it is (a sleep, a wait), its instance
+    /// dropped. What it journaled stays; [`Executor::resume`] goes on from
+    /// there.
+    pub async fn cancel(&self, id: &WorkflowId) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let run = self
+            .transition(
+                id,
+                RunStatus::Pending,
+                RunStatus::Cancelled,
+                "only a PENDING run can be cancelled",
+            )
+            .await?;
+        // The status is committed first: an execution that reaches its end
+        // meanwhile cannot record it any more (only PENDING runs change).
+        if let Some(execution) = inner.executions.lock().expect("executions lock").remove(id) {
+            execution.abort();
+        }
+        tracing::info!(run = %id, "run cancelled");
+        inner.wake(&Change::Finished(id.clone()));
+        Ok(run)
+    }
+
+    /// Resume a `CANCELLED` run: `PENDING` again, with one more attempt,
+    /// executed from its journal.
+    pub async fn resume(&self, id: &WorkflowId) -> Result<RunRecord> {
+        let run = self
+            .transition(
+                id,
+                RunStatus::Cancelled,
+                RunStatus::Pending,
+                "only a CANCELLED run can be resumed",
+            )
+            .await?;
+        let journal = self.inner.store.journal(id).await?;
+        tracing::info!(run = %id, journaled = journal.len(), "run resumed");
+        self.inner.spawn_execution(run.clone(), journal);
+        Ok(run)
+    }
+
+    /// A new run that re-runs run `source` from operation `from_op`: it
+    /// gets the journal and the event writes of `source` before that
+    /// operation, so what came before is replayed, not done again.
+    pub async fn fork(
+        &self,
+        source: &WorkflowId,
+        from_op: u32,
+        id: Option<WorkflowId>,
+    ) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let id = id.unwrap_or_else(WorkflowId::generate);
+        let run = match inner
+            .store
+            .fork_run(source, &id, from_op, inner.clock.now())
+            .await
+        {
+            Ok(run) => run,
+            Err(StoreError::UnknownRun(run)) => return Err(ExecutorError::UnknownRun(run)),
+            Err(StoreError::RunExists(run)) => return Err(ExecutorError::RunExists(run)),
+            Err(error) => return Err(error.into()),
+        };
+        let journal = inner.store.journal(&id).await?;
+        tracing::info!(run = %id, %source, from_op, copied = journal.len(), "run forked");
+        inner.spawn_execution(run.clone(), journal);
+        Ok(run)
+    }
+
+    /// Move run `id` from `from` to `to`, or say why not.
+    async fn transition(
+        &self,
+        id: &WorkflowId,
+        from: RunStatus,
+        to: RunStatus,
+        what: &'static str,
+    ) -> Result<RunRecord> {
+        let now = self.inner.clock.now();
+        match self.inner.store.transition_run(id, from, to, now).await? {
+            None => Err(ExecutorError::UnknownRun(id.to_string())),
+            Some((true, run)) => Ok(run),
+            Some((false, run)) => Err(ExecutorError::WrongStatus {
+                id: id.to_string(),
+                status: run.status,
+                what,
+            }),
+        }
+    }
+}
+
+impl Inner {
+    /// Start a run on the current version of its module, or return the
+    /// existing run with that id.
+    pub(super) async fn start(self: &Arc<Self>, request: StartRequest) -> Result<Started> {
+        let mut module = self.current_module(&request.module);
+        if module.is_none() && self.store.shared() {
+            // Perhaps deployed through another host a moment ago.
+            self.reload_catalog().await?;
+            module = self.current_module(&request.module);
+        }
+        let module =
+            module.ok_or_else(|| ExecutorError::UnknownModule(request.module.to_string()))?;
+        if !module.workflows.contains(&request.workflow) {
+            return Err(ExecutorError::UnknownWorkflow {
+                module: request.module.to_string(),
+                workflow: request.workflow,
+                available: module.workflows.join(", "),
+            });
+        }
+        let queued = self.queued_runs.load(Ordering::Relaxed);
+        if queued >= self.limits.max_queued_runs {
+            return Err(ExecutorError::Overloaded(format!(
+                "{queued} runs are already queued for one of the {} instance slots; retry later",
+                self.limits.max_live_instances
+            )));
+        }
+        let limit = self.limits.max_value_bytes;
+        if request.input.len() > limit {
+            return Err(ExecutorError::TooLarge(format!(
+                "the input is {} bytes; the limit is {limit} bytes",
+                request.input.len()
+            )));
+        }
+        domain::check_json(&request.input).map_err(|e| {
+            ExecutorError::InvalidInput(format!("the input is not valid JSON: {e}"))
+        })?;
+        let now = self.clock.now();
+        let timeout_ms = match request.timeout {
+            Some(timeout) => Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+            None => module.settings.run_timeout_ms,
+        };
+        let new_run = NewRun {
+            deadline: timeout_ms
+                .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+            id: request.id.unwrap_or_else(WorkflowId::generate),
+            module: request.module,
+            version: module.version,
+            workflow: request.workflow,
+            input: request.input,
+            parent: request.parent,
+            now,
+        };
+        match self.store.create_run(new_run.clone()).await? {
+            CreateRun::Created(run) => {
+                self.spawn_execution(run.clone(), Vec::new());
+                Ok(Started { run, created: true })
+            }
+            CreateRun::Existing(run)
+                if run.module == new_run.module && run.workflow == new_run.workflow =>
+            {
+                Ok(Started {
+                    run,
+                    created: false,
+                })
+            }
+            CreateRun::Existing(run) => Err(ExecutorError::Conflict {
+                id: run.id.to_string(),
+                existing_module: run.module.to_string(),
+                existing_workflow: run.workflow,
+                module: new_run.module.to_string(),
+                workflow: new_run.workflow,
+            }),
+        }
+    }
+
+    /// Execute every `PENDING` run again, from its journal; give up on runs
+    /// recovered too often.
+    pub(super) async fn recover(self: &Arc<Self>) -> Result<RecoveryReport> {
+        let inner = self;
+        let claim = inner
+            .store
+            .claim_recovery(inner.limits.max_recovery_attempts, inner.clock.now())
+            .await?;
+        for id in &claim.exceeded {
+            tracing::warn!(run = %id, "run exceeded its recovery attempts");
+            inner.wake(&Change::Finished(id.clone()));
+        }
+        let resumed = claim.resume.len();
+        for run in claim.resume {
+            let journal = inner.store.journal(&run.id).await?;
+            tracing::info!(run = %run.id, attempt = run.attempts, journaled = journal.len(), "recovering run");
+            inner.spawn_execution(run, journal);
+        }
+        Ok(RecoveryReport {
+            resumed,
+            exceeded: claim.exceeded.len(),
+        })
+    }
+}

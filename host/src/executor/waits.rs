@@ -1,0 +1,178 @@
+//! Reading runs and waiting on them: results, events, the activity that
+//! event streams follow, and messages sent to runs from outside.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{EventWait, Executor, ExecutorError, Result, Subscription, WaitKey};
+use crate::domain::{
+    self, Delivery, EventRecord, JournalEntry, NewMessage, RunFilter, RunRecord, WorkflowId,
+};
+use crate::store::{Change, StoreError};
+
+impl Executor {
+    /// Runs that pass `filter`, newest first.
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        Ok(self.inner.store.list_runs(filter).await?)
+    }
+
+    pub async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
+        Ok(self.inner.store.get_run(id).await?)
+    }
+
+    /// Run `id` once it has reached a terminal status, waiting up to
+    /// `timeout`; its current record if it has not by then; `None` if there
+    /// is no such run.
+    pub async fn wait_result(
+        &self,
+        id: &WorkflowId,
+        timeout: Duration,
+    ) -> Result<Option<RunRecord>> {
+        let store = &self.inner.store;
+        let mut subscription = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
+        let Some(run) = store.get_run(id).await? else {
+            return Ok(None);
+        };
+        if run.status.is_terminal() {
+            return Ok(Some(run));
+        }
+        let finished = subscription
+            .wait_for(
+                Instant::now() + timeout,
+                || async {
+                    Ok::<_, StoreError>(
+                        store
+                            .get_run(id)
+                            .await?
+                            .filter(|run| run.status.is_terminal()),
+                    )
+                },
+                |_| None,
+            )
+            .await?;
+        match finished {
+            Some(run) => Ok(Some(run)),
+            None => Ok(store.get_run(id).await?),
+        }
+    }
+
+    /// The value of event `key` of run `id`, waiting up to `timeout` for it.
+    /// A run that does not exist yet is waited for like any other; a run
+    /// that has finished without setting the key ends the wait at once.
+    pub async fn wait_event(
+        &self,
+        id: &WorkflowId,
+        key: &str,
+        timeout: Duration,
+    ) -> Result<EventWait> {
+        let store = &self.inner.store;
+        let deadline = Instant::now() + timeout;
+        // Both subscriptions come before the first read, so neither a write
+        // nor the run's end can slip in between a read and the wait.
+        let mut event = self.inner.waiters.subscribe(WaitKey::Event {
+            run: id.clone(),
+            key: key.to_owned(),
+        });
+        let mut finished = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
+        loop {
+            match store.event_and_status(id, key).await? {
+                (Some(value), _) => return Ok(EventWait::Set(value)),
+                (None, Some(status)) if status.is_terminal() => {
+                    return Ok(EventWait::Finished(status));
+                }
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                return Ok(EventWait::TimedOut);
+            }
+            tokio::select! {
+                woken = event.changed_before(deadline) => {
+                    if woken && let Some(value) = event.take_published() {
+                        return Ok(EventWait::Set(value.to_string()));
+                    }
+                }
+                _ = finished.changed_before(deadline) => {}
+            }
+        }
+    }
+
+    /// Follow run `id`: wake up whenever it writes an event or ends. Subscribe
+    /// before reading what the run has done, so nothing falls in between.
+    pub fn follow(&self, id: &WorkflowId) -> Subscription {
+        self.inner.waiters.subscribe(WaitKey::Activity(id.clone()))
+    }
+
+    /// Send a message to run `id` from outside any run, once per
+    /// idempotency key.
+    pub async fn send_message(
+        &self,
+        id: &WorkflowId,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Delivery> {
+        domain::validate_topic(&topic)?;
+        if let Some(key) = &idempotency_key
+            && (key.is_empty() || key.len() > domain::MAX_WORKFLOW_ID_LEN)
+        {
+            return Err(ExecutorError::InvalidInput(format!(
+                "idempotency_key must be 1 to {} bytes long, got {}",
+                domain::MAX_WORKFLOW_ID_LEN,
+                key.len()
+            )));
+        }
+        let limit = self.inner.limits.max_value_bytes;
+        if message.len() > limit {
+            return Err(ExecutorError::TooLarge(format!(
+                "the message is {} bytes; the limit is {limit} bytes",
+                message.len()
+            )));
+        }
+        domain::check_json(&message).map_err(|e| {
+            ExecutorError::InvalidInput(format!("the message is not valid JSON: {e}"))
+        })?;
+        let sent = NewMessage {
+            run: id.clone(),
+            topic: topic.clone(),
+            message,
+            idempotency_key,
+        };
+        match self
+            .inner
+            .store
+            .send_message(sent, self.inner.clock.now())
+            .await
+        {
+            Ok(delivery) => {
+                if delivery == Delivery::Delivered {
+                    self.inner.wake(&Change::Message {
+                        run: id.clone(),
+                        topic,
+                    });
+                }
+                Ok(delivery)
+            }
+            Err(StoreError::UnknownRun(run)) => Err(ExecutorError::UnknownRun(run)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
+        Ok(self.inner.store.list_events(id).await?)
+    }
+
+    /// The event writes of run `id`, oldest first: all of them, or those
+    /// journaled after operation `after_op`.
+    pub async fn event_history(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+    ) -> Result<Vec<EventRecord>> {
+        Ok(self.inner.store.event_history(id, after_op).await?)
+    }
+
+    pub async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
+        Ok(self.inner.store.journal(id).await?)
+    }
+}

@@ -1,0 +1,139 @@
+//! What every route shares: reading a request's body, parsing its JSON and
+//! its ids, and making JSON answers.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::query::encode_segment;
+use super::router::{ApiLimits, Body};
+use crate::domain::{ErrorKind, ModuleName, RunRecord, WorkflowId};
+
+pub(super) type ApiResult = Result<Response<Body>, ApiError>;
+
+pub(super) fn json_response<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).expect("API views serialise to JSON");
+    let mut response = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub(super) fn static_response(content_type: &'static str, body: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// The answer to a request that started (or forked) a run: 202 with the
+/// run's id, status and `Location`, or 200 for a run that existed already.
+pub(super) fn run_accepted(run: &RunRecord, created: bool) -> Response<Body> {
+    let status = if created {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = json_response(
+        status,
+        &serde_json::json!({"id": run.id.as_str(), "status": run.status.as_str()}),
+    );
+    if let Ok(location) = HeaderValue::from_str(&format!(
+        "/v1/workflows/{}",
+        encode_segment(run.id.as_str())
+    )) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+pub(super) fn raw_json(text: String) -> Result<Box<RawValue>, ApiError> {
+    RawValue::from_string(text).map_err(ApiError::internal)
+}
+
+pub(super) fn run_not_found(id: &WorkflowId) -> ApiError {
+    ApiError::not_found("run_not_found", format!("run {id} does not exist"))
+}
+
+pub(super) fn parse_module_name(name: &str) -> Result<ModuleName, ApiError> {
+    ModuleName::parse(name).map_err(|e| ApiError::bad_request("invalid_module_name", e.0))
+}
+
+pub(super) fn parse_workflow_id(id: &str) -> Result<WorkflowId, ApiError> {
+    WorkflowId::parse(id).map_err(|e| ApiError::bad_request("invalid_id", e.0))
+}
+
+pub(super) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!("the request body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+pub(super) fn request_has_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+}
+
+pub(super) async fn read_body<B>(
+    request: Request<B>,
+    limits: &ApiLimits,
+    limit: usize,
+) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let Some(length) = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        return Err(body_too_large(limit));
+    }
+    let timeout = limits.body_read_timeout;
+    let collected =
+        tokio::time::timeout(timeout, Limited::new(request.into_body(), limit).collect())
+            .await
+            .map_err(|_| {
+                ApiError::with_status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        timeout.as_millis()
+                    ),
+                )
+            })?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
+        Err(error) => Err(ApiError::bad_request(
+            "bad_body",
+            format!("the request body could not be read: {error}"),
+        )),
+    }
+}
+
+fn body_too_large(limit: usize) -> ApiError {
+    ApiError::of(
+        ErrorKind::TooLarge,
+        "body_too_large",
+        format!("the request body is larger than the limit of {limit} bytes"),
+    )
+}

@@ -1,0 +1,238 @@
+//! `/v1/workflows`: starting runs, listing and reading them, their results
+//! and journals, messages to them, and cancelling, resuming and forking.
+
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ApiError;
+use super::query::Query;
+use super::respond::{
+    ApiResult, json_response, parse_json, parse_module_name, parse_workflow_id, run_accepted,
+    run_not_found,
+};
+use super::router::Api;
+use super::views::{RunView, StepView};
+use crate::domain::{Delivery, InvalidValue, RunFilter, WorkflowId};
+use crate::executor::StartRequest;
+
+impl Api {
+    pub(super) async fn start(&self, body: &[u8]) -> ApiResult {
+        let request: StartBody = parse_json(body)?;
+        let module = parse_module_name(&request.module)?;
+        let id = request
+            .id
+            .as_deref()
+            .map(WorkflowId::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_id", e.0))?;
+        let input = request
+            .input
+            .map(|raw| raw.get().to_owned())
+            .unwrap_or_else(|| "null".to_owned());
+        let started = self
+            .executor()
+            .start(StartRequest {
+                module,
+                workflow: request.workflow,
+                input,
+                id,
+                timeout: request.timeout_ms.map(Duration::from_millis),
+                parent: None,
+            })
+            .await?;
+        Ok(run_accepted(&started.run, started.created))
+    }
+
+    pub(super) async fn list_runs(&self, query: &Query) -> ApiResult {
+        let mut filter = run_filter(query)?;
+        // One more than asked tells whether there is a next page.
+        let limit = filter.limit as usize;
+        filter.limit += 1;
+        let mut runs = self.executor().list_runs(&filter).await?;
+        let next_cursor = if runs.len() > limit {
+            runs.truncate(limit);
+            runs.last()
+                .map(|run| encode_cursor(run.created_at, &run.id))
+        } else {
+            None
+        };
+        let views: Vec<RunView> = runs.iter().map(RunView::from).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"workflows": views, "next_cursor": next_cursor}),
+        ))
+    }
+
+    pub(super) async fn get_run(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        match self.executor().get_run(&id).await? {
+            Some(run) => Ok(json_response(StatusCode::OK, &RunView::from(&run))),
+            None => Err(run_not_found(&id)),
+        }
+    }
+
+    pub(super) async fn cancel(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let run = self.executor().cancel(&id).await?;
+        Ok(json_response(StatusCode::OK, &RunView::from(&run)))
+    }
+
+    pub(super) async fn resume(&self, id: &str) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let run = self.executor().resume(&id).await?;
+        Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run)))
+    }
+
+    pub(super) async fn fork(&self, id: &str, body: &[u8]) -> ApiResult {
+        let source = parse_workflow_id(id)?;
+        let fork: ForkBody = parse_json(body)?;
+        let id = fork
+            .id
+            .as_deref()
+            .map(WorkflowId::parse)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_id", e.0))?;
+        let run = self.executor().fork(&source, fork.from_step, id).await?;
+        Ok(run_accepted(&run, true))
+    }
+
+    pub(super) async fn wait_result(&self, id: &str, query: &Query) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let timeout = self.timeout(query)?;
+        let _slot = self.wait_slot()?;
+        match self.executor().wait_result(&id, timeout).await? {
+            // 200 once finished; 202 with the run as it is while it runs on.
+            Some(run) if run.status.is_terminal() => {
+                Ok(json_response(StatusCode::OK, &RunView::from(&run)))
+            }
+            Some(run) => Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run))),
+            None => Err(run_not_found(&id)),
+        }
+    }
+
+    pub(super) async fn list_steps(&self, id: &str) -> ApiResult {
+        let id = self.existing_run(id).await?;
+        let journal = self.executor().journal(&id).await?;
+        let steps: Vec<StepView> = journal.iter().map(StepView::from).collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "steps": steps }),
+        ))
+    }
+
+    pub(super) async fn send_message(&self, id: &str, body: &[u8]) -> ApiResult {
+        let id = parse_workflow_id(id)?;
+        let request: MessageBody = parse_json(body)?;
+        let delivery = self
+            .executor()
+            .send_message(
+                &id,
+                request.topic,
+                request.message.get().to_owned(),
+                request.idempotency_key,
+            )
+            .await?;
+        Ok(match delivery {
+            Delivery::Delivered => json_response(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"delivered": true}),
+            ),
+            // Sent before under this key: delivered once, then, not now.
+            Delivery::Duplicate => json_response(
+                StatusCode::OK,
+                &serde_json::json!({"delivered": false, "duplicate": true}),
+            ),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkBody {
+    /// The first operation to run again; those before it are copied.
+    from_step: u32,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    topic: String,
+    message: Box<RawValue>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    module: String,
+    workflow: String,
+    #[serde(default)]
+    input: Option<Box<RawValue>>,
+    #[serde(default)]
+    id: Option<String>,
+    /// Wall-clock limit of the run; the module's default when absent.
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+/// Most runs one page of a listing may have.
+const MAX_LIST_LIMIT: u32 = 1000;
+
+/// The filter of `GET /v1/workflows?status=&module=&workflow=&limit=&cursor=`.
+fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
+    const ACCEPTED: &str = "status, module, workflow, limit, cursor";
+    let invalid = |message: String| ApiError::bad_request("invalid_query", message);
+    let mut filter = RunFilter {
+        limit: 50,
+        ..RunFilter::default()
+    };
+    for (key, value) in query.pairs() {
+        let value = value.to_owned();
+        match key {
+            "status" => {
+                filter.status = Some(value.parse().map_err(|e: InvalidValue| invalid(e.0))?)
+            }
+            "module" => filter.module = Some(parse_module_name(&value)?),
+            "workflow" => filter.workflow = Some(value),
+            "limit" => {
+                filter.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "limit must be a whole number from 1 to {MAX_LIST_LIMIT}, got {value:?}"
+                        ))
+                    })?;
+            }
+            "cursor" => {
+                filter.after = Some(decode_cursor(&value).ok_or_else(|| {
+                    invalid("cursor is not one this host handed out as next_cursor".into())
+                })?);
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown query parameter {other:?}; accepted: {ACCEPTED}"
+                )));
+            }
+        }
+    }
+    Ok(filter)
+}
+
+/// A page's cursor: where the next page starts, opaque to clients.
+fn encode_cursor(created_at: i64, id: &WorkflowId) -> String {
+    hex::encode(format!("{created_at}:{id}"))
+}
+
+fn decode_cursor(cursor: &str) -> Option<(i64, WorkflowId)> {
+    let text = String::from_utf8(hex::decode(cursor).ok()?).ok()?;
+    let (created_at, id) = text.split_once(':')?;
+    Some((created_at.parse().ok()?, WorkflowId::parse(id).ok()?))
+}
