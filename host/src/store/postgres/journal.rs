@@ -1,0 +1,327 @@
+//! The journal and the writes that go with it: journal entries and their
+//! effects (events, messages sent, messages received), fenced by the run's
+//! epoch, a run's end, messages from outside, and forks. Each is one
+//! transaction, announced after its commit.
+
+use sqlx::PgConnection;
+
+use super::checkout::Checkout;
+use super::{PgStore, select_run};
+use crate::domain::{Delivery, JournalWrite, NewMessage, RunOutcome, RunRecord, WorkflowId};
+use crate::store::rows::{completes_a_wait, corrupt, journal_row, outcome_columns, run_refusal};
+use crate::store::{Change, Result, StoreError};
+
+impl PgStore {
+    pub(super) async fn finish(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        outcome: RunOutcome,
+        now: i64,
+    ) -> Result<()> {
+        let (status, output, error) = outcome_columns(outcome);
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, output = $2, error = $3, updated_at = $4, owner = NULL, lease_expires_at = NULL
+             WHERE id = $5 AND status = 'PENDING' AND ($6::BIGINT IS NULL OR epoch = $6)",
+        )
+        .bind(status.as_str())
+        .bind(output)
+        .bind(error)
+        .bind(now)
+        .bind(id.as_str())
+        .bind(fence.map(|e| e as i64))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let (Some(mine), Some(current)) = (fence, current)
+                && current as u64 != mine
+            {
+                return Err(StoreError::Fenced {
+                    run: id.to_string(),
+                    current: current as u64,
+                    mine,
+                });
+            }
+            return Ok(());
+        }
+        tx.commit().await?;
+        self.announce([Change::Finished(id.clone())]);
+        Ok(())
+    }
+
+    pub(super) async fn write_entries(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        writes: Vec<JournalWrite>,
+        now: i64,
+    ) -> Result<()> {
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
+        if let Some(mine) = fence {
+            // Hold the run's row for the transaction: a claim (an UPDATE,
+            // which skips locked rows) cannot hand the run to another
+            // execution between this check and the commit.
+            let row: Option<(String, i64)> =
+                sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1 FOR SHARE")
+                    .bind(id.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(refusal) = run_refusal(id, row, Some(mine)) {
+                return Err(refusal);
+            }
+        }
+        let mut changes = Vec::new();
+        for write in writes {
+            self.write_journal_in(&mut tx, &mut changes, id, fence, write, now)
+                .await?;
+        }
+        tx.commit().await?;
+        self.announce(changes);
+        Ok(())
+    }
+
+    pub(super) async fn send(&self, message: NewMessage, now: i64) -> Result<Delivery> {
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)")
+            .bind(message.run.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        if !exists {
+            return Err(StoreError::UnknownRun(message.run.to_string()));
+        }
+        let mut changes = Vec::new();
+        let delivery = deliver(&mut tx, &mut changes, &message, now).await?;
+        tx.commit().await?;
+        self.announce(changes);
+        Ok(delivery)
+    }
+
+    pub(super) async fn fork(
+        &self,
+        source: &WorkflowId,
+        new: &WorkflowId,
+        from_op: u32,
+        now: i64,
+    ) -> Result<RunRecord> {
+        let mut conn = Checkout::take(&self.pool).await?;
+        let mut tx = conn.begin().await?;
+        let created = sqlx::query(
+            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, epoch, owner, lease_expires_at)
+             SELECT $1, module, version, workflow, input, 'PENDING', 1, $2, $2, 1, $3, $4 FROM runs WHERE id = $5
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(new.as_str())
+        .bind(now)
+        .bind(&self.executor_id)
+        .bind(now.saturating_add(self.lease_ms))
+        .bind(source.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if created.rows_affected() == 0 {
+            let exists = select_run(&mut tx, new.as_str()).await?.is_some();
+            return Err(if exists {
+                StoreError::RunExists(new.to_string())
+            } else {
+                StoreError::UnknownRun(source.to_string())
+            });
+        }
+        sqlx::query(
+            "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at)
+             SELECT $1, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
+             FROM journal WHERE run_id = $2 AND op < $3",
+        )
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(i64::from(from_op))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO event_history (run_id, op, key, value, recorded_at)
+             SELECT $1, op, key, value, recorded_at
+             FROM event_history WHERE run_id = $2 AND op < $3 ORDER BY seq",
+        )
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(i64::from(from_op))
+        .execute(&mut *tx)
+        .await?;
+        // The copy's current events: the last write of each key.
+        sqlx::query(
+            "INSERT INTO events (run_id, key, value, op, updated_at)
+             SELECT DISTINCT ON (key) run_id, key, value, op, recorded_at
+             FROM event_history WHERE run_id = $1 ORDER BY key, op DESC",
+        )
+        .bind(new.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let run = select_run(&mut tx, new.as_str())
+            .await?
+            .ok_or_else(|| corrupt(format!("forked run {new} vanished")))?;
+        tx.commit().await?;
+        Ok(run)
+    }
+
+    /// Why a journal write of `op` changed nothing.
+    async fn refusal(
+        conn: &mut PgConnection,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        op: u32,
+    ) -> Result<StoreError> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+        // The run may be written to: then the operation was there already.
+        Ok(
+            run_refusal(id, row, fence).unwrap_or(StoreError::DuplicateOperation {
+                run: id.to_string(),
+                op,
+            }),
+        )
+    }
+
+    async fn write_journal_in(
+        &self,
+        conn: &mut PgConnection,
+        changes: &mut Vec<Change>,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        write: JournalWrite,
+        now: i64,
+    ) -> Result<()> {
+        let op = write.op();
+        let row = journal_row(&write);
+        let on_conflict = if completes_a_wait(&write) {
+            // Complete a started wait, never one that is already complete.
+            "ON CONFLICT (run_id, op) DO UPDATE
+             SET outcome = excluded.outcome, completed = TRUE, recorded_at = excluded.recorded_at,
+                 epoch = excluded.epoch, writer = excluded.writer
+             WHERE journal.completed = FALSE AND journal.kind = excluded.kind"
+        } else {
+            "ON CONFLICT (run_id, op) DO NOTHING"
+        };
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, writer)
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13
+             WHERE EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status = 'PENDING' AND ($12::BIGINT IS NULL OR epoch = $12))
+             {on_conflict}"
+        ))
+        .bind(id.as_str())
+        .bind(i64::from(op))
+        .bind(row.kind.as_str())
+        .bind(row.name)
+        .bind(row.outcome)
+        .bind(row.deadline)
+        .bind(row.completed)
+        .bind(now)
+        .bind(row.error)
+        .bind(row.attempt.map(i64::from))
+        .bind(row.started_at)
+        .bind(fence.map(|e| e as i64))
+        .bind(&self.executor_id)
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() != 1 {
+            return Err(Self::refusal(conn, id, fence, op).await?);
+        }
+        // The effect, in the same transaction as its journal entry.
+        match write {
+            JournalWrite::SetEvent { key, value, .. } => {
+                sqlx::query(
+                    "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(id.as_str())
+                .bind(i64::from(op))
+                .bind(&key)
+                .bind(&value)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO events (run_id, key, value, op, updated_at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (run_id, key) DO UPDATE
+                     SET value = excluded.value, op = excluded.op, updated_at = excluded.updated_at",
+                )
+                .bind(id.as_str())
+                .bind(&key)
+                .bind(&value)
+                .bind(i64::from(op))
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+                changes.push(Change::Event {
+                    run: id.clone(),
+                    key,
+                });
+            }
+            JournalWrite::Send {
+                message,
+                delivered: true,
+                ..
+            } => {
+                deliver(conn, changes, &message, now).await?;
+            }
+            JournalWrite::RecvCompleted {
+                received: Some(received),
+                ..
+            } => {
+                let updated = sqlx::query(
+                    "UPDATE messages SET consumed_op = $1 WHERE seq = $2 AND run_id = $3 AND consumed_op IS NULL",
+                )
+                .bind(i64::from(op))
+                .bind(received.seq)
+                .bind(id.as_str())
+                .execute(&mut *conn)
+                .await?;
+                if updated.rows_affected() != 1 {
+                    return Err(corrupt(format!(
+                        "message {} of run {id} was received twice",
+                        received.seq
+                    )));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Deliver `message` to its run, unless its idempotency key was delivered
+/// before. The caller knows the run exists.
+async fn deliver(
+    conn: &mut PgConnection,
+    changes: &mut Vec<Change>,
+    message: &NewMessage,
+    now: i64,
+) -> Result<Delivery> {
+    let inserted = sqlx::query(
+        "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (run_id, idempotency_key) DO NOTHING",
+    )
+    .bind(message.run.as_str())
+    .bind(&message.topic)
+    .bind(&message.message)
+    .bind(&message.idempotency_key)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() != 1 {
+        return Ok(Delivery::Duplicate);
+    }
+    changes.push(Change::Message {
+        run: message.run.clone(),
+        topic: message.topic.clone(),
+    });
+    Ok(Delivery::Delivered)
+}
