@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::routes::{self, Routes};
+use super::trigger_routes::{self, Routes};
 use super::{AllowList, Executor, ExecutorError, Inner, Limits, Result};
 use crate::domain::{self, ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion};
 use crate::store::{NewModuleVersion, PutModule, Store};
@@ -170,7 +170,7 @@ pub(super) async fn load_catalog(
             continue;
         };
         let checked = Manifest::parse(manifest.as_bytes()).and_then(|manifest| {
-            let checked = manifest.check(routes::role_of(module), limits.max_trigger_wait_ms)?;
+            let checked = manifest.check(trigger_routes::role_of(module), limits.max_trigger_wait_ms)?;
             routes.check(&name, &checked)?;
             Ok((manifest, checked))
         });
@@ -216,8 +216,6 @@ impl Inner {
         }
     }
 
-    /// The host's guest limits, with the overrides of a module version
-    /// (checked against the host's bounds when it was deployed).
     /// The settings module `version` was deployed with.
     pub(super) async fn module_settings(
         &self,

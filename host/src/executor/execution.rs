@@ -131,6 +131,8 @@ impl Inner {
         self.wake(&Change::Finished(run.id.clone()));
     }
 
+    /// The host's guest limits, with the overrides of a module version
+    /// (checked against the host's bounds when it was deployed).
     pub(super) fn guest_limits(&self, settings: &ModuleSettings) -> GuestLimits {
         let mut limits = self.runtime.limits().clone();
         if let Some(bytes) = settings.max_memory_bytes {

@@ -21,7 +21,7 @@ mod execution;
 mod handlers;
 mod lifecycle;
 mod outbound;
-mod routes;
+mod trigger_routes;
 mod run_host;
 mod steps;
 mod waiters;
@@ -45,7 +45,7 @@ use crate::domain::{ModuleName, ModuleVersion, RunRecord, RunStatus, WorkflowId}
 use crate::runtime::Runtime;
 use crate::store::Store;
 use catalog::load_catalog;
-use routes::Routes;
+use trigger_routes::Routes;
 
 /// Limits on what guests and clients may hand the host.
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ pub mod handler {
 pub use self::cairn::workflow::context::Level;
 pub use self::cairn::workflow::types::{Error as WitError, ErrorCode as WitErrorCode, RunResult};
 
-use super::host::{GuestError, GuestErrorCode};
+use super::instance::{GuestError, GuestErrorCode};
 
 impl From<GuestError> for WitError {
     fn from(error: GuestError) -> Self {

@@ -20,7 +20,7 @@ use super::bindings::cairn::workflow::context;
 use super::bindings::handler::cairn::workflow::client;
 use super::bindings::{Level, WitError};
 use super::guest_output::GuestOutput;
-use super::host::GuestError;
+use super::instance::GuestError;
 use super::limits::{InstanceLimiter, Metered};
 
 /// How a run ended, as a handler sees it.

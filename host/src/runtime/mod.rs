@@ -6,7 +6,7 @@ mod bindings;
 mod environment;
 mod guest_output;
 mod handler;
-mod host;
+mod instance;
 mod limits;
 
 use std::collections::HashMap;
@@ -20,7 +20,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 pub use environment::{GuestEnvironment, LiveEnvironment, nanos, system_time};
 pub use handler::{HandlerClient, HandlerFailure, RunResult};
-pub use host::{
+pub use instance::{
     GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, RetryPolicy, StepState,
     WorkflowHost,
 };
@@ -31,29 +31,21 @@ use crate::domain::ModuleKind;
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
 use handler::HandlerState;
-use host::HostState;
+use instance::InstanceState;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 /// The interface a workflow module exports.
 const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
 /// The interface a handler module exports (any WASI 0.2 version).
 const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
-/// Imports a workflow may have: Cairn's interfaces, the WASI interfaces
-/// that Rust's std (and other languages' runtimes) link against, and
-/// `wasi:http` for steps. WASI is linked with a context that grants nothing:
-/// no files, no environment, no sockets; clocks and random numbers are
-/// journaled, and outgoing HTTP is refused outside steps.
-const WORKFLOW_IMPORT_PREFIXES: &[&str] = &[
-    "cairn:workflow/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:http/",
-];
-/// Imports a handler may have: those of a workflow, and the types of
-/// `wasi:http` (outgoing requests are linked, and refused when made).
-const HANDLER_IMPORT_PREFIXES: &[&str] = &[
+/// Imports a guest may have, workflow or handler alike: the Cairn
+/// interfaces, the WASI 0.2 interfaces that Rust's std (and other
+/// languages' runtimes) link against, and `wasi:http` (a workflow's steps
+/// make outgoing requests; a handler serves one). WASI is linked with a
+/// context that grants nothing: no files, no environment, no sockets;
+/// clocks and random numbers are journaled, and outgoing HTTP is refused
+/// outside steps and beyond the module's allow-list.
+const GUEST_IMPORT_PREFIXES: &[&str] = &[
     "cairn:workflow/",
     "wasi:cli/",
     "wasi:io/",
@@ -119,7 +111,7 @@ pub struct ValidatedModule {
 /// A component ready to instantiate.
 #[derive(Clone)]
 enum Prepared {
-    Workflow(WorkflowPre<HostState>),
+    Workflow(WorkflowPre<InstanceState>),
     Handler(ProxyPre<HandlerState>),
 }
 
@@ -163,7 +155,7 @@ pub struct Runtime {
 
 struct Inner {
     engine: Engine,
-    linker: Linker<HostState>,
+    linker: Linker<InstanceState>,
     handler_linker: Linker<HandlerState>,
     /// Ready-to-instantiate modules, by version.
     modules: Mutex<HashMap<String, Prepared>>,
@@ -197,7 +189,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+        bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<InstanceState>>(
             &mut linker,
             |state| state,
         )
@@ -356,9 +348,9 @@ impl Runtime {
         wasi: wasmtime_wasi::WasiCtx,
         host: Box<dyn WorkflowHost>,
         limits: GuestLimits,
-    ) -> Store<HostState> {
+    ) -> Store<InstanceState> {
         let limiter = limits::InstanceLimiter::new(limits.clone());
-        let mut store = Store::new(&self.inner.engine, HostState::new(wasi, host, limiter));
+        let mut store = Store::new(&self.inner.engine, InstanceState::new(wasi, host, limiter));
         limits::meter(&mut store, &limits);
         store
     }
@@ -382,17 +374,11 @@ impl Runtime {
         } else {
             None
         };
-        let (allowed, offered, to) = match kind {
-            Some(ModuleKind::Workflow) | None => (
-                WORKFLOW_IMPORT_PREFIXES,
-                "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks and random",
-                "workflows",
-            ),
-            Some(ModuleKind::Handler) => (
-                HANDLER_IMPORT_PREFIXES,
-                "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random and http",
-                "handlers",
-            ),
+        let allowed = GUEST_IMPORT_PREFIXES;
+        let offered = "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random and http";
+        let to = match kind {
+            Some(ModuleKind::Workflow) | None => "workflows",
+            Some(ModuleKind::Handler) => "handlers",
         };
         let unexpected: Vec<String> = ty
             .imports(engine)
@@ -444,7 +430,7 @@ impl Runtime {
 
     async fn list_workflows(
         &self,
-        pre: &WorkflowPre<HostState>,
+        pre: &WorkflowPre<InstanceState>,
     ) -> Result<Vec<String>, UploadError> {
         let mut store = self.new_store(
             sealed_wasi(

@@ -549,9 +549,6 @@ fn current_epoch(conn: &mut RawConnection, id: &WorkflowId) -> Result<Option<u64
 /// Insert a journal row, only while its run is pending (and, with a fence,
 /// in that epoch). On a conflict with an existing row, `upsert` completes a
 /// started wait instead.
-/// Insert a journal row, only while its run is pending (and, with a fence,
-/// in that epoch). On a conflict with an existing row, `upsert` completes a
-/// started wait instead.
 const INSERT_JOURNAL: &str =
     "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at)
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11

@@ -117,7 +117,7 @@ pub trait WorkflowHost: Send + 'static {
 
 /// The `T` of `Store<T>`: WASI state that grants nothing, the run's host,
 /// and the instance's limits.
-pub struct HostState {
+pub struct InstanceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     hooks: OutgoingHttp,
@@ -128,15 +128,15 @@ pub struct HostState {
     pub(super) busy_ticks: u32,
 }
 
-impl std::fmt::Debug for HostState {
+impl std::fmt::Debug for InstanceState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostState")
+        f.debug_struct("InstanceState")
             .field("workflow_id", &self.host.workflow_id())
             .finish_non_exhaustive()
     }
 }
 
-impl HostState {
+impl InstanceState {
     pub(super) fn new(
         wasi: WasiCtx,
         host: Box<dyn WorkflowHost>,
@@ -159,7 +159,7 @@ impl HostState {
     }
 }
 
-impl super::limits::Metered for HostState {
+impl super::limits::Metered for InstanceState {
     fn limiter(&mut self) -> &mut InstanceLimiter {
         &mut self.limiter
     }
@@ -169,7 +169,7 @@ impl super::limits::Metered for HostState {
     }
 }
 
-impl WasiView for HostState {
+impl WasiView for InstanceState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -178,7 +178,7 @@ impl WasiView for HostState {
     }
 }
 
-impl WasiHttpView for HostState {
+impl WasiHttpView for InstanceState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
@@ -192,9 +192,9 @@ fn trap(failure: HostFailure) -> wasmtime::Error {
     wasmtime::Error::new(failure)
 }
 
-impl types::Host for HostState {}
+impl types::Host for InstanceState {}
 
-impl events::Host for HostState {
+impl events::Host for InstanceState {
     async fn set_event(
         &mut self,
         key: String,
@@ -221,7 +221,7 @@ impl events::Host for HostState {
     }
 }
 
-impl messages::Host for HostState {
+impl messages::Host for InstanceState {
     async fn send(
         &mut self,
         workflow_id: String,
@@ -253,7 +253,7 @@ impl messages::Host for HostState {
     }
 }
 
-impl children::Host for HostState {
+impl children::Host for InstanceState {
     async fn start_child(
         &mut self,
         module: String,
@@ -283,14 +283,14 @@ impl children::Host for HostState {
     }
 }
 
-impl timers::Host for HostState {
+impl timers::Host for InstanceState {
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         self.host_called();
         self.host.sleep(duration_ms).await.map_err(trap)
     }
 }
 
-impl steps::Host for HostState {
+impl steps::Host for InstanceState {
     async fn begin_step(
         &mut self,
         name: String,
@@ -328,7 +328,7 @@ fn step_state(state: StepState) -> steps::StepState {
     }
 }
 
-impl context::Host for HostState {
+impl context::Host for InstanceState {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
         self.host_called();
         Ok(self.host.workflow_id())
