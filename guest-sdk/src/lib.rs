@@ -166,19 +166,67 @@ fn decode_optional<T: serde::de::DeserializeOwned>(json: Option<String>) -> Resu
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunResult {
-    /// `SUCCESS`, `ERROR`, `CANCELLED` or `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
-    pub status: String,
+    /// Its final status.
+    pub status: RunStatus,
     /// The output of a run that succeeded.
     pub output: Option<serde_json::Value>,
     /// The error of a run that did not.
     pub error: Option<String>,
 }
 
+/// The status a run ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// It returned an output.
+    Success,
+    /// It failed (returned an error, trapped, or broke a limit).
+    Error,
+    /// It was cancelled, or ran out of its time limit.
+    Cancelled,
+    /// It was recovered more often than the host allows.
+    MaxRecoveryAttemptsExceeded,
+}
+
+impl RunStatus {
+    /// The host's name of the status, as the HTTP API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "SUCCESS",
+            Self::Error => "ERROR",
+            Self::Cancelled => "CANCELLED",
+            Self::MaxRecoveryAttemptsExceeded => "MAX_RECOVERY_ATTEMPTS_EXCEEDED",
+        }
+    }
+
+    #[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
+    fn parse(status: &str) -> Result<Self> {
+        [
+            Self::Success,
+            Self::Error,
+            Self::Cancelled,
+            Self::MaxRecoveryAttemptsExceeded,
+        ]
+        .into_iter()
+        .find(|known| known.as_str() == status)
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "the host reported an unknown run status {status:?}"
+            ))
+        })
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl RunResult {
     #[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
     fn decode(status: String, output: Option<String>, error: Option<String>) -> Result<Self> {
         Ok(RunResult {
-            status,
+            status: RunStatus::parse(&status)?,
             output: decode_optional(output)?,
             error,
         })
@@ -186,7 +234,22 @@ impl RunResult {
 
     /// Whether the run succeeded.
     pub fn succeeded(&self) -> bool {
-        self.status == "SUCCESS"
+        self.status == RunStatus::Success
+    }
+
+    /// The output of a run that succeeded, as a `T`; `None` for a run that
+    /// did not succeed.
+    ///
+    /// ```
+    /// # use cairn_sdk::{RunResult, RunStatus};
+    /// let result = RunResult { status: RunStatus::Success, output: Some(serde_json::json!(49)), error: None };
+    /// assert_eq!(result.output_as::<i64>().unwrap(), Some(49));
+    /// ```
+    pub fn output_as<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        match (&self.output, self.succeeded()) {
+            (Some(output), true) => Ok(Some(T::deserialize(output)?)),
+            _ => Ok(None),
+        }
     }
 }
 

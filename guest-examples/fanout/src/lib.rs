@@ -47,8 +47,7 @@ fn fan_out(request: FanOut) -> Result<Vec<i64>> {
             )));
         }
         let square = result
-            .output
-            .and_then(|o| o.as_i64())
+            .output_as::<i64>()?
             .ok_or_else(|| Error::msg(format!("child {child} returned no number")))?;
         squares.push(square);
     }

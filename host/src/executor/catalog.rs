@@ -170,7 +170,8 @@ pub(super) async fn load_catalog(
             continue;
         };
         let checked = Manifest::parse(manifest.as_bytes()).and_then(|manifest| {
-            let checked = manifest.check(trigger_routes::role_of(module), limits.max_trigger_wait_ms)?;
+            let checked =
+                manifest.check(trigger_routes::role_of(module), limits.max_trigger_wait_ms)?;
             routes.check(&name, &checked)?;
             Ok((manifest, checked))
         });
