@@ -10,9 +10,12 @@
 //!
 //! The API mirrors sqlx's query builder, so the write functions read alike:
 //! `conn.query(SQL).bind(a).bind(b).execute()?`. Statements are prepared once
-//! and cached; values are copied in (`SQLITE_TRANSIENT`) and rows copied out,
-//! so nothing borrowed outlives a call.
+//! and cached. Bound values are borrowed where the caller has them, and
+//! handed to SQLite without a copy (`SQLITE_STATIC`): the bindings are
+//! cleared before `run` returns, so SQLite never holds them longer than the
+//! query does. Rows are copied out, so nothing SQLite owns outlives a call.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int};
 use std::ptr::NonNull;
@@ -44,56 +47,57 @@ impl From<SqliteFailure> for StoreError {
     }
 }
 
-/// A value bound to a statement or read from a row.
+/// A value bound to a statement (borrowed where the caller has it) or read
+/// from a row (owned).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Value {
+pub(super) enum Value<'a> {
     Null,
     Int(i64),
-    Text(String),
-    Blob(Vec<u8>),
+    Text(Cow<'a, str>),
+    Blob(Cow<'a, [u8]>),
 }
 
-impl From<i64> for Value {
+impl From<i64> for Value<'_> {
     fn from(v: i64) -> Self {
         Value::Int(v)
     }
 }
-impl From<u32> for Value {
+impl From<u32> for Value<'_> {
     fn from(v: u32) -> Self {
         Value::Int(i64::from(v))
     }
 }
-impl From<bool> for Value {
+impl From<bool> for Value<'_> {
     fn from(v: bool) -> Self {
         Value::Int(i64::from(v))
     }
 }
-impl From<&str> for Value {
-    fn from(v: &str) -> Self {
-        Value::Text(v.to_owned())
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(v: &'a str) -> Self {
+        Value::Text(Cow::Borrowed(v))
     }
 }
-impl From<String> for Value {
+impl From<String> for Value<'_> {
     fn from(v: String) -> Self {
-        Value::Text(v)
+        Value::Text(Cow::Owned(v))
     }
 }
-impl From<&String> for Value {
-    fn from(v: &String) -> Self {
-        Value::Text(v.clone())
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(v: &'a String) -> Self {
+        Value::Text(Cow::Borrowed(v))
     }
 }
-impl From<&Vec<u8>> for Value {
-    fn from(v: &Vec<u8>) -> Self {
-        Value::Blob(v.clone())
+impl<'a> From<&'a Vec<u8>> for Value<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Value::Blob(Cow::Borrowed(v))
     }
 }
-impl From<&Option<String>> for Value {
-    fn from(v: &Option<String>) -> Self {
+impl<'a> From<&'a Option<String>> for Value<'a> {
+    fn from(v: &'a Option<String>) -> Self {
         v.as_deref().into()
     }
 }
-impl<T: Into<Value>> From<Option<T>> for Value {
+impl<'a, T: Into<Value<'a>>> From<Option<T>> for Value<'a> {
     fn from(v: Option<T>) -> Self {
         v.map_or(Value::Null, Into::into)
     }
@@ -189,66 +193,74 @@ impl RawConnection {
     fn run(
         &mut self,
         sql: &str,
-        values: &[Value],
+        values: &[Value<'_>],
         rows: &mut Vec<Row>,
     ) -> Result<u64, SqliteFailure> {
         let statement = self.statement(sql)?;
-        let stmt = statement.as_ptr();
-        let outcome = (|| {
-            for (index, value) in values.iter().enumerate() {
-                let index = index as c_int + 1;
-                // SAFETY: `stmt` is a live prepared statement; text and blobs
-                // are copied by SQLite (TRANSIENT).
-                let rc = unsafe {
-                    match value {
-                        Value::Null => ffi::sqlite3_bind_null(stmt, index),
-                        Value::Int(v) => ffi::sqlite3_bind_int64(stmt, index, *v),
-                        // The 64-bit forms: a length past `c_int` is refused
-                        // with SQLITE_TOOBIG, never wrapped.
-                        Value::Text(v) => ffi::sqlite3_bind_text64(
-                            stmt,
-                            index,
-                            v.as_ptr().cast(),
-                            v.len() as u64,
-                            ffi::SQLITE_TRANSIENT(),
-                            ffi::SQLITE_UTF8 as u8,
-                        ),
-                        Value::Blob(v) => ffi::sqlite3_bind_blob64(
-                            stmt,
-                            index,
-                            v.as_ptr().cast(),
-                            v.len() as u64,
-                            ffi::SQLITE_TRANSIENT(),
-                        ),
-                    }
-                };
-                if rc != ffi::SQLITE_OK {
-                    return Err(self.failure());
+        // Reset and unbound whichever way this ends, so the statement is
+        // ready for its next use and holds no pointer into `values`.
+        let bound = Bound(statement);
+        let stmt = bound.0.as_ptr();
+        for (index, value) in values.iter().enumerate() {
+            let index = index as c_int + 1;
+            // SAFETY: `stmt` is a live prepared statement. Text and blobs are
+            // bound STATIC: `values` outlives the statement's use here, and
+            // `bound` clears the bindings before this function returns.
+            let rc = unsafe {
+                match value {
+                    Value::Null => ffi::sqlite3_bind_null(stmt, index),
+                    Value::Int(v) => ffi::sqlite3_bind_int64(stmt, index, *v),
+                    // The 64-bit forms: a length past `c_int` is refused
+                    // with SQLITE_TOOBIG, never wrapped.
+                    Value::Text(v) => ffi::sqlite3_bind_text64(
+                        stmt,
+                        index,
+                        v.as_ptr().cast(),
+                        v.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                        ffi::SQLITE_UTF8 as u8,
+                    ),
+                    Value::Blob(v) => ffi::sqlite3_bind_blob64(
+                        stmt,
+                        index,
+                        v.as_ptr().cast(),
+                        v.len() as u64,
+                        ffi::SQLITE_STATIC(),
+                    ),
                 }
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(self.failure());
             }
-            loop {
-                // SAFETY: as above.
-                match unsafe { ffi::sqlite3_step(stmt) } {
-                    ffi::SQLITE_ROW => rows.push(Row::read(stmt).map_err(|what| {
-                        SqliteFailure {
-                            // SQLite fails these reads only when out of memory.
-                            code: ffi::SQLITE_NOMEM,
-                            message: what,
-                        }
-                    })?),
-                    ffi::SQLITE_DONE => break,
-                    _ => return Err(self.failure()),
-                }
-            }
-            // SAFETY: `db` is open.
-            Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
-        })();
-        // SAFETY: ready the statement for its next use, whatever happened.
-        unsafe {
-            ffi::sqlite3_reset(stmt);
-            ffi::sqlite3_clear_bindings(stmt);
         }
-        outcome
+        loop {
+            // SAFETY: as above.
+            match unsafe { ffi::sqlite3_step(stmt) } {
+                ffi::SQLITE_ROW => rows.push(Row::read(stmt).map_err(|what| SqliteFailure {
+                    // SQLite fails these reads only when out of memory.
+                    code: ffi::SQLITE_NOMEM,
+                    message: what,
+                })?),
+                ffi::SQLITE_DONE => break,
+                _ => return Err(self.failure()),
+            }
+        }
+        // SAFETY: `db` is open.
+        Ok(unsafe { ffi::sqlite3_changes64(self.db.as_ptr()) } as u64)
+    }
+}
+
+/// A cached statement in use: reset, and its bindings cleared, when dropped.
+struct Bound(NonNull<ffi::sqlite3_stmt>);
+
+impl Drop for Bound {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live (cached until the connection is
+        // dropped); reset and clear_bindings accept any state.
+        unsafe {
+            ffi::sqlite3_reset(self.0.as_ptr());
+            ffi::sqlite3_clear_bindings(self.0.as_ptr());
+        }
     }
 }
 
@@ -266,11 +278,11 @@ impl Drop for RawConnection {
 pub(super) struct Query<'c, 'q> {
     conn: &'c mut RawConnection,
     sql: &'q str,
-    values: Vec<Value>,
+    values: Vec<Value<'q>>,
 }
 
-impl Query<'_, '_> {
-    pub fn bind(mut self, value: impl Into<Value>) -> Self {
+impl<'q> Query<'_, 'q> {
+    pub fn bind(mut self, value: impl Into<Value<'q>>) -> Self {
         self.values.push(value.into());
         self
     }
@@ -299,7 +311,7 @@ impl Query<'_, '_> {
     }
 }
 
-impl Value {
+impl Value<'_> {
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(v) => Some(*v),
@@ -309,7 +321,7 @@ impl Value {
 
     pub fn into_text(self) -> Option<String> {
         match self {
-            Value::Text(v) => Some(v),
+            Value::Text(v) => Some(v.into_owned()),
             _ => None,
         }
     }
@@ -318,7 +330,7 @@ impl Value {
 /// A row, copied out of SQLite.
 #[derive(Debug)]
 pub(super) struct Row {
-    columns: Vec<(String, Value)>,
+    columns: Vec<(String, Value<'static>)>,
 }
 
 impl Row {
@@ -336,32 +348,31 @@ impl Row {
                     return Err(format!("the name of column {i} could not be read"));
                 }
                 let name = CStr::from_ptr(name).to_string_lossy().into_owned();
-                let value =
-                    match ffi::sqlite3_column_type(stmt, i) {
-                        ffi::SQLITE_NULL => Value::Null,
-                        ffi::SQLITE_INTEGER => Value::Int(ffi::sqlite3_column_int64(stmt, i)),
-                        ffi::SQLITE_BLOB => Value::Blob(column_bytes(
-                            stmt,
-                            i,
-                            ffi::sqlite3_column_blob(stmt, i).cast(),
-                            &name,
-                        )?),
-                        // Text, and floats read as text (Cairn stores none).
-                        _ => {
-                            let bytes =
-                                column_bytes(stmt, i, ffi::sqlite3_column_text(stmt, i), &name)?;
-                            Value::Text(String::from_utf8(bytes).map_err(|_| {
-                                format!("column {name:?} holds text that is not UTF-8")
-                            })?)
-                        }
-                    };
+                let value = match ffi::sqlite3_column_type(stmt, i) {
+                    ffi::SQLITE_NULL => Value::Null,
+                    ffi::SQLITE_INTEGER => Value::Int(ffi::sqlite3_column_int64(stmt, i)),
+                    ffi::SQLITE_BLOB => Value::Blob(Cow::Owned(column_bytes(
+                        stmt,
+                        i,
+                        ffi::sqlite3_column_blob(stmt, i).cast(),
+                        &name,
+                    )?)),
+                    // Text, and floats read as text (Cairn stores none).
+                    _ => {
+                        let bytes =
+                            column_bytes(stmt, i, ffi::sqlite3_column_text(stmt, i), &name)?;
+                        Value::Text(Cow::Owned(String::from_utf8(bytes).map_err(|_| {
+                            format!("column {name:?} holds text that is not UTF-8")
+                        })?))
+                    }
+                };
                 columns.push((name, value));
             }
             Ok(Row { columns })
         }
     }
 
-    fn value(&self, column: &str) -> Result<&Value> {
+    fn value(&self, column: &str) -> Result<&Value<'static>> {
         self.columns
             .iter()
             .find(|(name, _)| name == column)
@@ -370,7 +381,7 @@ impl Row {
     }
 
     /// The value of the row's first column.
-    pub fn first(&self) -> &Value {
+    pub fn first(&self) -> &Value<'static> {
         self.columns
             .first()
             .map_or(&Value::Null, |(_, value)| value)
@@ -403,7 +414,7 @@ unsafe fn column_bytes(
     Ok(unsafe { std::slice::from_raw_parts(data, len) }.to_vec())
 }
 
-fn wrong_type(column: &str, value: &Value, expected: &str) -> StoreError {
+fn wrong_type(column: &str, value: &Value<'_>, expected: &str) -> StoreError {
     StoreError::Corrupt(format!(
         "column {column:?} holds {value:?}, expected {expected}"
     ))
@@ -417,7 +428,7 @@ impl Columns for Row {
     fn maybe_text(&self, column: &str) -> Result<Option<String>> {
         match self.value(column)? {
             Value::Null => Ok(None),
-            Value::Text(v) => Ok(Some(v.clone())),
+            Value::Text(v) => Ok(Some(v.to_string())),
             other => Err(wrong_type(column, other, "text")),
         }
     }
@@ -484,7 +495,7 @@ mod tests {
                 .unwrap();
             assert_eq!(row.text("id").unwrap(), "a");
             assert_eq!(row.int("n").unwrap(), 7);
-            assert_eq!(row.value("b").unwrap(), &Value::Blob(vec![0, 1, 2]));
+            assert_eq!(row.value("b").unwrap(), &Value::Blob(vec![0, 1, 2].into()));
             assert_eq!(row.maybe_text("maybe").unwrap(), None);
             assert!(row.int("id").is_err(), "text is not read as an integer");
             assert!(row.text("missing").is_err());
@@ -529,8 +540,8 @@ mod tests {
             assert_eq!(
                 conn.query("SELECT '', x''").fetch_one().unwrap().columns,
                 vec![
-                    ("''".to_owned(), Value::Text(String::new())),
-                    ("x''".to_owned(), Value::Blob(Vec::new()))
+                    ("''".to_owned(), Value::Text(String::new().into())),
+                    ("x''".to_owned(), Value::Blob(Vec::new().into()))
                 ]
             );
         })
