@@ -261,6 +261,29 @@ pub struct NewRun {
     pub parent: Option<WorkflowId>,
 }
 
+impl NewRun {
+    /// The record of the run as created: `PENDING`, its first attempt
+    /// counted, its first epoch.
+    pub fn into_record(self) -> RunRecord {
+        RunRecord {
+            id: self.id,
+            module: self.module,
+            version: self.version,
+            workflow: self.workflow,
+            input: self.input,
+            status: RunStatus::Pending,
+            output: None,
+            error: None,
+            attempts: 1,
+            created_at: self.now,
+            updated_at: self.now,
+            deadline: self.deadline,
+            parent: self.parent,
+            epoch: 1,
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {

@@ -20,3 +20,28 @@ impl Clock for SystemClock {
             .unwrap_or(0)
     }
 }
+
+/// A clock that moves only when told to: tests drive deadlines and
+/// timestamps with it instead of waiting for real time.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: std::sync::atomic::AtomicI64,
+}
+
+impl ManualClock {
+    pub fn at(now: Millis) -> Self {
+        Self {
+            now: std::sync::atomic::AtomicI64::new(now),
+        }
+    }
+
+    pub fn advance(&self, by: Millis) {
+        self.now.fetch_add(by, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

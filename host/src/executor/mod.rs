@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use outbound::AllowList;

@@ -709,18 +709,25 @@ impl WorkflowHost for RunHost {
 mod tests {
     use super::*;
     use crate::domain::{ModuleName, NewRun};
-    use crate::executor::{Executor, Limits, SystemClock};
+    use crate::executor::{Executor, Limits, ManualClock};
     use crate::runtime::Runtime;
     use crate::store::{SqliteOptions, SqliteStore};
 
+    /// When the tests' clock starts.
+    const START: i64 = 1_700_000_000_000;
+
     async fn executor(dir: &std::path::Path) -> Executor {
+        executor_on(dir, Arc::new(ManualClock::at(START))).await
+    }
+
+    async fn executor_on(dir: &std::path::Path, clock: Arc<ManualClock>) -> Executor {
         let store = SqliteStore::open(SqliteOptions::new(dir.join("cairn.db")))
             .await
             .unwrap();
         Executor::new(
             Arc::new(store),
             Runtime::new(None, crate::runtime::GuestLimits::default()).unwrap(),
-            Arc::new(SystemClock),
+            clock,
             Limits::default(),
         )
         .await
@@ -950,5 +957,30 @@ mod tests {
         let journal = exec.journal(&run).await.unwrap();
         let kinds: Vec<_> = journal.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [OperationKind::Random]);
+    }
+
+    #[tokio::test]
+    async fn journaled_times_come_from_the_executor_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at(START));
+        let exec = executor_on(dir.path(), clock.clone()).await;
+        let run = pending_run(&exec, "r").await;
+        let mut host = host(&exec, &run, Vec::new());
+        host.set_event("k".into(), "1".into())
+            .await
+            .unwrap()
+            .unwrap();
+        clock.advance(5_000);
+        // A look that finds nothing: its deadline is the clock's now.
+        let none = host
+            .get_event("r".into(), "missing".into(), 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(none, None);
+        let journal = exec.journal(&run).await.unwrap();
+        assert_eq!(journal[0].recorded_at, START);
+        assert_eq!(journal[1].recorded_at, START + 5_000);
+        assert_eq!(journal[1].deadline, Some(START + 5_000));
     }
 }

@@ -25,13 +25,15 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A failure of the database driver (the driver's own error, as text:
+    /// which driver Cairn uses is not part of its API).
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
     /// A failure of SQLite itself, through its C API (the writer's calls).
     #[error("database error: {0}")]
     Sqlite(String),
     #[error("database migration failed: {0}")]
-    Migration(#[from] sqlx::migrate::MigrateError),
+    Migration(String),
     /// A journal write for an operation that is already journaled: two
     /// executions of one run raced, and this one must stop.
     #[error("operation {op} of run {run} is already journaled")]
@@ -57,6 +59,18 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shut down")]
     Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migration(error.to_string())
+    }
 }
 
 /// A module version to record.

@@ -143,6 +143,7 @@ impl PgStore {
         .bind(i64::from(from_op))
         .execute(&mut *tx)
         .await?;
+        // The history's trigger rebuilds the copy's current events.
         sqlx::query(
             "INSERT INTO event_history (run_id, op, key, value, recorded_at)
              SELECT $1, op, key, value, recorded_at
@@ -153,15 +154,7 @@ impl PgStore {
         .bind(i64::from(from_op))
         .execute(&mut *tx)
         .await?;
-        // The copy's current events: the last write of each key.
-        sqlx::query(
-            "INSERT INTO events (run_id, key, value, op, updated_at)
-             SELECT DISTINCT ON (key) run_id, key, value, op, recorded_at
-             FROM event_history WHERE run_id = $1 ORDER BY key, op DESC",
-        )
-        .bind(new.as_str())
-        .execute(&mut *tx)
-        .await?;
+
         let run = select_run(&mut tx, new.as_str())
             .await?
             .ok_or_else(|| corrupt(format!("forked run {new} vanished")))?;
@@ -237,6 +230,7 @@ impl PgStore {
         // The effect, in the same transaction as its journal entry.
         match write {
             JournalWrite::SetEvent { key, value, .. } => {
+                // The history's trigger publishes the value into `events`.
                 sqlx::query(
                     "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES ($1, $2, $3, $4, $5)",
                 )
@@ -244,18 +238,6 @@ impl PgStore {
                 .bind(i64::from(op))
                 .bind(&key)
                 .bind(&value)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
-                sqlx::query(
-                    "INSERT INTO events (run_id, key, value, op, updated_at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (run_id, key) DO UPDATE
-                     SET value = excluded.value, op = excluded.op, updated_at = excluded.updated_at",
-                )
-                .bind(id.as_str())
-                .bind(&key)
-                .bind(&value)
-                .bind(i64::from(op))
                 .bind(now)
                 .execute(&mut *conn)
                 .await?;

@@ -287,22 +287,7 @@ impl Store for PgStore {
         .execute(&mut *conn)
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(CreateRun::Created(RunRecord {
-                id: run.id,
-                module: run.module,
-                version: run.version,
-                workflow: run.workflow,
-                input: run.input,
-                status: RunStatus::Pending,
-                output: None,
-                error: None,
-                attempts: 1,
-                created_at: run.now,
-                updated_at: run.now,
-                deadline: run.deadline,
-                parent: run.parent,
-                epoch: 1,
-            }));
+            return Ok(CreateRun::Created(run.into_record()));
         }
         let existing = select_run(&mut conn, run.id.as_str())
             .await?

@@ -364,22 +364,7 @@ fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<CreateRun> {
     .execute()
     ?;
     if inserted == 1 {
-        return Ok(CreateRun::Created(RunRecord {
-            id: run.id,
-            module: run.module,
-            version: run.version,
-            workflow: run.workflow,
-            input: run.input,
-            status: RunStatus::Pending,
-            output: None,
-            error: None,
-            attempts: 1,
-            created_at: run.now,
-            updated_at: run.now,
-            deadline: run.deadline,
-            parent: run.parent,
-            epoch: 1,
-        }));
+        return Ok(CreateRun::Created(run.into_record()));
     }
     let existing = select_run(conn, run.id.as_str())?
         .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
