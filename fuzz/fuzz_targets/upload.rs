@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 
 struct World {
     tokio: tokio::runtime::Runtime,
-    runtime: Runtime,
+    runtime: Runtime<cairn::executor::RunHost>,
 }
 
 fn world() -> &'static World {

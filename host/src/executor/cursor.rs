@@ -18,7 +18,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::domain::{JournalEntry, JournalWrite, Millis, OperationKind, WorkflowId};
-use crate::runtime::{GuestEnvironment, HostFailure, RetryPolicy, nanos, system_time};
+use crate::runtime::wit::steps::RetryPolicy;
+use crate::runtime::{GuestEnvironment, HostFailure, nanos, system_time};
 
 use super::outbound::AllowList;
 

@@ -59,14 +59,7 @@ impl Inner {
             let version = &run.version;
             let bytes = async || self.module_bytes(version).await;
             self.runtime
-                .run(
-                    version,
-                    bytes,
-                    Box::new(host),
-                    &run.workflow,
-                    &run.input,
-                    limits,
-                )
+                .run(version, bytes, host, &run.workflow, &run.input, limits)
                 .await
         };
         let outcome = match run.deadline {

@@ -45,6 +45,7 @@ use crate::domain::{ModuleName, ModuleVersion, RunRecord, RunStatus, WorkflowId}
 use crate::runtime::Runtime;
 use crate::store::Store;
 use catalog::load_catalog;
+pub use run_host::RunHost;
 use trigger_routes::Routes;
 
 /// Limits on what guests and clients may hand the host.
@@ -159,7 +160,7 @@ pub struct Executor {
 #[derive(Debug)]
 pub(crate) struct Inner {
     store: Arc<dyn Store>,
-    runtime: Runtime,
+    runtime: Runtime<RunHost>,
     waiters: Waiters,
     clock: Arc<dyn Clock>,
     limits: Limits,
@@ -198,7 +199,7 @@ impl Executor {
     /// serving requests.
     pub async fn new(
         store: Arc<dyn Store>,
-        runtime: Runtime,
+        runtime: Runtime<RunHost>,
         clock: Arc<dyn Clock>,
         limits: Limits,
     ) -> Result<Self> {

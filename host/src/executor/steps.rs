@@ -1,7 +1,7 @@
 //! Retry policies of steps: what is accepted, and how long to wait before
 //! each attempt.
 
-use crate::runtime::RetryPolicy;
+use crate::runtime::wit::steps::RetryPolicy;
 
 /// The longest wait between two attempts, and the longest step name.
 const MAX_INTERVAL_MS: u64 = 7 * 24 * 3600 * 1000;

@@ -1,15 +1,20 @@
-//! The host's bindings of `wit/`, and the conversions between their
-//! generated types and the host's own.
+//! The host's bindings of `wit/`, the types guests and host share, and
+//! the one error type of every fallible import.
 //!
 //! Two worlds, two `bindgen!`s: a workflow's linker must offer the workflow
 //! imports and nothing else, a handler's the `client` interface and nothing
 //! else. The second reuses the first's types, so both speak one `error`.
+//!
+//! The generated types are the host's own: the executor implements the
+//! generated `Host` traits (`executor/run_host.rs`), and a fallible import
+//! returns [`HostError`], which is either the guest's `error` or a trap.
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "workflow",
     imports: { default: async | trappable },
     exports: { default: async },
+    trappable_error_type: { "cairn:workflow/types.error" => HostError },
 });
 
 /// The `handler` world: the `client` interface handlers import.
@@ -28,32 +33,62 @@ pub mod handler {
 pub use self::cairn::workflow::context::Level;
 pub use self::cairn::workflow::types::{Error as WitError, ErrorCode as WitErrorCode, RunResult};
 
-use super::instance::{GuestError, GuestErrorCode};
+use super::instance::HostFailure;
 
-impl From<GuestError> for WitError {
-    fn from(error: GuestError) -> Self {
-        let code = match error.code {
-            GuestErrorCode::InvalidJson => WitErrorCode::InvalidJson,
-            GuestErrorCode::TooLarge => WitErrorCode::TooLarge,
-            GuestErrorCode::InvalidArgument => WitErrorCode::InvalidArgument,
-            GuestErrorCode::NotAllowed => WitErrorCode::NotAllowed,
-            GuestErrorCode::NotFound => WitErrorCode::NotFound,
-            GuestErrorCode::Unavailable => WitErrorCode::Unavailable,
-        };
-        WitError {
+impl WitError {
+    pub fn new(code: WitErrorCode, message: impl Into<String>) -> Self {
+        Self {
             code,
-            message: error.message,
+            message: message.into(),
         }
     }
 }
 
-impl From<super::handler::RunResult> for RunResult {
-    fn from(result: super::handler::RunResult) -> Self {
-        RunResult {
-            status: result.status,
-            output: result.output,
-            error: result.error,
+/// How a fallible import fails: with an `error` the guest gets to handle,
+/// or with a trap, when the host will not (or cannot) serve the call.
+/// `?` turns a refusal ([`WitError`]) into the former and a
+/// [`HostFailure`] into the latter.
+#[derive(Debug)]
+pub enum HostError {
+    Guest(WitError),
+    Trap(wasmtime::Error),
+}
+
+impl HostError {
+    /// What the generated glue hands the guest: its error, or the trap.
+    pub fn into_guest(self) -> wasmtime::Result<WitError> {
+        match self {
+            Self::Guest(error) => Ok(error),
+            Self::Trap(trap) => Err(trap),
         }
+    }
+
+    /// The guest's error, if this is one (for tests and logs).
+    pub fn guest(&self) -> Option<&WitError> {
+        match self {
+            Self::Guest(error) => Some(error),
+            Self::Trap(_) => None,
+        }
+    }
+
+    /// The host's failure, if this is a trap for one.
+    pub fn failure(&self) -> Option<&HostFailure> {
+        match self {
+            Self::Guest(_) => None,
+            Self::Trap(trap) => trap.downcast_ref::<HostFailure>(),
+        }
+    }
+}
+
+impl From<WitError> for HostError {
+    fn from(error: WitError) -> Self {
+        Self::Guest(error)
+    }
+}
+
+impl From<HostFailure> for HostError {
+    fn from(failure: HostFailure) -> Self {
+        Self::Trap(wasmtime::Error::new(failure))
     }
 }
 

@@ -18,18 +18,10 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::bindings::cairn::workflow::context;
 use super::bindings::handler::cairn::workflow::client;
-use super::bindings::{Level, WitError};
+use super::bindings::{HostError, Level, RunResult, WitError};
 use super::guest_output::GuestOutput;
-use super::instance::GuestError;
+use super::instance::WorkflowImports;
 use super::limits::{InstanceLimiter, Metered};
-
-/// How a run ended, as a handler sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunResult {
-    pub status: String,
-    pub output: Option<String>,
-    pub error: Option<String>,
-}
 
 /// What the `client` imports do for one request.
 #[async_trait]
@@ -40,25 +32,25 @@ pub trait HandlerClient: Send + 'static {
         workflow: String,
         input: String,
         id: Option<String>,
-    ) -> Result<String, GuestError>;
+    ) -> Result<String, WitError>;
     async fn get_event(
         &mut self,
         workflow_id: String,
         key: String,
         timeout_ms: u64,
-    ) -> Result<Option<String>, GuestError>;
+    ) -> Result<Option<String>, WitError>;
     async fn await_result(
         &mut self,
         workflow_id: String,
         timeout_ms: u64,
-    ) -> Result<Option<RunResult>, GuestError>;
+    ) -> Result<Option<RunResult>, WitError>;
     async fn send_message(
         &mut self,
         workflow_id: String,
         topic: String,
         message: String,
         idempotency_key: Option<String>,
-    ) -> Result<(), GuestError>;
+    ) -> Result<(), WitError>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -154,7 +146,11 @@ impl WasiHttpView for HandlerState {
     }
 }
 
-impl super::bindings::cairn::workflow::types::Host for HandlerState {}
+impl super::bindings::cairn::workflow::types::Host for HandlerState {
+    fn convert_error(&mut self, error: HostError) -> wasmtime::Result<WitError> {
+        error.into_guest()
+    }
+}
 
 /// A handler logs through `context`; it runs no workflow, so it has no
 /// workflow id.
@@ -189,7 +185,7 @@ impl client::Host for HandlerState {
             .client
             .send_message(workflow_id, topic, message, idempotency_key)
             .await;
-        Ok(sent.map_err(WitError::from))
+        Ok(sent)
     }
 
     async fn start_workflow(
@@ -204,7 +200,7 @@ impl client::Host for HandlerState {
             .client
             .start_workflow(module, workflow, input, id)
             .await;
-        Ok(started.map_err(WitError::from))
+        Ok(started)
     }
 
     async fn get_event(
@@ -215,7 +211,7 @@ impl client::Host for HandlerState {
     ) -> wasmtime::Result<Result<Option<String>, WitError>> {
         self.host_called();
         let value = self.client.get_event(workflow_id, key, timeout_ms).await;
-        Ok(value.map_err(WitError::from))
+        Ok(value)
     }
 
     async fn await_result(
@@ -226,10 +222,7 @@ impl client::Host for HandlerState {
         Result<Option<super::bindings::cairn::workflow::types::RunResult>, WitError>,
     > {
         self.host_called();
-        let result = self.client.await_result(workflow_id, timeout_ms).await;
-        Ok(result
-            .map(|done| done.map(super::bindings::RunResult::from))
-            .map_err(WitError::from))
+        Ok(self.client.await_result(workflow_id, timeout_ms).await)
     }
 }
 
@@ -267,7 +260,7 @@ pub enum HandlerFailure {
     Busy(String),
 }
 
-impl super::Runtime {
+impl<H: WorkflowImports> super::Runtime<H> {
     /// Answer `request` with handler module `version` in a fresh instance,
     /// its `client` calls served by `client`. The response's body may still
     /// be streaming from the instance when this returns.

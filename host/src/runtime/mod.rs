@@ -18,12 +18,14 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 
+/// The generated interfaces of the `workflow` world, whose `Host` traits a
+/// run's host implements.
+pub use bindings::cairn::workflow as wit;
+/// A guest-visible refusal and its code: the WIT's `error`, used directly.
+pub use bindings::{HostError, RunResult, WitError as GuestError, WitErrorCode as GuestErrorCode};
 pub use environment::{GuestEnvironment, LiveEnvironment, nanos, system_time};
-pub use handler::{HandlerClient, HandlerFailure, RunResult};
-pub use instance::{
-    GuestError, GuestErrorCode, HostFailure, HostResult, NoRun, RetryPolicy, StepState,
-    WorkflowHost,
-};
+pub use handler::{HandlerClient, HandlerFailure};
+pub use instance::{HostFailure, WorkflowImports};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
@@ -99,23 +101,32 @@ impl UploadError {
     }
 }
 
-/// A component that passed validation, ready to run.
-#[derive(Clone)]
-pub struct ValidatedModule {
+/// A component that passed validation, ready to run with hosts of type `H`.
+pub struct ValidatedModule<H: 'static> {
     pub kind: ModuleKind,
     /// The workflows of a workflow module; none for a handler.
     pub workflows: Vec<String>,
-    pre: Prepared,
+    pre: Prepared<H>,
 }
 
 /// A component ready to instantiate.
-#[derive(Clone)]
-enum Prepared {
-    Workflow(WorkflowPre<InstanceState>),
+enum Prepared<H: 'static> {
+    Workflow(WorkflowPre<InstanceState<H>>),
     Handler(ProxyPre<HandlerState>),
 }
 
-impl Prepared {
+// By hand: the derive would ask `H: Clone` of the host type, which no
+// instance-ready component needs.
+impl<H> Clone for Prepared<H> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Workflow(pre) => Self::Workflow(pre.clone()),
+            Self::Handler(pre) => Self::Handler(pre.clone()),
+        }
+    }
+}
+
+impl<H> Prepared<H> {
     fn component(&self) -> &Component {
         match self {
             Self::Workflow(pre) => pre.instance_pre().component(),
@@ -124,7 +135,7 @@ impl Prepared {
     }
 }
 
-impl std::fmt::Debug for ValidatedModule {
+impl<H> std::fmt::Debug for ValidatedModule<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ValidatedModule")
             .field("workflows", &self.workflows)
@@ -147,18 +158,29 @@ pub enum GuestOutcome {
     HostFailed(String),
 }
 
-/// Owns the engine and the compiled modules. Cheap to clone.
-#[derive(Clone)]
-pub struct Runtime {
-    inner: Arc<Inner>,
+/// Owns the engine and the compiled modules, and runs workflows whose
+/// imports hosts of type `H` serve (the executor's journaled host). Cheap
+/// to clone.
+pub struct Runtime<H: 'static> {
+    inner: Arc<Inner<H>>,
 }
 
-struct Inner {
+impl<H> Clone for Runtime<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<H: 'static> {
     engine: Engine,
-    linker: Linker<InstanceState>,
+    linker: Linker<InstanceState<H>>,
+    /// For listing an upload's workflows, before any run exists.
+    inspect_linker: Linker<InstanceState<()>>,
     handler_linker: Linker<HandlerState>,
     /// Ready-to-instantiate modules, by version.
-    modules: Mutex<HashMap<String, Prepared>>,
+    modules: Mutex<HashMap<String, Prepared<H>>>,
     /// Where compiled components are kept across restarts; `None` disables it.
     cache_dir: Option<PathBuf>,
     /// Distinguishes compiled artifacts of incompatible engine builds.
@@ -166,7 +188,7 @@ struct Inner {
     limits: GuestLimits,
 }
 
-impl std::fmt::Debug for Runtime {
+impl<H> std::fmt::Debug for Runtime<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("cache_dir", &self.inner.cache_dir)
@@ -174,7 +196,28 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-impl Runtime {
+/// A linker of workflow instances: WASI that grants nothing and `wasi:http`
+/// for steps.
+fn wasi_linker<H: Send + 'static>(engine: &Engine) -> wasmtime::Result<Linker<InstanceState<H>>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// WASI, and the Cairn imports, served by the instance's host.
+fn workflow_linker<H: WorkflowImports>(
+    engine: &Engine,
+) -> wasmtime::Result<Linker<InstanceState<H>>> {
+    let mut linker = wasi_linker(engine)?;
+    bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<H>>(
+        &mut linker,
+        InstanceState::host_called,
+    )?;
+    Ok(linker)
+}
+
+impl<H: WorkflowImports> Runtime<H> {
     pub fn new(cache_dir: Option<PathBuf>, limits: GuestLimits) -> Result<Self> {
         let engine_error = |e: wasmtime::Error| RuntimeError::Engine(e.to_string());
         let mut config = Config::new();
@@ -186,14 +229,8 @@ impl Runtime {
         ));
         let engine = Engine::new(&config).map_err(engine_error)?;
         limits::start_epoch_ticker(&engine);
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_error)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_error)?;
-        bindings::Workflow::add_to_linker::<_, wasmtime::component::HasSelf<InstanceState>>(
-            &mut linker,
-            |state| state,
-        )
-        .map_err(engine_error)?;
+        let linker = workflow_linker(&engine).map_err(engine_error)?;
+        let inspect_linker = wasi_linker(&engine).map_err(engine_error)?;
         let handler_linker = handler::linker(&engine).map_err(engine_error)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -206,6 +243,7 @@ impl Runtime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                inspect_linker,
                 handler_linker,
                 modules: Mutex::new(HashMap::new()),
                 cache_dir,
@@ -222,7 +260,7 @@ impl Runtime {
 
     /// Check that `bytes` are a workflow module and list its workflows. This
     /// compiles the component (on a blocking thread) and runs its `names`.
-    pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule, UploadError> {
+    pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule<H>, UploadError> {
         check_header(bytes)?;
         let runtime = self.clone();
         let owned = bytes.to_vec();
@@ -237,7 +275,7 @@ impl Runtime {
             .prepare(&component, kind)
             .map_err(UploadError::WrongWorld)?;
         let workflows = match &pre {
-            Prepared::Workflow(pre) => self.list_workflows(pre).await?,
+            Prepared::Workflow(_) => self.list_workflows(&component).await?,
             Prepared::Handler(_) => Vec::new(),
         };
         Ok(ValidatedModule {
@@ -249,7 +287,7 @@ impl Runtime {
 
     /// Make a validated module runnable under `version`, and keep its compiled
     /// form on disk.
-    pub fn install(&self, version: &str, module: &ValidatedModule) {
+    pub fn install(&self, version: &str, module: &ValidatedModule<H>) {
         self.store_compiled(version, module.pre.component());
         self.inner
             .modules
@@ -264,7 +302,7 @@ impl Runtime {
         &self,
         version: &str,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
-    ) -> Result<Prepared, String> {
+    ) -> Result<Prepared<H>, String> {
         if let Some(pre) = self
             .inner
             .modules
@@ -306,12 +344,12 @@ impl Runtime {
         &self,
         version: &str,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
-        host: Box<dyn WorkflowHost>,
+        host: H,
         workflow: &str,
         input: &str,
         limits: GuestLimits,
     ) -> GuestOutcome {
-        let run_id = host.workflow_id();
+        let run_id = host.run_id();
         let pre = match self.module(version, bytes).await {
             Ok(Prepared::Workflow(pre)) => pre,
             Ok(Prepared::Handler(_)) => {
@@ -322,8 +360,9 @@ impl Runtime {
             Err(message) => return GuestOutcome::HostFailed(message),
         };
         let stderr = GuestOutput::new(&run_id, "stderr");
-        let wasi = sealed_wasi(&run_id, stderr.clone(), &host.environment());
-        let mut store = self.new_store(wasi, host, limits);
+        let environment = host.environment();
+        let wasi = sealed_wasi(&run_id, stderr.clone(), &environment);
+        let mut store = self.new_store(wasi, host, environment, limits);
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
@@ -343,14 +382,16 @@ impl Runtime {
     }
 
     /// A store for one workflow instance, under its limits.
-    fn new_store(
+    fn new_store<T: Send + 'static>(
         &self,
         wasi: wasmtime_wasi::WasiCtx,
-        host: Box<dyn WorkflowHost>,
+        host: T,
+        environment: Arc<dyn GuestEnvironment>,
         limits: GuestLimits,
-    ) -> Store<InstanceState> {
+    ) -> Store<InstanceState<T>> {
         let limiter = limits::InstanceLimiter::new(limits.clone());
-        let mut store = Store::new(&self.inner.engine, InstanceState::new(wasi, host, limiter));
+        let state = InstanceState::new(wasi, host, environment, limiter);
+        let mut store = Store::new(&self.inner.engine, state);
         limits::meter(&mut store, &limits);
         store
     }
@@ -404,7 +445,7 @@ impl Runtime {
         }
     }
 
-    fn prepare(&self, component: &Component, kind: ModuleKind) -> Result<Prepared, String> {
+    fn prepare(&self, component: &Component, kind: ModuleKind) -> Result<Prepared<H>, String> {
         let mismatch =
             |e: wasmtime::Error| format!("its imports do not match what the host provides: {e:#}");
         let exports = |e: wasmtime::Error| format!("its exports do not match the world: {e:#}");
@@ -428,19 +469,19 @@ impl Runtime {
         })
     }
 
-    async fn list_workflows(
-        &self,
-        pre: &WorkflowPre<InstanceState>,
-    ) -> Result<Vec<String>, UploadError> {
-        let mut store = self.new_store(
-            sealed_wasi(
-                "upload",
-                GuestOutput::new("upload", "stderr"),
-                &(Arc::new(LiveEnvironment) as Arc<dyn GuestEnvironment>),
-            ),
-            Box::new(NoRun),
-            self.inner.limits.clone(),
-        );
+    /// The workflows a workflow module lists, from an instance that runs
+    /// no workflow: its Cairn imports trap if called.
+    async fn list_workflows(&self, component: &Component) -> Result<Vec<String>, UploadError> {
+        let refused = |e: wasmtime::Error| UploadError::WrongWorld(format!("{e:#}"));
+        let mut linker = self.inner.inspect_linker.clone();
+        stub_cairn_imports(&mut linker, component).map_err(refused)?;
+        let pre = linker
+            .instantiate_pre(component)
+            .and_then(WorkflowPre::new)
+            .map_err(refused)?;
+        let environment: Arc<dyn GuestEnvironment> = Arc::new(LiveEnvironment);
+        let wasi = sealed_wasi("upload", GuestOutput::new("upload", "stderr"), &environment);
+        let mut store = self.new_store(wasi, (), environment, self.inner.limits.clone());
         let instance = pre
             .instantiate_async(&mut store)
             .await
@@ -511,6 +552,39 @@ impl Runtime {
             }
         }
     }
+}
+
+/// Define every function of the Cairn interfaces `component` imports as a
+/// trap: an upload being inspected runs no workflow, so it may call none.
+/// (Not `Linker::define_unknown_imports_as_traps`: that would also stub the
+/// WASI interfaces a guest imports at a newer 0.2.x than the linker's, with
+/// resource types of its own.)
+fn stub_cairn_imports<T: 'static>(
+    linker: &mut Linker<T>,
+    component: &Component,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::types::ComponentItem;
+    let engine = component.engine();
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !name.starts_with("cairn:workflow/") {
+            continue;
+        }
+        let mut stubs = linker.instance(name)?;
+        for (function, item) in instance.exports(engine) {
+            if let ComponentItem::ComponentFunc(_) = item.ty {
+                let call = format!("{name}#{function}");
+                stubs.func_new(function, move |_, _, _, _| {
+                    Err(wasmtime::Error::new(HostFailure::Run(format!(
+                        "{call} was called while the module was inspected; a workflow module may call the host only while a workflow runs"
+                    ))))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The first eight bytes tell a component from a core module or junk.
