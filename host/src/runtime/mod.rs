@@ -3,15 +3,17 @@
 //! in a fresh instance.
 
 mod bindings;
+mod cache;
 mod environment;
 mod guest_output;
 mod handler;
 mod instance;
 mod limits;
+mod validate;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{Component, Linker};
@@ -35,26 +37,6 @@ use guest_output::GuestOutput;
 use handler::HandlerState;
 use instance::InstanceState;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-
-/// The interface a workflow module exports.
-const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
-/// The interface a handler module exports (any WASI 0.2 version).
-const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
-/// Imports a guest may have, workflow or handler alike: the Cairn
-/// interfaces, the WASI 0.2 interfaces that Rust's std (and other
-/// languages' runtimes) link against, and `wasi:http` (a workflow's steps
-/// make outgoing requests; a handler serves one). WASI is linked with a
-/// context that grants nothing: no files, no environment, no sockets;
-/// clocks and random numbers are journaled, and outgoing HTTP is refused
-/// outside steps and beyond the module's allow-list.
-const GUEST_IMPORT_PREFIXES: &[&str] = &[
-    "cairn:workflow/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:http/",
-];
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 
@@ -261,7 +243,7 @@ impl<H: WorkflowImports> Runtime<H> {
     /// Check that `bytes` are a workflow module and list its workflows. This
     /// compiles the component (on a blocking thread) and runs its `names`.
     pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule<H>, UploadError> {
-        check_header(bytes)?;
+        validate::check_header(bytes)?;
         let runtime = self.clone();
         let owned = bytes.to_vec();
         let component = tokio::task::spawn_blocking(move || {
@@ -396,55 +378,6 @@ impl<H: WorkflowImports> Runtime<H> {
         store
     }
 
-    /// What kind of module the component is, from its exports, and whether
-    /// its imports stay within what that kind is offered.
-    fn check_world(&self, component: &Component) -> Result<ModuleKind, UploadError> {
-        let ty = component.component_type();
-        let engine = &self.inner.engine;
-        let exports: Vec<String> = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        let kind = if exports.iter().any(|name| name == WORKFLOWS_EXPORT) {
-            Some(ModuleKind::Workflow)
-        } else if exports
-            .iter()
-            .any(|name| name.starts_with(HANDLER_EXPORT_PREFIX))
-        {
-            Some(ModuleKind::Handler)
-        } else {
-            None
-        };
-        let allowed = GUEST_IMPORT_PREFIXES;
-        let offered = "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random and http";
-        let to = match kind {
-            Some(ModuleKind::Workflow) | None => "workflows",
-            Some(ModuleKind::Handler) => "handlers",
-        };
-        let unexpected: Vec<String> = ty
-            .imports(engine)
-            .map(|(name, _)| name.to_owned())
-            .filter(|name| !allowed.iter().any(|p| name.starts_with(p)))
-            .collect();
-        let mut problems = Vec::new();
-        if kind.is_none() {
-            problems.push(format!(
-                "it must export {WORKFLOWS_EXPORT} (a workflow module) or wasi:http/incoming-handler@0.2 (an HTTP handler), but exports [{}]",
-                exports.join(", ")
-            ));
-        }
-        if !unexpected.is_empty() {
-            problems.push(format!(
-                "it imports [{}], which the host does not offer to {to} (allowed: {offered}; no file system, no sockets)",
-                unexpected.join(", "),
-            ));
-        }
-        match kind {
-            Some(kind) if problems.is_empty() => Ok(kind),
-            _ => Err(UploadError::WrongWorld(problems.join("; "))),
-        }
-    }
-
     fn prepare(&self, component: &Component, kind: ModuleKind) -> Result<Prepared<H>, String> {
         let mismatch =
             |e: wasmtime::Error| format!("its imports do not match what the host provides: {e:#}");
@@ -468,139 +401,6 @@ impl<H: WorkflowImports> Runtime<H> {
             }
         })
     }
-
-    /// The workflows a workflow module lists, from an instance that runs
-    /// no workflow: its Cairn imports trap if called.
-    async fn list_workflows(&self, component: &Component) -> Result<Vec<String>, UploadError> {
-        let refused = |e: wasmtime::Error| UploadError::WrongWorld(format!("{e:#}"));
-        let mut linker = self.inner.inspect_linker.clone();
-        stub_cairn_imports(&mut linker, component).map_err(refused)?;
-        let pre = linker
-            .instantiate_pre(component)
-            .and_then(WorkflowPre::new)
-            .map_err(refused)?;
-        let environment: Arc<dyn GuestEnvironment> = Arc::new(LiveEnvironment);
-        let wasi = sealed_wasi("upload", GuestOutput::new("upload", "stderr"), &environment);
-        let mut store = self.new_store(wasi, (), environment, self.inner.limits.clone());
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| UploadError::Names(format!("instantiation failed: {e:#}")))?;
-        let names = instance
-            .cairn_workflow_workflows()
-            .call_names(&mut store)
-            .await
-            .map_err(|e| UploadError::Names(describe_trap(&e, "")))?;
-        if names.is_empty() {
-            return Err(UploadError::Names("it defines no workflow".into()));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for name in &names {
-            crate::domain::validate_workflow_name(name).map_err(|e| UploadError::Names(e.0))?;
-            if !seen.insert(name) {
-                return Err(UploadError::Names(format!(
-                    "workflow {name:?} is listed twice"
-                )));
-            }
-        }
-        Ok(names)
-    }
-
-    fn cache_path(&self, version: &str) -> Option<PathBuf> {
-        let digest = version.strip_prefix("sha256:").unwrap_or(version);
-        self.inner
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{digest}-{}.cwasm", self.inner.engine_hash)))
-    }
-
-    fn store_compiled(&self, version: &str, component: &Component) {
-        let Some(path) = self.cache_path(version) else {
-            return;
-        };
-        if path.exists() {
-            return;
-        }
-        let written = component
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| write_atomically(&path, &bytes).map_err(|e| e.to_string()));
-        if let Err(error) = written {
-            // Only a cost: the next start compiles the module again.
-            tracing::warn!(%error, path = %path.display(), "cannot cache a compiled module");
-        }
-    }
-
-    fn load_compiled(&self, version: &str) -> Option<Component> {
-        let path = self.cache_path(version)?;
-        if !path.exists() {
-            return None;
-        }
-        // SAFETY: the file was written by `store_compiled` of an engine with
-        // the same compatibility hash (it is in the file name), in a
-        // directory owned by this host; wasmtime checks its header as well.
-        #[expect(unsafe_code, reason = "loading our own precompiled artifact")]
-        let loaded = unsafe { Component::deserialize_file(&self.inner.engine, &path) };
-        match loaded {
-            Ok(component) => {
-                tracing::info!(%version, "loaded a compiled module from the cache");
-                Some(component)
-            }
-            Err(error) => {
-                tracing::warn!(%error, path = %path.display(), "ignoring an unusable compiled module");
-                None
-            }
-        }
-    }
-}
-
-/// Define every function of the Cairn interfaces `component` imports as a
-/// trap: an upload being inspected runs no workflow, so it may call none.
-/// (Not `Linker::define_unknown_imports_as_traps`: that would also stub the
-/// WASI interfaces a guest imports at a newer 0.2.x than the linker's, with
-/// resource types of its own.)
-fn stub_cairn_imports<T: 'static>(
-    linker: &mut Linker<T>,
-    component: &Component,
-) -> wasmtime::Result<()> {
-    use wasmtime::component::types::ComponentItem;
-    let engine = component.engine();
-    for (name, item) in component.component_type().imports(engine) {
-        let ComponentItem::ComponentInstance(instance) = item.ty else {
-            continue;
-        };
-        if !name.starts_with("cairn:workflow/") {
-            continue;
-        }
-        let mut stubs = linker.instance(name)?;
-        for (function, item) in instance.exports(engine) {
-            if let ComponentItem::ComponentFunc(_) = item.ty {
-                let call = format!("{name}#{function}");
-                stubs.func_new(function, move |_, _, _, _| {
-                    Err(wasmtime::Error::new(HostFailure::Run(format!(
-                        "{call} was called while the module was inspected; a workflow module may call the host only while a workflow runs"
-                    ))))
-                })?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The first eight bytes tell a component from a core module or junk.
-fn check_header(bytes: &[u8]) -> Result<(), UploadError> {
-    const MAGIC: &[u8] = b"\0asm";
-    const CORE_VERSION: &[u8] = &[0x01, 0x00, 0x00, 0x00];
-    if bytes.is_empty() {
-        return Err(UploadError::Empty);
-    }
-    if !bytes.starts_with(MAGIC) {
-        return Err(UploadError::NotWasm);
-    }
-    if bytes.get(4..8) == Some(CORE_VERSION) {
-        return Err(UploadError::CoreModule);
-    }
-    Ok(())
 }
 
 /// WASI that grants nothing: no preopened directories, no environment, no
@@ -644,26 +444,4 @@ fn describe_trap(error: &wasmtime::Error, stderr: &str) -> String {
         message.push_str(&format!("\n{backtrace}"));
     }
     message
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_tell_junk_and_core_modules_from_components() {
-        assert_eq!(check_header(b""), Err(UploadError::Empty));
-        assert_eq!(check_header(b"hello world"), Err(UploadError::NotWasm));
-        assert_eq!(
-            check_header(b"\0asm\x01\0\0\0"),
-            Err(UploadError::CoreModule)
-        );
-        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
-    }
 }

@@ -1,0 +1,121 @@
+//! `messages`: `send`, delivered once per idempotency key with its journal
+//! entry, and `recv` as a journaled wait.
+
+use super::{RunHost, Waited, invalid};
+use crate::domain::{self, JournalWrite, NewMessage, OperationKind, WorkflowId};
+use crate::executor::waiters::WaitKey;
+use crate::runtime::wit::messages;
+use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure};
+use crate::store::Change;
+
+impl messages::Host for RunHost {
+    async fn send(
+        &mut self,
+        workflow_id: String,
+        topic: String,
+        message: String,
+        idempotency_key: Option<String>,
+    ) -> Result<(), HostError> {
+        if let Err(refusal) = self.outside_step("send") {
+            return Err(refusal.into());
+        }
+        // Refusals that depend on the arguments alone take no operation.
+        let target = match WorkflowId::parse(&workflow_id) {
+            Ok(target) => target,
+            Err(e) => return invalid(GuestErrorCode::InvalidArgument, e.0),
+        };
+        if let Err(e) = domain::validate_topic(&topic) {
+            return invalid(GuestErrorCode::InvalidArgument, e.0);
+        }
+        if let Err(refusal) = self.check_value("message", &message) {
+            return Err(refusal.into());
+        }
+        let name = format!("{target}/{topic}");
+        let (op, recorded) = self.next_operation(OperationKind::Send, &name)?;
+        let delivered = match recorded {
+            // Replay: sent (or not) already; never again.
+            Some(entry) => entry.outcome.as_deref() == Some("true"),
+            None => {
+                // Whether the target exists is decided once, here, and
+                // journaled with the send: a replay gives the same answer.
+                let exists = self
+                    .exec
+                    .store
+                    .get_run(&target)
+                    .await
+                    .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
+                    .is_some();
+                // Without a key of the caller's, the send's own place in
+                // the journal is one: a message is delivered once even if
+                // the journal were lost.
+                let idempotency_key =
+                    Some(idempotency_key.unwrap_or_else(|| format!("{}#{op}", self.run)));
+                self.write(JournalWrite::Send {
+                    op,
+                    name,
+                    message: NewMessage {
+                        run: target.clone(),
+                        topic: topic.clone(),
+                        message,
+                        idempotency_key,
+                    },
+                    delivered: exists,
+                })
+                .await?;
+                if exists {
+                    self.exec.wake(&Change::Message {
+                        run: target.clone(),
+                        topic,
+                    });
+                }
+                exists
+            }
+        };
+        if delivered {
+            Ok(())
+        } else {
+            invalid(
+                GuestErrorCode::NotFound,
+                format!("run {target} does not exist; the message was not sent"),
+            )
+        }
+    }
+
+    async fn recv(&mut self, topic: String, timeout_ms: u64) -> Result<Option<String>, HostError> {
+        if let Err(refusal) = self.outside_step("recv") {
+            return Err(refusal.into());
+        }
+        if let Err(e) = domain::validate_topic(&topic) {
+            return Err(HostError::from(GuestError::new(
+                GuestErrorCode::InvalidArgument,
+                e.0,
+            )));
+        }
+        let store = self.exec.store.clone();
+        let run = self.run.clone();
+        let waited = self
+            .journaled_wait(
+                OperationKind::Recv,
+                topic.clone(),
+                timeout_ms,
+                WaitKey::Message {
+                    run: run.clone(),
+                    topic: topic.clone(),
+                },
+                || store.next_message(&run, &topic),
+                // A wake-up only says that something arrived: read it.
+                |_| None,
+                |op, name, received, deadline| JournalWrite::RecvCompleted {
+                    op,
+                    name,
+                    received,
+                    deadline,
+                },
+            )
+            .await?;
+        Ok(match waited {
+            Waited::Recorded(outcome) => outcome,
+            Waited::Now(received) => received.map(|m| m.message),
+        })
+    }
+}
