@@ -383,6 +383,13 @@ pub fn await_child(workflow_id: &str, timeout: Duration) -> Result<Option<RunRes
 }
 
 #[cfg(feature = "workflow")]
+/// The id of the run that started this one as its child; `None` for a run
+/// started from outside.
+pub fn parent_id() -> Result<Option<String>> {
+    Ok(children::parent_id()?)
+}
+
+#[cfg(feature = "workflow")]
 /// Sleep for `duration`, durably: the wake-up time is journaled, so a run
 /// recovered after a crash sleeps only what is left.
 pub fn sleep(duration: Duration) {

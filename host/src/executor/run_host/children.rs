@@ -146,4 +146,16 @@ impl wit_children::Host for RunHost {
             .map(|json| children::decode_result(&json).map_err(HostFailure::Run))
             .transpose()?)
     }
+
+    async fn parent_id(&mut self) -> Result<Option<String>, HostError> {
+        // Written once, when the run was created: nothing to journal.
+        let run = self
+            .exec
+            .store
+            .get_run(&self.run)
+            .await
+            .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
+            .ok_or_else(|| HostFailure::Host(format!("run {} vanished", self.run)))?;
+        Ok(run.parent.map(|parent| parent.to_string()))
+    }
 }

@@ -4,6 +4,7 @@ use super::*;
 use crate::domain::{ModuleName, NewRun};
 use crate::executor::{Executor, Limits, ManualClock};
 use crate::runtime::Runtime;
+use crate::runtime::wit::children::Host as _;
 use crate::runtime::wit::events::Host as _;
 use crate::runtime::wit::steps::Host as _;
 use crate::runtime::wit::steps::{RetryPolicy, StepState};
@@ -248,4 +249,32 @@ async fn journaled_times_come_from_the_executor_clock() {
     assert_eq!(journal[0].recorded_at, START);
     assert_eq!(journal[1].recorded_at, START + 5_000);
     assert_eq!(journal[1].deadline, Some(START + 5_000));
+}
+
+#[tokio::test]
+async fn a_run_knows_its_parent_and_a_top_level_run_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(dir.path()).await;
+    let parent = pending_run(&exec, "p").await;
+    let child = WorkflowId::parse("p.0").unwrap();
+    exec.inner
+        .store
+        .create_run(NewRun {
+            id: child.clone(),
+            module: ModuleName::parse("m").unwrap(),
+            version: "sha256:x".into(),
+            workflow: "w".into(),
+            input: "null".into(),
+            now: 0,
+            deadline: None,
+            parent: Some(parent.clone()),
+        })
+        .await
+        .unwrap();
+    let of_child = host(&exec, &child, Vec::new()).parent_id().await.unwrap();
+    assert_eq!(of_child.as_deref(), Some("p"));
+    let of_parent = host(&exec, &parent, Vec::new()).parent_id().await.unwrap();
+    assert_eq!(of_parent, None);
+    // Not an operation: nothing is journaled.
+    assert!(exec.journal(&child).await.unwrap().is_empty());
 }
