@@ -155,6 +155,34 @@ impl Host {
         })
     }
 
+    /// Start a host on the shared PostgreSQL of [`postgres_url`], in
+    /// `schema`, as executor `name` (its directory `dir/name`), with the
+    /// given lease and poll interval: one of several hosts on one database.
+    pub async fn start_shared(
+        dir: &Path,
+        name: &str,
+        schema: &str,
+        lease_ms: u64,
+        poll_ms: u64,
+    ) -> anyhow::Result<Host> {
+        Self::start(
+            &dir.join(name),
+            &[
+                "--database",
+                &postgres_url(),
+                "--database-schema",
+                schema,
+                "--executor-id",
+                name,
+                "--lease-ms",
+                &lease_ms.to_string(),
+                "--poll-interval-ms",
+                &poll_ms.to_string(),
+            ],
+        )
+        .await
+    }
+
     /// Start a host with every example passed through `--deploy`.
     pub async fn start_with_examples(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
         let mut args: Vec<String> = examples::ALL

@@ -208,23 +208,7 @@ impl Cluster {
 }
 
 async fn start_host(dir: &Path, host: usize, schema: &str) -> anyhow::Result<Host> {
-    let name = NAMES[host];
-    Host::start(
-        &dir.join(name),
-        &[
-            "--database",
-            &postgres_url(),
-            "--database-schema",
-            schema,
-            "--executor-id",
-            name,
-            "--lease-ms",
-            &LEASE_MS.to_string(),
-            "--poll-interval-ms",
-            &POLL_MS.to_string(),
-        ],
-    )
-    .await
+    Host::start_shared(dir, NAMES[host], schema, LEASE_MS, POLL_MS).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

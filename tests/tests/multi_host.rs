@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use cairn_tests::{Host, SseStream, examples, fresh_schema, postgres_url};
+use cairn_tests::{Host, SseStream, examples, fresh_schema};
 use serde_json::{Value, json};
 
 const LEASE_MS: u64 = 1500;
@@ -15,22 +15,7 @@ const LEASE_MS: u64 = 1500;
 const POLL_MS: u64 = 3000;
 
 async fn start_host(dir: &std::path::Path, name: &str, schema: &str) -> anyhow::Result<Host> {
-    Host::start(
-        &dir.join(name),
-        &[
-            "--database",
-            &postgres_url(),
-            "--database-schema",
-            schema,
-            "--executor-id",
-            name,
-            "--lease-ms",
-            &LEASE_MS.to_string(),
-            "--poll-interval-ms",
-            &POLL_MS.to_string(),
-        ],
-    )
-    .await
+    Host::start_shared(dir, name, schema, LEASE_MS, POLL_MS).await
 }
 
 #[tokio::test]

@@ -42,6 +42,11 @@ fn host(exec: &Executor, id: &WorkflowId, journal: Vec<JournalEntry>) -> RunHost
 }
 
 async fn pending_run(exec: &Executor, id: &str) -> WorkflowId {
+    pending_child(exec, id, None).await
+}
+
+/// A pending run, the child of `parent` if there is one.
+async fn pending_child(exec: &Executor, id: &str, parent: Option<&WorkflowId>) -> WorkflowId {
     let id = WorkflowId::parse(id).unwrap();
     exec.inner
         .store
@@ -53,7 +58,7 @@ async fn pending_run(exec: &Executor, id: &str) -> WorkflowId {
             input: "null".into(),
             now: 0,
             deadline: None,
-            parent: None,
+            parent: parent.cloned(),
         })
         .await
         .unwrap();
@@ -256,21 +261,7 @@ async fn a_run_knows_its_parent_and_a_top_level_run_has_none() {
     let dir = tempfile::tempdir().unwrap();
     let exec = executor(dir.path()).await;
     let parent = pending_run(&exec, "p").await;
-    let child = WorkflowId::parse("p.0").unwrap();
-    exec.inner
-        .store
-        .create_run(NewRun {
-            id: child.clone(),
-            module: ModuleName::parse("m").unwrap(),
-            version: "sha256:x".into(),
-            workflow: "w".into(),
-            input: "null".into(),
-            now: 0,
-            deadline: None,
-            parent: Some(parent.clone()),
-        })
-        .await
-        .unwrap();
+    let child = pending_child(&exec, "p.0", Some(&parent)).await;
     let of_child = host(&exec, &child, Vec::new()).parent_id().await.unwrap();
     assert_eq!(of_child.as_deref(), Some("p"));
     let of_parent = host(&exec, &parent, Vec::new()).parent_id().await.unwrap();
