@@ -9,6 +9,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod waits;
+
+pub use waits::{ParkedWait, RunWait, WaitKind};
+
 /// Longest accepted workflow id, in bytes.
 pub const MAX_WORKFLOW_ID_LEN: usize = 255;
 /// Longest accepted module name.

@@ -179,6 +179,11 @@ struct ServeArgs {
     /// Guest instances alive at once; further runs queue for a slot.
     #[arg(long, env = "CAIRN_MAX_LIVE_INSTANCES", default_value_t = 1000)]
     max_live_instances: usize,
+    /// How long a waiting run keeps its instance before it parks (gives up
+    /// the instance and its slot, to be woken and replayed), in ms; 0 parks
+    /// at once.
+    #[arg(long, env = "CAIRN_PARK_AFTER_MS", default_value_t = 1000)]
+    park_after_ms: u64,
     /// Runs queued for an instance slot before start requests get 503.
     #[arg(long, env = "CAIRN_MAX_QUEUED_RUNS", default_value_t = 10_000)]
     max_queued_runs: usize,
@@ -267,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
             config.guest.max_instances =
                 u32::try_from(args.max_live_instances.max(1) * 2 + 16).unwrap_or(u32::MAX);
             config.limits.max_queued_runs = args.max_queued_runs;
+            config.limits.park_after = Duration::from_millis(args.park_after_ms);
             config.limits.allowed_hosts = AllowList::parse(&args.allow_outbound)
                 .map_err(|e| anyhow::anyhow!("--allow-outbound: {e}"))?;
             config.api.max_pending_waits = args.max_pending_waits;

@@ -157,30 +157,30 @@ impl Host {
 
     /// Start a host on the shared PostgreSQL of [`postgres_url`], in
     /// `schema`, as executor `name` (its directory `dir/name`), with the
-    /// given lease and poll interval: one of several hosts on one database.
+    /// given lease and poll interval, plus `extra_args`: one of several
+    /// hosts on one database.
     pub async fn start_shared(
         dir: &Path,
         name: &str,
         schema: &str,
-        lease_ms: u64,
-        poll_ms: u64,
+        (lease_ms, poll_ms): (u64, u64),
+        extra_args: &[&str],
     ) -> anyhow::Result<Host> {
-        Self::start(
-            &dir.join(name),
-            &[
-                "--database",
-                &postgres_url(),
-                "--database-schema",
-                schema,
-                "--executor-id",
-                name,
-                "--lease-ms",
-                &lease_ms.to_string(),
-                "--poll-interval-ms",
-                &poll_ms.to_string(),
-            ],
-        )
-        .await
+        let (url, lease, poll) = (postgres_url(), lease_ms.to_string(), poll_ms.to_string());
+        let mut args = vec![
+            "--database",
+            &url,
+            "--database-schema",
+            schema,
+            "--executor-id",
+            name,
+            "--lease-ms",
+            &lease,
+            "--poll-interval-ms",
+            &poll,
+        ];
+        args.extend_from_slice(extra_args);
+        Self::start(&dir.join(name), &args).await
     }
 
     /// Start a host with every example passed through `--deploy`.

@@ -208,7 +208,7 @@ impl Cluster {
 }
 
 async fn start_host(dir: &Path, host: usize, schema: &str) -> anyhow::Result<Host> {
-    Host::start_shared(dir, NAMES[host], schema, LEASE_MS, POLL_MS).await
+    Host::start_shared(dir, NAMES[host], schema, (LEASE_MS, POLL_MS), &[]).await
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ const LEASE_MS: u64 = 1500;
 const POLL_MS: u64 = 3000;
 
 async fn start_host(dir: &std::path::Path, name: &str, schema: &str) -> anyhow::Result<Host> {
-    Host::start_shared(dir, name, schema, LEASE_MS, POLL_MS).await
+    Host::start_shared(dir, name, schema, (LEASE_MS, POLL_MS), &[]).await
 }
 
 #[tokio::test]

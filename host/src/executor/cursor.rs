@@ -77,6 +77,13 @@ impl JournalCursor {
         })
     }
 
+    /// Replay `journal`: given before the first operation, once it is read.
+    pub(super) fn load(&self, journal: Vec<JournalEntry>) {
+        let mut state = self.lock();
+        debug_assert_eq!(state.next_op, 0, "a journal is loaded before the run starts");
+        state.journal = journal;
+    }
+
     fn lock(&self) -> MutexGuard<'_, CursorState> {
         self.state.lock().expect("journal cursor lock")
     }

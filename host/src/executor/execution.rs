@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::cursor::JournalCursor;
 use super::run_host::RunHost;
 use super::{AllowList, Inner};
 use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
@@ -13,9 +14,12 @@ use crate::store::Change;
 
 impl Inner {
     /// Execute `run` in a task of its own, which [`Executor::cancel`] can
-    /// stop. An execution of the same run still going here (one that lost
-    /// the run's lease and was given it again) is stopped.
-    pub(super) fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+    /// stop: from `journal` for a new run, else from the journal as stored,
+    /// read once the execution has an instance slot (so runs queued for a
+    /// slot hold no journal in memory). An execution of the same run still
+    /// going here (one that lost the run's lease and was given it again) is
+    /// stopped.
+    pub(super) fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Option<Vec<JournalEntry>>) {
         let id = run.id.clone();
         let mut executions = self.executions.lock().expect("executions lock");
         let inner = self.clone();
@@ -37,9 +41,9 @@ impl Inner {
         }
     }
 
-    /// Run `run` to its end in a fresh instance, replaying `journal`, and
-    /// record how it ended.
-    pub(super) async fn execute(self: Arc<Self>, run: RunRecord, journal: Vec<JournalEntry>) {
+    /// Run `run` in a fresh instance, replaying its journal, until it ends
+    /// (then record how) or parks.
+    pub(super) async fn execute(self: Arc<Self>, run: RunRecord, journal: Option<Vec<JournalEntry>>) {
         let settings = self.module_settings(&run.module, &run.version).await;
         let limits = self.guest_limits(&settings);
         // Checked against the host's list again: it may have narrowed since
@@ -47,15 +51,31 @@ impl Inner {
         let allowed_hosts = AllowList::parse(&settings.allowed_hosts)
             .unwrap_or_default()
             .within(&self.limits.allowed_hosts);
-        let host =
-            RunHost::new(self.clone(), run.id.clone(), journal, allowed_hosts).fenced(run.epoch);
-        let cursor = host.cursor();
+        let cursor = JournalCursor::new(
+            run.id.clone(),
+            Vec::new(),
+            self.limits.max_journal_entries,
+            allowed_hosts,
+        );
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
             let slot = self.instance_slots.clone().acquire_owned().await;
             self.queued_runs.fetch_sub(1, Ordering::Relaxed);
             // The semaphore is never closed.
             let _slot = slot.expect("instance slots stay open");
+            let journal = match journal {
+                Some(journal) => journal,
+                None => match self.store.journal(&run.id).await {
+                    Ok(journal) => journal,
+                    Err(error) => {
+                        return GuestOutcome::HostFailed(format!(
+                            "cannot read the run's journal: {error}"
+                        ));
+                    }
+                },
+            };
+            cursor.load(journal);
+            let host = RunHost::executing(self.clone(), &run, cursor.clone());
             let version = &run.version;
             let bytes = async || self.module_bytes(version).await;
             self.runtime
@@ -86,6 +106,7 @@ impl Inner {
                     tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
                     return;
                 }
+                HostFailure::Parked => return,
             },
             Some(outcome) => match outcome {
                 GuestOutcome::Returned(output) => self.check_output(output),
@@ -97,6 +118,8 @@ impl Inner {
                     tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
                     return;
                 }
+                // Waiting in the database, to be woken and replayed.
+                GuestOutcome::Parked => return,
             },
         };
         if let RunOutcome::Error { message } = &outcome {

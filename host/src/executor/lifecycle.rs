@@ -21,7 +21,10 @@ impl Executor {
     /// Execute every `PENDING` run again, from its journal; give up on runs
     /// recovered too often.
     pub async fn recover(&self) -> Result<RecoveryReport> {
-        self.inner.recover().await
+        let report = self.inner.recover().await?;
+        // Parked runs are not recovered but woken, by the waker from now on.
+        self.inner.start_waking();
+        Ok(report)
     }
 
     /// Take on the duties of a host that shares its database with others
@@ -66,9 +69,8 @@ impl Executor {
                 "only a CANCELLED run can be resumed",
             )
             .await?;
-        let journal = self.inner.store.journal(id).await?;
-        tracing::info!(run = %id, journaled = journal.len(), "run resumed");
-        self.inner.spawn_execution(run.clone(), journal);
+        tracing::info!(run = %id, "run resumed");
+        self.inner.spawn_execution(run.clone(), None);
         Ok(run)
     }
 
@@ -93,9 +95,8 @@ impl Executor {
             Err(StoreError::RunExists(run)) => return Err(ExecutorError::RunExists(run)),
             Err(error) => return Err(error.into()),
         };
-        let journal = inner.store.journal(&id).await?;
-        tracing::info!(run = %id, %source, from_op, copied = journal.len(), "run forked");
-        inner.spawn_execution(run.clone(), journal);
+        tracing::info!(run = %id, %source, from_op, "run forked");
+        inner.spawn_execution(run.clone(), None);
         Ok(run)
     }
 
@@ -174,7 +175,7 @@ impl Inner {
         };
         match self.store.create_run(new_run.clone()).await? {
             CreateRun::Created(run) => {
-                self.spawn_execution(run.clone(), Vec::new());
+                self.spawn_execution(run.clone(), Some(Vec::new()));
                 Ok(Started { run, created: true })
             }
             CreateRun::Existing(run)
@@ -209,9 +210,10 @@ impl Inner {
         }
         let resumed = claim.resume.len();
         for run in claim.resume {
-            let journal = inner.store.journal(&run.id).await?;
-            tracing::info!(run = %run.id, attempt = run.attempts, journaled = journal.len(), "recovering run");
-            inner.spawn_execution(run, journal);
+            // The journal is read when the execution gets a slot: a host
+            // with many runs to recover does not hold all their journals.
+            tracing::info!(run = %run.id, attempt = run.attempts, "recovering run");
+            inner.spawn_execution(run, None);
         }
         Ok(RecoveryReport {
             resumed,

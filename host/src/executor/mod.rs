@@ -21,6 +21,7 @@ mod execution;
 mod handlers;
 mod lifecycle;
 mod outbound;
+mod parking;
 mod run_host;
 mod steps;
 mod trigger_routes;
@@ -39,6 +40,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use outbound::AllowList;
+pub use parking::Waiting;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{ModuleName, ModuleVersion, RunRecord, RunStatus, WorkflowId};
@@ -68,6 +70,9 @@ pub struct Limits {
     /// The hosts that modules' steps may be allowed to call over HTTP
     /// (`cairn serve --allow-outbound`); empty: none.
     pub allowed_hosts: AllowList,
+    /// How long a run's wait keeps its instance before the run parks:
+    /// gives up the instance and its slot, to be woken and replayed.
+    pub park_after: Duration,
 }
 
 impl Default for Limits {
@@ -80,6 +85,7 @@ impl Default for Limits {
             max_queued_runs: 10_000,
             max_trigger_wait_ms: 300_000,
             allowed_hosts: AllowList::default(),
+            park_after: Duration::from_secs(1),
         }
     }
 }
@@ -179,6 +185,8 @@ pub(crate) struct Inner {
     deploying: tokio::sync::Mutex<()>,
     /// The executions in progress, to stop one when its run is cancelled.
     executions: std::sync::Mutex<HashMap<WorkflowId, tokio::task::AbortHandle>>,
+    /// What executing runs wait for; the waker of parked runs.
+    parking: parking::Parking,
 }
 
 /// What the host has in flight; served by `/healthz`.
@@ -218,6 +226,7 @@ impl Executor {
                 routes: RwLock::new(routes),
                 deploying: tokio::sync::Mutex::new(()),
                 executions: std::sync::Mutex::new(HashMap::new()),
+                parking: parking::Parking::default(),
             }),
         })
     }

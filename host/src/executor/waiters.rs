@@ -54,7 +54,7 @@ impl Waiters {
         self.poll_ms.store(ms, Ordering::Relaxed);
     }
 
-    fn poll_interval(&self) -> Option<Duration> {
+    pub(crate) fn poll_interval(&self) -> Option<Duration> {
         match self.poll_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(Duration::from_millis(ms)),

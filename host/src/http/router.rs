@@ -191,7 +191,7 @@ impl Api {
                 .map_or("", |(_, segment)| segment)
         };
         match route.endpoint {
-            Endpoint::Health => Ok(self.health()),
+            Endpoint::Health => self.health().await,
             Endpoint::OpenApi => Ok(static_response(
                 "application/json",
                 include_str!("assets/openapi.json"),
@@ -232,18 +232,20 @@ impl Api {
         }
     }
 
-    fn health(&self) -> Response<Body> {
+    async fn health(&self) -> ApiResult {
         let load = self.executor.load();
         let pending_waits = self.limits.max_pending_waits - self.wait_slots.available_permits();
-        json_response(
+        let parked_runs = self.executor.parked_count().await?;
+        Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({
                 "status": "ok",
                 "live_instances": load.live_instances,
                 "queued_runs": load.queued_runs,
+                "parked_runs": parked_runs,
                 "pending_waits": pending_waits,
             }),
-        )
+        ))
     }
 
     /// The id of a run that exists, or a 404.

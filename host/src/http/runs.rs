@@ -15,7 +15,7 @@ use super::respond::{
 };
 use super::router::Api;
 use super::views::{RunView, StepView};
-use crate::domain::{Delivery, InvalidValue, RunFilter, WorkflowId};
+use crate::domain::{Delivery, InvalidValue, RunFilter, RunStatus, WorkflowId};
 use crate::executor::StartRequest;
 
 impl Api {
@@ -69,7 +69,13 @@ impl Api {
     pub(super) async fn get_run(&self, id: &str) -> ApiResult {
         let id = parse_workflow_id(id)?;
         match self.executor().get_run(&id).await? {
-            Some(run) => Ok(json_response(StatusCode::OK, &RunView::from(&run))),
+            Some(run) => {
+                let mut view = RunView::from(&run);
+                if run.status == RunStatus::Pending {
+                    view.waiting = self.executor().waiting(&id).await?.map(Into::into);
+                }
+                Ok(json_response(StatusCode::OK, &view))
+            }
             None => Err(run_not_found(&id)),
         }
     }

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 use crate::domain::{
     JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord, WorkflowId,
 };
+use crate::executor::Waiting;
 use crate::triggers::{Manifest, RouteSpec};
 
 #[derive(Serialize)]
@@ -33,6 +34,35 @@ pub(super) struct RunView<'a> {
     pub(super) deadline: Option<String>,
     /// The run that started this one, for a child workflow.
     pub(super) parent: Option<&'a str>,
+    /// What a `PENDING` run waits for, if it waits (shown by the run's own
+    /// page, not in listings).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) waiting: Option<WaitingView>,
+}
+
+/// What a waiting run waits for.
+#[derive(Serialize)]
+pub(super) struct WaitingView {
+    /// `event`, `message`, `child`, `sleep` or `retry`.
+    pub(super) kind: &'static str,
+    /// `run/key` of an event, a message's topic, a child's id, a timer's name.
+    pub(super) target: String,
+    pub(super) deadline: Option<String>,
+    /// Whether the run gave up its instance while it waits.
+    pub(super) parked: bool,
+    pub(super) parked_at: Option<String>,
+}
+
+impl From<Waiting> for WaitingView {
+    fn from(waiting: Waiting) -> Self {
+        Self {
+            kind: waiting.wait.kind.as_str(),
+            target: waiting.wait.target(),
+            deadline: waiting.wait.deadline.map(timestamp),
+            parked: waiting.parked,
+            parked_at: waiting.since.map(timestamp),
+        }
+    }
 }
 
 impl<'a> From<&'a RunRecord> for RunView<'a> {
@@ -54,6 +84,7 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             updated_at: timestamp(run.updated_at),
             deadline: run.deadline.map(timestamp),
             parent: run.parent.as_ref().map(WorkflowId::as_str),
+            waiting: None,
         }
     }
 }

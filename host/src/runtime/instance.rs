@@ -25,6 +25,10 @@ pub enum HostFailure {
     /// `PENDING`, to be recovered, rather than being blamed.
     #[error("{0}")]
     Host(String),
+    /// The run parked: it waits without an instance, and is executed again
+    /// by replay when woken. Nothing failed; the instance is only dropped.
+    #[error("the run parked")]
+    Parked,
 }
 
 /// What serves the Cairn imports of a workflow instance: every interface

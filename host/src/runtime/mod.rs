@@ -138,6 +138,9 @@ pub enum GuestOutcome {
     /// The host could not serve the guest ([`HostFailure::Host`]); the run
     /// is not at fault.
     HostFailed(String),
+    /// The host ended the instance while the run waits
+    /// ([`HostFailure::Parked`]).
+    Parked,
 }
 
 /// Owns the engine and the compiled modules, and runs workflows whose
@@ -358,6 +361,7 @@ impl<H: WorkflowImports> Runtime<H> {
             Ok(Err(message)) => GuestOutcome::Failed(message),
             Err(trap) => match trap.downcast_ref::<HostFailure>() {
                 Some(HostFailure::Host(message)) => GuestOutcome::HostFailed(message.clone()),
+                Some(HostFailure::Parked) => GuestOutcome::Parked,
                 _ => GuestOutcome::Trapped(describe_trap(&trap, &stderr.tail())),
             },
         }

@@ -9,16 +9,18 @@ mod postgres;
 mod rows;
 mod sqlite;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, RunFilter, RunOutcome, RunRecord, RunStatus,
-    WorkflowId,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord,
+    RunStatus, RunWait, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -115,6 +117,16 @@ pub enum Change {
     Deployed(ModuleName),
 }
 
+/// What [`Store::park_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parking {
+    /// The run is parked: it holds no lease and waits to be woken.
+    Parked,
+    /// What the run waits for has happened already: nothing changed, and
+    /// the execution reads it and goes on.
+    Happened,
+}
+
 /// What `claim_recovery` decided for each pending run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecoveryClaim {
@@ -181,6 +193,35 @@ pub trait Store: Send + Sync + 'static {
     /// Count a new attempt for every `PENDING` run; those past
     /// `max_recovery_attempts` recoveries become `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim>;
+
+    /// Park run `id` (only while it is `PENDING` and, with `fence`, in that
+    /// epoch) in `wait`: it keeps its status and journal, holds no lease,
+    /// and is handed out by [`Store::claim_woken`] once what it waits for
+    /// happens (a commit sets the event, delivers the message or ends the
+    /// child) or `wait.wake_at` passes. [`Parking::Happened`], changing
+    /// nothing, when what it waits for has happened already: the check and
+    /// the park are one step against every commit that would wake it.
+    async fn park_run(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        wait: RunWait,
+        now: i64,
+    ) -> Result<Parking>;
+    /// Take up to `limit` parked runs that are due at `now` (woken, or past
+    /// their `wake_at`), earliest first: each leaves its parked state with a
+    /// new epoch (and, on a shared store, this host's lease) and is this
+    /// caller's to execute. No run is handed out twice.
+    async fn claim_woken(&self, now: i64, limit: u32) -> Result<Vec<RunRecord>>;
+    /// The earliest `wake_at` of the parked runs.
+    async fn next_wake_at(&self) -> Result<Option<i64>>;
+    /// What run `id` waits for, if it is parked.
+    async fn parked_wait(&self, id: &WorkflowId) -> Result<Option<ParkedWait>>;
+    async fn parked_count(&self) -> Result<u64>;
+    /// Notified when a commit (this host's, or on a shared store any
+    /// host's, as far as it is told) made a parked run due; a waiter also
+    /// looks at the parked runs' `wake_at` itself.
+    fn woken(&self) -> Arc<Notify>;
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.

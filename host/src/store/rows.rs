@@ -6,7 +6,7 @@ use sqlx::Row;
 use super::{Result, StoreError};
 use crate::domain::{
     EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, OperationKind,
-    RunOutcome, RunRecord, RunStatus, WorkflowId,
+    ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, WaitKind, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -319,4 +319,40 @@ pub(super) fn event_and_status_from_row(
         None => Ok((None, None)),
         Some((value, status)) => Ok((value, Some(status.parse().map_err(corrupt)?))),
     }
+}
+
+/// The columns [`parked_wait_from_row`] reads.
+pub(super) const WAIT_COLUMNS: &str = "kind, on_run, on_key, deadline, wake_at, parked_at";
+
+pub(super) fn parked_wait_from_row(row: &impl Columns) -> Result<ParkedWait> {
+    Ok(ParkedWait {
+        wait: RunWait {
+            kind: row.text("kind")?.parse().map_err(corrupt)?,
+            on_run: row
+                .maybe_text("on_run")?
+                .map(|id| WorkflowId::parse(&id).map_err(corrupt))
+                .transpose()?,
+            on_key: row.text("on_key")?,
+            deadline: row.maybe_int("deadline")?,
+            wake_at: row.int("wake_at")?,
+        },
+        parked_at: row.int("parked_at")?,
+    })
+}
+
+/// The query telling whether what a wait of `kind` waits for has happened
+/// (one row: 1 or 0), with `{p}1` the run it is on and `{p}2` its key; none
+/// for a timer, which only time ends. `{p}` is the placeholder sigil.
+pub(super) fn awaited_query(kind: WaitKind, p: char) -> Option<String> {
+    let condition = match kind {
+        WaitKind::Event => format!("SELECT 1 FROM events WHERE run_id = {p}1 AND key = {p}2"),
+        WaitKind::Message => format!(
+            "SELECT 1 FROM messages WHERE run_id = {p}1 AND topic = {p}2 AND consumed_op IS NULL"
+        ),
+        WaitKind::Child => format!(
+            "SELECT 1 FROM runs WHERE id = {p}1 AND status <> 'PENDING' AND {p}2 = ''"
+        ),
+        WaitKind::Sleep | WaitKind::Retry => return None,
+    };
+    Some(format!("SELECT CASE WHEN EXISTS ({condition}) THEN 1 ELSE 0 END AS happened"))
 }

@@ -15,9 +15,12 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::cursor::JournalCursor;
+#[cfg(test)]
 use super::outbound::AllowList;
 use super::waiters::WaitKey;
-use crate::domain::{self, JournalEntry, JournalWrite, Millis, OperationKind, WorkflowId};
+use crate::domain::{
+    self, JournalEntry, JournalWrite, Millis, OperationKind, RunRecord, WorkflowId,
+};
 use crate::runtime::wit::types;
 use crate::runtime::{
     GuestEnvironment, GuestError, GuestErrorCode, HostError, HostFailure, WorkflowImports,
@@ -32,6 +35,8 @@ pub struct RunHost {
     run: WorkflowId,
     /// The run's epoch when this execution got it: its writes are fenced by it.
     epoch: Option<u64>,
+    /// The run's own time limit: a parked run is woken by it at the latest.
+    run_deadline: Option<Millis>,
     cursor: Arc<JournalCursor>,
 }
 
@@ -45,6 +50,8 @@ impl std::fmt::Debug for RunHost {
 }
 
 impl RunHost {
+    /// A host replaying `journal`, unfenced: for tests of the imports.
+    #[cfg(test)]
     pub(super) fn new(
         exec: Arc<Inner>,
         run: WorkflowId,
@@ -61,20 +68,21 @@ impl RunHost {
             exec,
             run,
             epoch: None,
+            run_deadline: None,
             cursor,
         }
     }
 
-    /// Fence this execution's writes by the run's `epoch`.
-    pub(super) fn fenced(mut self, epoch: u64) -> Self {
-        self.epoch = Some(epoch);
-        self
-    }
-
-    /// The execution's replay position, for the executor to check when the
-    /// guest has returned.
-    pub(super) fn cursor(&self) -> Arc<JournalCursor> {
-        self.cursor.clone()
+    /// The host of an execution of `run`, replaying what `cursor` holds,
+    /// its writes fenced by the run's epoch.
+    pub(super) fn executing(exec: Arc<Inner>, run: &RunRecord, cursor: Arc<JournalCursor>) -> Self {
+        Self {
+            exec,
+            run: run.id.clone(),
+            epoch: Some(run.epoch),
+            run_deadline: run.deadline,
+            cursor,
+        }
     }
 
     fn replaying(&self) -> bool {
@@ -185,7 +193,7 @@ impl RunHost {
         };
         let read_failed =
             |e: StoreError| HostFailure::Host(format!("{} failed to read: {e}", kind.as_str()));
-        let mut subscription = self.exec.waiters.subscribe(key);
+        let mut subscription = self.exec.waiters.subscribe(key.clone());
         let mut outcome = read().await.map_err(read_failed)?;
         if outcome.is_none() && deadline > self.exec.clock.now() {
             if !wait_journaled {
@@ -211,10 +219,31 @@ impl RunHost {
                 };
                 self.write(started).await?;
             }
-            outcome = subscription
-                .wait_for(self.instant_of(deadline), read, from_published)
-                .await
-                .map_err(read_failed)?;
+            let awaited = super::parking::awaited(&key);
+            let wait = awaited.map(|(kind, on_run, on_key)| {
+                self.wait_of(kind, Some(on_run), on_key, deadline)
+            });
+            let _waiting = wait.as_ref().map(|wait| self.exec.waiting_in(&self.run, wait));
+            loop {
+                // In the instance until the deadline, or until it is time
+                // to park, whichever comes first.
+                let until = match &wait {
+                    Some(_) => deadline.min(self.park_at()),
+                    None => deadline,
+                };
+                outcome = subscription
+                    .wait_for(self.instant_of(until), &mut read, &from_published)
+                    .await
+                    .map_err(read_failed)?;
+                match &wait {
+                    Some(wait) if outcome.is_none() && self.exec.clock.now() < deadline => {
+                        // Parked (the instance ends here), or what it waits
+                        // for came meanwhile: read it.
+                        self.park(wait.clone()).await?;
+                    }
+                    _ => break,
+                }
+            }
         }
         drop(subscription);
         self.write(complete(op, name, outcome.clone(), deadline))
@@ -281,6 +310,7 @@ mod children;
 mod context;
 mod events;
 mod messages;
+mod parking;
 #[cfg(test)]
 mod tests;
 mod timers;

@@ -2,7 +2,7 @@
 //! retries, each journaled with the time it wakes at.
 
 use super::RunHost;
-use crate::domain::{JournalWrite, OperationKind};
+use crate::domain::{JournalWrite, OperationKind, WaitKind};
 use crate::executor::cursor::OpenStep;
 use crate::executor::steps;
 use crate::runtime::wit::steps::{RetryPolicy, StepState};
@@ -28,7 +28,8 @@ impl timers::Host for RunHost {
                 deadline
             }
         };
-        tokio::time::sleep_until(self.instant_of(deadline)).await;
+        self.pause_until(WaitKind::Sleep, &duration_ms.to_string(), deadline)
+            .await?;
         Ok(())
     }
 }
@@ -77,9 +78,9 @@ impl crate::runtime::wit::steps::Host for RunHost {
                 (Some(_), Some(retry_at)) => {
                     attempt = entry.attempt.unwrap_or(attempt) + 1;
                     if self.cursor.peek().is_none() {
-                        // Recovered while waiting for the next attempt:
-                        // wait out the journaled time, no more.
-                        tokio::time::sleep_until(self.instant_of(retry_at)).await;
+                        // Recovered (or woken) while waiting for the next
+                        // attempt: wait out the journaled time, no more.
+                        self.pause_until(WaitKind::Retry, &name, retry_at).await?;
                     }
                 }
             }
@@ -137,7 +138,8 @@ impl crate::runtime::wit::steps::Host for RunHost {
         let Some(retry_at) = retry_at else {
             return Ok(StepState::Finished(output));
         };
-        tokio::time::sleep_until(self.instant_of(retry_at)).await;
+        self.pause_until(WaitKind::Retry, &step.name, retry_at)
+            .await?;
         let (op, _) = self.next_operation(OperationKind::Step, &step.name)?;
         let attempt = step.attempt + 1;
         self.cursor.open_step(OpenStep {

@@ -34,6 +34,8 @@ impl PgStore {
                  SELECT id FROM runs
                  WHERE status = 'PENDING'
                    AND (lease_expires_at IS NULL OR lease_expires_at <= $1 OR ($5 AND owner = $3))
+                   -- Parked runs hold no lease on purpose; they are woken.
+                   AND NOT EXISTS (SELECT 1 FROM run_waits w WHERE w.run_id = runs.id)
                  ORDER BY created_at
                  LIMIT $2
                  FOR UPDATE SKIP LOCKED

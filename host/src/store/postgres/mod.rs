@@ -16,6 +16,7 @@ mod checkout;
 mod journal;
 mod leases;
 mod notifications;
+mod waits;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, LazyLock};
@@ -24,19 +25,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection, Row};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, corrupt, event_and_status_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, corrupt, event_and_status_from_row,
     event_and_status_query, event_record_from_row, journal_entry_from_row, module_version_from_row,
-    modules_from_rows, routes_from_row, run_from_row,
+    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row,
 };
 use super::{
-    Change, CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store, StoreError,
+    Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
+    StoreError,
 };
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
-    NewRun, RunFilter, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
 };
 use checkout::Checkout;
 use notifications::start_announcer;
@@ -84,6 +86,8 @@ pub struct PgStore {
     announcer: mpsc::UnboundedSender<Change>,
     /// Whether `claim_recovery` ran since the store was opened.
     claimed_once: Arc<AtomicBool>,
+    /// Notified when a trigger announces that a parked run is due.
+    woken: Arc<Notify>,
 }
 
 impl PgStore {
@@ -129,6 +133,7 @@ impl PgStore {
             executor_id: options.executor_id,
             lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
             claimed_once: Arc::new(AtomicBool::new(false)),
+            woken: Arc::new(Notify::new()),
         })
     }
 
@@ -361,6 +366,47 @@ impl Store for PgStore {
             self.announce([Change::Finished(id.clone())]);
         }
         Ok(run.map(|run| (moved, run)))
+    }
+
+    async fn park_run(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        wait: RunWait,
+        now: i64,
+    ) -> Result<Parking> {
+        self.park(id, fence, wait, now).await
+    }
+
+    async fn claim_woken(&self, now: i64, limit: u32) -> Result<Vec<RunRecord>> {
+        self.claim_due(now, limit).await
+    }
+
+    async fn next_wake_at(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar("SELECT MIN(wake_at) FROM run_waits")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn parked_wait(&self, id: &WorkflowId) -> Result<Option<ParkedWait>> {
+        let row = sqlx::query(&format!(
+            "SELECT {WAIT_COLUMNS} FROM run_waits WHERE run_id = $1"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(parked_wait_from_row).transpose()
+    }
+
+    async fn parked_count(&self) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_waits")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count as u64)
+    }
+
+    fn woken(&self) -> Arc<Notify> {
+        self.woken.clone()
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {

@@ -14,6 +14,10 @@ use super::PgStore;
 use crate::domain::{ModuleName, WorkflowId};
 use crate::store::{Change, Result};
 
+/// The payload a trigger sends when a commit made a parked run due
+/// (migration 0004): no change to apply, only a claim to make.
+const WOKEN: &str = r#"["w"]"#;
+
 /// Most changes announced by one statement.
 const ANNOUNCE_BATCH: usize = 256;
 
@@ -83,12 +87,14 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(&self.schema).await?;
         let (sender, receiver) = mpsc::channel(4096);
+        let woken = self.woken.clone();
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a lost connection;
                 // notifications sent meanwhile are lost, which the waiters'
                 // polling fallback covers.
                 match listener.recv().await {
+                    Ok(notification) if notification.payload() == WOKEN => woken.notify_one(),
                     Ok(notification) => {
                         let Some(change) = parse_change(notification.payload()) else {
                             tracing::warn!(

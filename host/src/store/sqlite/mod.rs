@@ -24,21 +24,24 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
 
+use tokio::sync::Notify;
+
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, event_and_status_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, event_and_status_from_row,
     event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
-    routes_from_row, run_from_row,
+    parked_wait_from_row, routes_from_row, run_from_row,
 };
-use super::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, Store};
+use super::{CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store};
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
-    NewRun, RunFilter, RunOutcome, RunRecord, RunStatus, WorkflowId,
+    NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
 };
 
 mod messages;
 #[allow(unsafe_code)]
 mod raw;
 mod reads;
+mod waits;
 mod writer;
 mod writes;
 
@@ -96,6 +99,7 @@ impl SqliteOptions {
 pub struct SqliteStore {
     reads: Arc<ReadConnections>,
     writes: mpsc::Sender<Box<dyn WriteJob>>,
+    woken: Arc<Notify>,
 }
 
 impl SqliteStore {
@@ -115,8 +119,13 @@ impl SqliteStore {
         MIGRATOR.run(&mut writer).await?;
         let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
-        spawn_writer(writer, queue).await?;
-        Ok(Self { reads, writes })
+        let woken = Arc::new(Notify::new());
+        spawn_writer(writer, queue, woken.clone()).await?;
+        Ok(Self {
+            reads,
+            writes,
+            woken,
+        })
     }
 }
 
@@ -279,6 +288,65 @@ impl Store for SqliteStore {
             claim_recovery(conn, max_recovery_attempts, now)
         }))
         .await
+    }
+
+    async fn park_run(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        wait: RunWait,
+        now: i64,
+    ) -> Result<Parking> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| waits::park(conn, id, fence, wait, now)))
+            .await
+    }
+
+    async fn claim_woken(&self, now: i64, limit: u32) -> Result<Vec<RunRecord>> {
+        self.write(Box::new(move |conn| waits::claim_woken(conn, now, limit)))
+            .await
+    }
+
+    async fn next_wake_at(&self) -> Result<Option<i64>> {
+        Ok(self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar("SELECT MIN(wake_at) FROM run_waits")
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?)
+    }
+
+    async fn parked_wait(&self, id: &WorkflowId) -> Result<Option<ParkedWait>> {
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {WAIT_COLUMNS} FROM run_waits WHERE run_id = ?"
+                ))
+                .bind(id.as_str())
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
+        row.as_ref().map(parked_wait_from_row).transpose()
+    }
+
+    async fn parked_count(&self) -> Result<u64> {
+        let count: i64 = self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar("SELECT COUNT(*) FROM run_waits")
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
+        Ok(count as u64)
+    }
+
+    fn woken(&self) -> Arc<Notify> {
+        self.woken.clone()
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {

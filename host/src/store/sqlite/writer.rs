@@ -2,8 +2,10 @@
 //! whatever writes are queued in one transaction (group commit), answering
 //! each caller only after the commit that made its write durable.
 
+use std::sync::Arc;
+
 use sqlx::SqliteConnection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::SqliteStore;
 use super::raw::RawConnection;
@@ -78,11 +80,13 @@ impl SqliteStore {
 
 #[allow(unsafe_code)]
 /// Start the writer thread: it takes `conn`'s handle from sqlx and applies
-/// queued writes, batch by batch, until every sender is gone. Returns once
-/// the writer holds the handle, or with why it could not take it.
+/// queued writes, batch by batch, until every sender is gone, notifying
+/// `woken` after a batch that made a parked run due. Returns once the
+/// writer holds the handle, or with why it could not take it.
 pub(super) async fn spawn_writer(
     conn: SqliteConnection,
     queue: mpsc::Receiver<Box<dyn WriteJob>>,
+    woken: Arc<Notify>,
 ) -> Result<()> {
     let (started, start) = oneshot::channel();
     std::thread::Builder::new()
@@ -106,7 +110,7 @@ pub(super) async fn spawn_writer(
             // lives, and `raw` is dropped first.
             let mut raw = unsafe { RawConnection::new(locked.as_raw_handle()) };
             let _ = started.send(Ok(()));
-            run_writer(&mut raw, queue);
+            run_writer(&mut raw, queue, &woken);
             drop(raw);
             drop(locked);
         })
@@ -114,7 +118,11 @@ pub(super) async fn spawn_writer(
     start.await.map_err(|_| StoreError::Closed)?
 }
 
-fn run_writer(conn: &mut RawConnection, mut queue: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn run_writer(
+    conn: &mut RawConnection,
+    mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
+    woken: &Notify,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
@@ -124,6 +132,9 @@ fn run_writer(conn: &mut RawConnection, mut queue: mpsc::Receiver<Box<dyn WriteJ
             batch.push(next);
         }
         apply_batch(conn, &mut batch);
+        if super::waits::any_woken(conn) {
+            woken.notify_one();
+        }
     }
 }
 

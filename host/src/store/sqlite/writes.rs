@@ -153,7 +153,9 @@ pub(super) fn claim_recovery(
     max_recovery_attempts: u32,
     now: i64,
 ) -> Result<RecoveryClaim> {
-    conn.query("UPDATE runs SET attempts = attempts + 1, epoch = epoch + 1, updated_at = ? WHERE status = 'PENDING'")
+    // Parked runs are not recovered: they hold no instance to lose, and are
+    // woken when what they wait for happens.
+    conn.query("UPDATE runs SET attempts = attempts + 1, epoch = epoch + 1, updated_at = ? WHERE status = 'PENDING' AND id NOT IN (SELECT run_id FROM run_waits)")
         .bind(now)
         .execute()
         ?;
@@ -163,7 +165,7 @@ pub(super) fn claim_recovery(
         .query(
             "UPDATE runs SET status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED', updated_at = ?,
              error = 'the run was recovered more than ' || ? || ' times without finishing'
-         WHERE status = 'PENDING' AND attempts > ?
+         WHERE status = 'PENDING' AND attempts > ? AND id NOT IN (SELECT run_id FROM run_waits)
          RETURNING id",
         )
         .bind(now)
@@ -175,7 +177,9 @@ pub(super) fn claim_recovery(
         .collect();
     let rows = conn
         .query(&format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'PENDING' ORDER BY created_at"
+            "SELECT {RUN_COLUMNS} FROM runs
+             WHERE status = 'PENDING' AND id NOT IN (SELECT run_id FROM run_waits)
+             ORDER BY created_at"
         ))
         .fetch_all()?;
     Ok(RecoveryClaim {
