@@ -184,6 +184,9 @@ struct ServeArgs {
     /// at once.
     #[arg(long, env = "CAIRN_PARK_AFTER_MS", default_value_t = 1000)]
     park_after_ms: u64,
+    /// The longest a handler instance lives, its response included, in ms.
+    #[arg(long, env = "CAIRN_HANDLER_TIMEOUT_MS", default_value_t = 330_000)]
+    handler_timeout_ms: u64,
     /// Runs queued for an instance slot before start requests get 503.
     #[arg(long, env = "CAIRN_MAX_QUEUED_RUNS", default_value_t = 10_000)]
     max_queued_runs: usize,
@@ -273,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
                 u32::try_from(args.max_live_instances.max(1) * 2 + 16).unwrap_or(u32::MAX);
             config.limits.max_queued_runs = args.max_queued_runs;
             config.limits.park_after = Duration::from_millis(args.park_after_ms);
+            config.limits.handler_timeout = Duration::from_millis(args.handler_timeout_ms.max(1));
             config.limits.allowed_hosts = AllowList::parse(&args.allow_outbound)
                 .map_err(|e| anyhow::anyhow!("--allow-outbound: {e}"))?;
             config.api.max_pending_waits = args.max_pending_waits;

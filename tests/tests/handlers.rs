@@ -6,7 +6,11 @@ use cairn_tests::{Host, examples};
 use serde_json::json;
 
 async fn host_with_listener(dir: &std::path::Path) -> anyhow::Result<Host> {
-    let host = Host::start_with_examples(dir, &[]).await?;
+    host_with_listener_and(dir, &[]).await
+}
+
+async fn host_with_listener_and(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<Host> {
+    let host = Host::start_with_examples(dir, args).await?;
     let deployed = host
         .client
         .deploy_with_routes(
@@ -93,5 +97,50 @@ async fn a_handler_route_needs_a_handler_module_and_a_workflow_module_cannot_hav
         .await?;
     assert_eq!(start.status, 404, "{}", start.body);
     assert_eq!(start.error_code(), Some("workflow_not_found"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_handler_past_its_wall_clock_limit_is_stopped_and_frees_its_slot() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    // One instance slot of each kind. The approval holds the workflow slot
+    // (it does not park), so the run the handler starts cannot start, and
+    // the handler waits for its events far past its limit.
+    let host = host_with_listener_and(
+        dir.path(),
+        &[
+            "--max-live-instances",
+            "1",
+            "--park-after-ms",
+            "600000",
+            "--handler-timeout-ms",
+            "300",
+        ],
+    )
+    .await?;
+    let deployed = host
+        .client
+        .deploy("approvals", examples::bytes(examples::APPROVALS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    host.client
+        .start("approvals", "approval", json!({"subject": "s"}), Some("holder"))
+        .await?;
+    host.expect_event("holder", "status", json!("awaiting-decision"))
+        .await?;
+    // Twice: a slot the first instance kept would make the second one busy.
+    for attempt in 0..2 {
+        let asked = std::time::Instant::now();
+        let reply = host.client.get("/app/events").await?;
+        assert!(
+            asked.elapsed() < std::time::Duration::from_secs(5),
+            "attempt {attempt}: answered after {:?}, not at the limit",
+            asked.elapsed()
+        );
+        assert_eq!(reply.status, 502, "attempt {attempt}: {}", reply.body);
+        let message = reply.body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("wall-clock limit of 300 ms"), "{}", reply.body);
+    }
     Ok(())
 }

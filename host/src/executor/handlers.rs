@@ -10,7 +10,8 @@ use bytes::Bytes;
 use super::{EventWait, Executor, ExecutorError, StartRequest};
 use crate::domain::{ModuleName, WorkflowId};
 use crate::runtime::{
-    GuestError, GuestErrorCode, HandlerClient, HandlerFailure, HyperOutgoingBody, RunResult,
+    GuestError, GuestErrorCode, HandlerBounds, HandlerClient, HandlerFailure, HyperOutgoingBody,
+    RunResult,
 };
 
 impl Executor {
@@ -26,7 +27,7 @@ impl Executor {
     {
         // Handlers have instance slots of their own: a handler waiting for
         // a workflow must never hold the slot that workflow needs.
-        let _slot = self.inner.handler_slots.try_acquire().map_err(|_| {
+        let slot = self.inner.handler_slots.clone().try_acquire_owned().map_err(|_| {
             HandlerFailure::Busy(format!(
                 "{} handler instances are already running, the limit; retry later",
                 self.inner.limits.max_live_instances
@@ -49,7 +50,11 @@ impl Executor {
                 async || inner.module_bytes(version).await,
                 client,
                 request,
-                limits,
+                HandlerBounds {
+                    limits,
+                    wall_clock: inner.limits.handler_timeout,
+                    slot: Box::new(slot),
+                },
             )
             .await
     }

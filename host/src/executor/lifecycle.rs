@@ -141,7 +141,9 @@ impl Inner {
             });
         }
         let queued = self.queued_runs.load(Ordering::Relaxed);
-        if queued >= self.limits.max_queued_runs {
+        // A child is never refused for a lack of slots: its parent would
+        // fail for the host's load, not its own fault. It queues.
+        if queued >= self.limits.max_queued_runs && request.parent.is_none() {
             return Err(ExecutorError::Overloaded(format!(
                 "{queued} runs are already queued for one of the {} instance slots; retry later",
                 self.limits.max_live_instances

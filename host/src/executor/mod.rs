@@ -70,6 +70,10 @@ pub struct Limits {
     /// The hosts that modules' steps may be allowed to call over HTTP
     /// (`cairn serve --allow-outbound`); empty: none.
     pub allowed_hosts: AllowList,
+    /// The longest a handler instance lives (its request, its waits on
+    /// workflows and its response body): a client that hangs up mid-wait
+    /// cannot keep an instance.
+    pub handler_timeout: Duration,
     /// How long a run's wait keeps its instance before the run parks:
     /// gives up the instance and its slot, to be woken and replayed.
     pub park_after: Duration,
@@ -86,6 +90,8 @@ impl Default for Limits {
             max_trigger_wait_ms: 300_000,
             allowed_hosts: AllowList::default(),
             park_after: Duration::from_secs(1),
+            // The longest wait a handler may make, and time to answer.
+            handler_timeout: Duration::from_secs(330),
         }
     }
 }
@@ -175,8 +181,9 @@ pub(crate) struct Inner {
     current: RwLock<HashMap<ModuleName, ModuleVersion>>,
     /// One permit per live guest instance.
     instance_slots: Arc<Semaphore>,
-    /// One permit per live handler instance.
-    handler_slots: Semaphore,
+    /// One permit per live handler instance, held until the instance ends
+    /// (its response body may stream after the response is handed over).
+    handler_slots: Arc<Semaphore>,
     /// Runs waiting for an instance slot.
     queued_runs: AtomicUsize,
     /// The routes of every module.
@@ -219,7 +226,7 @@ impl Executor {
                 waiters: Waiters::default(),
                 clock,
                 instance_slots: Arc::new(Semaphore::new(limits.max_live_instances)),
-                handler_slots: Semaphore::new(limits.max_live_instances),
+                handler_slots: Arc::new(Semaphore::new(limits.max_live_instances)),
                 queued_runs: AtomicUsize::new(0),
                 limits,
                 current: RwLock::new(current),

@@ -260,17 +260,28 @@ pub enum HandlerFailure {
     Busy(String),
 }
 
+/// What bounds one handler instance.
+pub struct HandlerBounds {
+    pub limits: super::GuestLimits,
+    /// The longest the instance lives, its response body included.
+    pub wall_clock: std::time::Duration,
+    /// Held for as long as the instance lives (the caller's instance slot).
+    pub slot: Box<dyn Send>,
+}
+
 impl<H: WorkflowImports> super::Runtime<H> {
     /// Answer `request` with handler module `version` in a fresh instance,
     /// its `client` calls served by `client`. The response's body may still
-    /// be streaming from the instance when this returns.
+    /// be streaming from the instance when this returns; the instance (and
+    /// `bounds.slot`) lives until it has written the body, or until its
+    /// wall-clock limit.
     pub async fn handle<B>(
         &self,
         version: &str,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
         client: Box<dyn HandlerClient>,
         request: hyper::Request<B>,
-        limits: super::GuestLimits,
+        bounds: HandlerBounds,
     ) -> Result<hyper::Response<HyperOutgoingBody>, HandlerFailure>
     where
         B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -287,6 +298,7 @@ impl<H: WorkflowImports> super::Runtime<H> {
         };
         let label = format!("handler {version}");
         let stderr = GuestOutput::new(&label, "stderr");
+        let limits = &bounds.limits;
         let limiter = InstanceLimiter::new(limits.clone());
         let mut store = wasmtime::Store::new(
             &self.inner.engine,
@@ -296,7 +308,7 @@ impl<H: WorkflowImports> super::Runtime<H> {
                 limiter,
             ),
         );
-        super::limits::meter(&mut store, &limits);
+        super::limits::meter(&mut store, limits);
         let host_error = |e: wasmtime::Error| HandlerFailure::Host(format!("{e:#}"));
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let request = store
@@ -310,13 +322,28 @@ impl<H: WorkflowImports> super::Runtime<H> {
             .new_response_outparam(sender)
             .map_err(host_error)?;
         // The instance runs in a task of its own: it may go on writing the
-        // body after the response has been handed over.
+        // body after the response has been handed over. Past its wall-clock
+        // limit it is dropped wherever it is (a wait on a workflow, a body
+        // nobody reads), and its slot with it.
+        let HandlerBounds {
+            wall_clock, slot, ..
+        } = bounds;
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, request, response)
-                .await
+            let _slot = slot;
+            let serve = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, request, response)
+                    .await
+            };
+            match tokio::time::timeout(wall_clock, serve).await {
+                Ok(served) => served,
+                Err(_) => Err(wasmtime::Error::msg(format!(
+                    "the handler ran past its wall-clock limit of {} ms",
+                    wall_clock.as_millis()
+                ))),
+            }
         });
         match receiver.await {
             Ok(Ok(response)) => Ok(response),

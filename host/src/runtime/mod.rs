@@ -26,7 +26,7 @@ pub use bindings::cairn::workflow as wit;
 /// A guest-visible refusal and its code: the WIT's `error`, used directly.
 pub use bindings::{HostError, RunResult, WitError as GuestError, WitErrorCode as GuestErrorCode};
 pub use environment::{GuestEnvironment, LiveEnvironment, nanos, system_time};
-pub use handler::{HandlerClient, HandlerFailure};
+pub use handler::{HandlerBounds, HandlerClient, HandlerFailure};
 pub use instance::{HostFailure, WorkflowImports};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
