@@ -15,6 +15,8 @@ pub use cairn::client::{Client, Reply};
 pub use gateway::FakeGateway;
 pub use sse::{SseEvent, SseStream};
 
+pub mod seed;
+
 mod gateway;
 mod sse;
 

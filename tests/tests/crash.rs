@@ -9,6 +9,9 @@ use serde_json::json;
 
 const RUNS: usize = 50;
 const PAUSE_MS: u64 = 4000;
+/// The runs wait in their instances, as the crash finds them: this test is
+/// about recovering executions (`parking.rs` crashes parked runs).
+const IN_INSTANCE: [&str; 2] = ["--park-after-ms", "600000"];
 
 fn instant(value: &serde_json::Value) -> SystemTime {
     humantime::parse_rfc3339(value.as_str().expect("a timestamp")).expect("RFC 3339")
@@ -17,7 +20,7 @@ fn instant(value: &serde_json::Value) -> SystemTime {
 #[tokio::test]
 async fn runs_interrupted_by_a_crash_finish_after_a_restart() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let host = Host::start_with_examples(dir.path(), &IN_INSTANCE).await?;
     let ids: Vec<String> = (0..RUNS).map(|i| format!("crash-{i}")).collect();
     for id in &ids {
         let started = host
@@ -45,7 +48,7 @@ async fn runs_interrupted_by_a_crash_finish_after_a_restart() -> anyhow::Result<
     host.kill().await?;
 
     // Modules, runs and journals come back from the database alone.
-    let host = Host::start(dir.path(), &[]).await?;
+    let host = Host::start(dir.path(), &IN_INSTANCE).await?;
     for id in &ids {
         let run = host.result(id, Duration::from_secs(60)).await?;
         assert_eq!(run["status"], "SUCCESS", "{id}: {run}");

@@ -11,7 +11,15 @@ async fn runs_queue_for_an_instance_slot_then_starts_are_refused() -> anyhow::Re
     let dir = tempfile::tempdir()?;
     let host = Host::start_with_examples(
         dir.path(),
-        &["--max-live-instances", "1", "--max-queued-runs", "1"],
+        // The holder keeps its slot while it sleeps: it must not park.
+        &[
+            "--max-live-instances",
+            "1",
+            "--max-queued-runs",
+            "1",
+            "--park-after-ms",
+            "600000",
+        ],
     )
     .await?;
     let client = &host.client;

@@ -118,3 +118,31 @@ async fn the_run_page_takes_a_token_from_its_fragment() -> anyhow::Result<()> {
     assert!(with.contains(r#"data-status="SUCCESS""#), "{with}");
     Ok(())
 }
+
+#[tokio::test]
+async fn the_run_page_shows_what_a_parked_run_waits_for() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &["--park-after-ms", "0"]).await?;
+    let started = host
+        .client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 4000}),
+            Some("page-3"),
+        )
+        .await?;
+    assert_eq!(started.status, 202, "{}", started.body);
+    host.await_health(Duration::from_secs(30), |health| {
+        health["parked_runs"] == 1
+    })
+    .await?;
+
+    // The page ends with the run; what it showed while the run was parked
+    // stays in its (then hidden) line.
+    let dom = rendered_dom(&format!("{}/ui/runs/page-3", host.url)).await?;
+    assert!(dom.contains(r#"data-status="SUCCESS""#), "{dom}");
+    assert!(dom.contains(r#"data-parked="true""#), "{dom}");
+    assert!(dom.contains("Waiting for sleep 4000"), "{dom}");
+    Ok(())
+}

@@ -269,6 +269,14 @@ pub struct HandlerBounds {
     pub slot: Box<dyn Send>,
 }
 
+impl std::fmt::Debug for HandlerBounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandlerBounds")
+            .field("wall_clock", &self.wall_clock)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<H: WorkflowImports> super::Runtime<H> {
     /// Answer `request` with handler module `version` in a fresh instance,
     /// its `client` calls served by `client`. The response's body may still

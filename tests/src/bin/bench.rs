@@ -11,11 +11,11 @@
 //! one PostgreSQL database: `-- --database postgres://...`), and the clients
 //! are spread over them, each client on one host.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use cairn_tests::seed::measure;
 use cairn_tests::{Client, Host, examples};
-use serde_json::json;
 
 struct Options {
     seconds: u64,
@@ -53,85 +53,6 @@ fn parse_options() -> anyhow::Result<Options> {
         }
     }
     Ok(options)
-}
-
-/// One seed operation; its latency.
-async fn operation(client: &Client) -> anyhow::Result<Duration> {
-    let start = Instant::now();
-    let started = client
-        .start("steps", "steps_workflow", json!(null), None)
-        .await?;
-    ensure!(
-        started.status == 202,
-        "start: {} {}",
-        started.status,
-        started.body
-    );
-    let id = started.body["id"].as_str().context("run id")?;
-    for key in ["step1", "step2"] {
-        let event = client.event(id, key, 30_000).await?;
-        ensure!(
-            event.status == 200,
-            "{key}: {} {}",
-            event.status,
-            event.body
-        );
-    }
-    Ok(start.elapsed())
-}
-
-struct Report {
-    clients: usize,
-    operations: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Report {
-    fn percentile(&self, p: f64) -> Duration {
-        let index = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
-        self.latencies[index]
-    }
-
-    fn print(&self) {
-        println!(
-            "clients {:>3}  ops {:>6}  {:>8.1} ops/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
-            self.clients,
-            self.operations,
-            self.operations as f64 / self.elapsed.as_secs_f64(),
-            self.percentile(0.50).as_secs_f64() * 1e3,
-            self.percentile(0.99).as_secs_f64() * 1e3,
-        );
-    }
-}
-
-async fn measure(hosts: &[Client], clients: usize, duration: Duration) -> anyhow::Result<Report> {
-    let start = Instant::now();
-    let deadline = start + duration;
-    let workers: Vec<_> = (0..clients)
-        .map(|n| {
-            let client = hosts[n % hosts.len()].clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    latencies.push(operation(&client).await?);
-                }
-                anyhow::Ok(latencies)
-            })
-        })
-        .collect();
-    let mut latencies = Vec::new();
-    for worker in workers {
-        latencies.extend(worker.await??);
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    Ok(Report {
-        clients,
-        operations: latencies.len(),
-        elapsed,
-        latencies,
-    })
 }
 
 #[tokio::main]
