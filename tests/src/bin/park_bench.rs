@@ -1,19 +1,21 @@
 //! The parking benchmark, on a real `cairn serve` (release build, SQLite
 //! unless told otherwise, `--park-after-ms 0`):
 //!
-//! 1. the seed benchmark (16 clients) alone;
-//! 2. N `approval` runs parked in `recv` (default 100,000): how long they
+//! 1. wake-up latency: a message sent to a parked run (short journal) →
+//!    the woken run's next event read from its live stream;
+//! 2. replay cost: a `collect` run that parks after each message, so each
+//!    message resumes it by replaying its whole journal: the wake-up
+//!    latency with about 10 and about 1,000 journal entries;
+//! 3. N `approval` runs parked in `recv` (default 100,000): how long they
 //!    took to start and park, the host's resident memory and the database
 //!    bytes per parked run;
-//! 3. the seed benchmark again beside them, as a share of step 1;
-//! 4. wake-up latency: a message sent to a parked run (short journal) →
-//!    the woken run's next event read from its live stream;
-//! 5. replay cost: a `collect` run that parks after each message, so each
-//!    message resumes it by replaying its whole journal: the wake-up
-//!    latency with about 10 and about 1,000 journal entries.
+//! 4. the seed benchmark (16 clients) on that host and on a second host
+//!    with nothing parked, in turns (`--rounds`, default 3: this machine's
+//!    disk and CPU vary from minute to minute, and turns cancel the drift),
+//!    and the share the first keeps of the second's throughput.
 //!
 //! cargo run --release -p cairn-tests --bin park_bench -- [--parked N]
-//!     [--seconds N] [--wakes N] [-- serve args]
+//!     [--seconds N] [--rounds N] [--wakes N] [-- serve args]
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +29,7 @@ use tokio::task::JoinSet;
 struct Options {
     parked: usize,
     seconds: u64,
+    rounds: usize,
     wakes: usize,
     serve_args: Vec<String>,
 }
@@ -35,6 +38,7 @@ fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
         parked: 100_000,
         seconds: 8,
+        rounds: 3,
         wakes: 200,
         serve_args: Vec::new(),
     };
@@ -43,6 +47,7 @@ fn parse_options() -> anyhow::Result<Options> {
         match arg.as_str() {
             "--parked" => options.parked = args.next().context("--parked N")?.parse()?,
             "--seconds" => options.seconds = args.next().context("--seconds N")?.parse()?,
+            "--rounds" => options.rounds = args.next().context("--rounds N")?.parse()?,
             "--wakes" => options.wakes = args.next().context("--wakes N")?.parse()?,
             "--" => options.serve_args.extend(args.by_ref()),
             other => {
@@ -165,26 +170,26 @@ fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
 
+/// A host with the steps and approvals modules, in `dir`.
+async fn start_host(dir: &Path, args: &[&str]) -> anyhow::Result<Host> {
+    let host = Host::start(dir, args).await?;
+    for (name, path) in [("steps", examples::STEPS), ("approvals", examples::APPROVALS)] {
+        let deployed = host.client.deploy(name, examples::bytes(path)).await?;
+        ensure!(deployed.status.is_success(), "deploy {name}: {}", deployed.body);
+    }
+    Ok(host)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = parse_options()?;
-    let dir = tempfile::tempdir()?;
+    let (dir, empty_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let mut serve_args = vec!["--park-after-ms".to_owned(), "0".to_owned()];
     serve_args.extend(options.serve_args.iter().cloned());
     let args: Vec<&str> = serve_args.iter().map(String::as_str).collect();
-    let host = Host::start(dir.path(), &args).await?;
+    let host = start_host(dir.path(), &args).await?;
     let client = host.client.clone();
-    for (name, path) in [("steps", examples::STEPS), ("approvals", examples::APPROVALS)] {
-        let deployed = client.deploy(name, examples::bytes(path)).await?;
-        ensure!(deployed.status.is_success(), "deploy {name}: {}", deployed.body);
-    }
     println!("parking benchmark; serve args: {serve_args:?}");
-    let seconds = Duration::from_secs(options.seconds);
-    let hosts = [client.clone()];
-    seed::measure(&hosts, 4, Duration::from_secs(1)).await?;
-    let alone = seed::measure(&hosts, 16, seconds).await?;
-    print!("seed alone:            ");
-    alone.print();
 
     // Wake-up latency and replay cost first, while the database is small.
     let wake_ids = park_approvals(&client, "wake", options.wakes).await?;
@@ -225,13 +230,45 @@ async fn main() -> anyhow::Result<()> {
         bytes as f64 / 1048576.0,
         (bytes.saturating_sub(bytes_before)) as f64 / options.parked as f64,
     );
-    let beside = seed::measure(&hosts, 16, seconds).await?;
-    print!("seed beside the parked: ");
-    beside.print();
+
+    let empty = start_host(empty_dir.path(), &args).await?;
+    let seconds = Duration::from_secs(options.seconds);
+    let (beside_hosts, alone_hosts) = ([client.clone()], [empty.client.clone()]);
+    for hosts in [&beside_hosts, &alone_hosts] {
+        // Not counted: warms connections, the instance cache and SQLite's
+        // page cache, and lets the disk absorb the burst of parking.
+        seed::measure(hosts, 16, seconds).await?;
+    }
+    let (mut beside_ops, mut alone_ops) = (0.0, 0.0);
+    for round in 1..=options.rounds {
+        let beside = seed::measure(&beside_hosts, 16, seconds).await?;
+        print!("round {round}, seed beside {} parked runs: ", options.parked);
+        beside.print();
+        let alone = seed::measure(&alone_hosts, 16, seconds).await?;
+        print!("round {round}, seed on a host with none:   ");
+        alone.print();
+        beside_ops += beside.throughput();
+        alone_ops += alone.throughput();
+    }
     println!(
-        "throughput beside {} parked runs: {:.0}% of alone; host RSS after {:.0} MiB",
+        "beside {} parked runs the seed keeps {:.0}% of its throughput ({:.0} vs {:.0} ops/s over {} rounds); host RSS after {:.0} MiB",
         options.parked,
-        100.0 * beside.throughput() / alone.throughput(),
+        100.0 * beside_ops / alone_ops,
+        beside_ops / options.rounds as f64,
+        alone_ops / options.rounds as f64,
+        options.rounds,
+        host.resident_bytes()? as f64 / 1048576.0
+    );
+
+    // A restart finds the parked runs and leaves them parked.
+    host.kill().await?;
+    let restarted = Instant::now();
+    let host = Host::start(dir.path(), &args).await?;
+    let listening = restarted.elapsed();
+    let parked_now = parked_count(&host.client).await?;
+    println!(
+        "restart with {parked_now} parked runs: listening after {:.2} s, host RSS {:.0} MiB",
+        listening.as_secs_f64(),
         host.resident_bytes()? as f64 / 1048576.0
     );
     Ok(())
