@@ -72,7 +72,11 @@ pub fn percentile(latencies: &[Duration], p: f64) -> Duration {
 
 /// Run the seed workload from `clients` clients, spread over `hosts`, for
 /// `duration`.
-pub async fn measure(hosts: &[Client], clients: usize, duration: Duration) -> anyhow::Result<Report> {
+pub async fn measure(
+    hosts: &[Client],
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + duration;
     let workers: Vec<_> = (0..clients)

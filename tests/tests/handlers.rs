@@ -101,8 +101,7 @@ async fn a_handler_route_needs_a_handler_module_and_a_workflow_module_cannot_hav
 }
 
 #[tokio::test]
-async fn a_handler_past_its_wall_clock_limit_is_stopped_and_frees_its_slot() -> anyhow::Result<()>
-{
+async fn a_handler_past_its_wall_clock_limit_is_stopped_and_frees_its_slot() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // One instance slot of each kind. The approval holds the workflow slot
     // (it does not park), so the run the handler starts cannot start, and
@@ -125,7 +124,12 @@ async fn a_handler_past_its_wall_clock_limit_is_stopped_and_frees_its_slot() -> 
         .await?;
     assert!(deployed.status.is_success(), "{}", deployed.body);
     host.client
-        .start("approvals", "approval", json!({"subject": "s"}), Some("holder"))
+        .start(
+            "approvals",
+            "approval",
+            json!({"subject": "s"}),
+            Some("holder"),
+        )
         .await?;
     host.expect_event("holder", "status", json!("awaiting-decision"))
         .await?;
@@ -140,7 +144,11 @@ async fn a_handler_past_its_wall_clock_limit_is_stopped_and_frees_its_slot() -> 
         );
         assert_eq!(reply.status, 502, "attempt {attempt}: {}", reply.body);
         let message = reply.body["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains("wall-clock limit of 300 ms"), "{}", reply.body);
+        assert!(
+            message.contains("wall-clock limit of 300 ms"),
+            "{}",
+            reply.body
+        );
     }
     Ok(())
 }

@@ -103,7 +103,10 @@ async fn each_approved_once(host: &Host, ids: &[String]) -> anyhow::Result<()> {
             .iter()
             .filter(|s| s["kind"] == "set-event" && s["name"] == "status")
             .count();
-        assert_eq!(approved, 2, "{id}: awaiting-decision, then approved: {steps:?}");
+        assert_eq!(
+            approved, 2,
+            "{id}: awaiting-decision, then approved: {steps:?}"
+        );
     }
     Ok(())
 }

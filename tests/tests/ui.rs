@@ -133,10 +133,8 @@ async fn the_run_page_shows_what_a_parked_run_waits_for() -> anyhow::Result<()> 
         )
         .await?;
     assert_eq!(started.status, 202, "{}", started.body);
-    host.await_health(Duration::from_secs(30), |health| {
-        health["parked_runs"] == 1
-    })
-    .await?;
+    host.await_health(Duration::from_secs(30), |health| health["parked_runs"] == 1)
+        .await?;
 
     // The page ends with the run; what it showed while the run was parked
     // stays in its (then hidden) line.

@@ -80,7 +80,10 @@ impl JournalCursor {
     /// Replay `journal`: given before the first operation, once it is read.
     pub(super) fn load(&self, journal: Vec<JournalEntry>) {
         let mut state = self.lock();
-        debug_assert_eq!(state.next_op, 0, "a journal is loaded before the run starts");
+        debug_assert_eq!(
+            state.next_op, 0,
+            "a journal is loaded before the run starts"
+        );
         state.journal = journal;
     }
 

@@ -19,7 +19,11 @@ impl Inner {
     /// slot hold no journal in memory). An execution of the same run still
     /// going here (one that lost the run's lease and was given it again) is
     /// stopped.
-    pub(super) fn spawn_execution(self: &Arc<Self>, run: RunRecord, journal: Option<Vec<JournalEntry>>) {
+    pub(super) fn spawn_execution(
+        self: &Arc<Self>,
+        run: RunRecord,
+        journal: Option<Vec<JournalEntry>>,
+    ) {
         let id = run.id.clone();
         let mut executions = self.executions.lock().expect("executions lock");
         let inner = self.clone();
@@ -43,7 +47,11 @@ impl Inner {
 
     /// Run `run` in a fresh instance, replaying its journal, until it ends
     /// (then record how) or parks.
-    pub(super) async fn execute(self: Arc<Self>, run: RunRecord, journal: Option<Vec<JournalEntry>>) {
+    pub(super) async fn execute(
+        self: Arc<Self>,
+        run: RunRecord,
+        journal: Option<Vec<JournalEntry>>,
+    ) {
         let settings = self.module_settings(&run.module, &run.version).await;
         let limits = self.guest_limits(&settings);
         // Checked against the host's list again: it may have narrowed since

@@ -27,12 +27,17 @@ impl Executor {
     {
         // Handlers have instance slots of their own: a handler waiting for
         // a workflow must never hold the slot that workflow needs.
-        let slot = self.inner.handler_slots.clone().try_acquire_owned().map_err(|_| {
-            HandlerFailure::Busy(format!(
-                "{} handler instances are already running, the limit; retry later",
-                self.inner.limits.max_live_instances
-            ))
-        })?;
+        let slot = self
+            .inner
+            .handler_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                HandlerFailure::Busy(format!(
+                    "{} handler instances are already running, the limit; retry later",
+                    self.inner.limits.max_live_instances
+                ))
+            })?;
         let current = self.current_module(module).ok_or_else(|| {
             HandlerFailure::Host(format!("module {module} is no longer deployed"))
         })?;

@@ -19,8 +19,8 @@ pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord,
-    RunStatus, RunWait, WorkflowId,
+    ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome,
+    RunRecord, RunStatus, RunWait, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

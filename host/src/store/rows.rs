@@ -349,10 +349,12 @@ pub(super) fn awaited_query(kind: WaitKind, p: char) -> Option<String> {
         WaitKind::Message => format!(
             "SELECT 1 FROM messages WHERE run_id = {p}1 AND topic = {p}2 AND consumed_op IS NULL"
         ),
-        WaitKind::Child => format!(
-            "SELECT 1 FROM runs WHERE id = {p}1 AND status <> 'PENDING' AND {p}2 = ''"
-        ),
+        WaitKind::Child => {
+            format!("SELECT 1 FROM runs WHERE id = {p}1 AND status <> 'PENDING' AND {p}2 = ''")
+        }
         WaitKind::Sleep | WaitKind::Retry => return None,
     };
-    Some(format!("SELECT CASE WHEN EXISTS ({condition}) THEN 1 ELSE 0 END AS happened"))
+    Some(format!(
+        "SELECT CASE WHEN EXISTS ({condition}) THEN 1 ELSE 0 END AS happened"
+    ))
 }

@@ -72,12 +72,18 @@ fn dir_bytes(dir: &Path) -> anyhow::Result<u64> {
 
 async fn parked_count(client: &Client) -> anyhow::Result<u64> {
     let health = client.get("/healthz").await?.body;
-    health["parked_runs"].as_u64().context("parked_runs in /healthz")
+    health["parked_runs"]
+        .as_u64()
+        .context("parked_runs in /healthz")
 }
 
 /// Start `count` approvals that wait a day for their decision, from 32
 /// clients, and wait until all of them are parked.
-async fn park_approvals(client: &Client, prefix: &str, count: usize) -> anyhow::Result<Vec<String>> {
+async fn park_approvals(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let ids: Vec<String> = (0..count).map(|i| format!("{prefix}-{i}")).collect();
     let mut starters = JoinSet::new();
     for chunk in ids.chunks(count.div_ceil(32).max(1)) {
@@ -85,7 +91,9 @@ async fn park_approvals(client: &Client, prefix: &str, count: usize) -> anyhow::
         starters.spawn(async move {
             for id in chunk {
                 let input = json!({"subject": "bench", "timeout_ms": 86_400_000});
-                let started = client.start("approvals", "approval", input, Some(&id)).await?;
+                let started = client
+                    .start("approvals", "approval", input, Some(&id))
+                    .await?;
                 ensure!(started.status == 202, "{id}: {}", started.body);
             }
             anyhow::Ok(())
@@ -97,7 +105,10 @@ async fn park_approvals(client: &Client, prefix: &str, count: usize) -> anyhow::
     let before = parked_count(client).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     while parked_count(client).await? < before.max(count as u64) {
-        ensure!(Instant::now() < deadline, "the runs did not all park in 600 s");
+        ensure!(
+            Instant::now() < deadline,
+            "the runs did not all park in 600 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(ids)
@@ -108,7 +119,10 @@ async fn stream_past(url: &str, id: &str, already: usize) -> anyhow::Result<SseS
     let mut stream = SseStream::open(url, &format!("/v1/workflows/{id}/events"), &[]).await?;
     ensure!(stream.status == 200, "stream of {id}: {}", stream.status);
     for _ in 0..already {
-        stream.next(Duration::from_secs(30)).await?.context("the stream ended")?;
+        stream
+            .next(Duration::from_secs(30))
+            .await?
+            .context("the stream ended")?;
     }
     Ok(stream)
 }
@@ -124,14 +138,27 @@ async fn send(client: &Client, id: &str, topic: &str, message: Value) -> anyhow:
 
 /// Send a decision to each parked approval in `ids`, one at a time, and
 /// time it until the run's next event (`status`) arrives on its stream.
-async fn wake_latencies(url: &str, client: &Client, ids: &[String]) -> anyhow::Result<Vec<Duration>> {
+async fn wake_latencies(
+    url: &str,
+    client: &Client,
+    ids: &[String],
+) -> anyhow::Result<Vec<Duration>> {
     let mut latencies = Vec::with_capacity(ids.len());
     for id in ids {
         // subject and status are set before the run waits.
         let mut stream = stream_past(url, id, 2).await?;
         let sent = Instant::now();
-        send(client, id, "decision", json!({"approved": true, "by": "bench"})).await?;
-        let event = stream.next(Duration::from_secs(30)).await?.context("stream ended")?;
+        send(
+            client,
+            id,
+            "decision",
+            json!({"approved": true, "by": "bench"}),
+        )
+        .await?;
+        let event = stream
+            .next(Duration::from_secs(30))
+            .await?
+            .context("stream ended")?;
         ensure!(event.event == "status", "{id}: {event:?}");
         latencies.push(sent.elapsed());
     }
@@ -141,7 +168,11 @@ async fn wake_latencies(url: &str, client: &Client, ids: &[String]) -> anyhow::R
 
 /// Feed a `collect` run `count` messages, one at a time, each waking it
 /// from parked; the latency of each, in order.
-async fn replay_latencies(url: &str, client: &Client, count: usize) -> anyhow::Result<Vec<Duration>> {
+async fn replay_latencies(
+    url: &str,
+    client: &Client,
+    count: usize,
+) -> anyhow::Result<Vec<Duration>> {
     let id = "replay-bench";
     let started = client
         .start("approvals", "collect", json!({"count": count}), Some(id))
@@ -159,7 +190,10 @@ async fn replay_latencies(url: &str, client: &Client, count: usize) -> anyhow::R
         }
         let sent = Instant::now();
         send(client, id, "item", json!(n)).await?;
-        let event = stream.next(Duration::from_secs(30)).await?.context("stream ended")?;
+        let event = stream
+            .next(Duration::from_secs(30))
+            .await?
+            .context("stream ended")?;
         ensure!(event.json() == json!(n), "received {n}: {event:?}");
         latencies.push(sent.elapsed());
     }
@@ -173,9 +207,16 @@ fn ms(duration: Duration) -> f64 {
 /// A host with the steps and approvals modules, in `dir`.
 async fn start_host(dir: &Path, args: &[&str]) -> anyhow::Result<Host> {
     let host = Host::start(dir, args).await?;
-    for (name, path) in [("steps", examples::STEPS), ("approvals", examples::APPROVALS)] {
+    for (name, path) in [
+        ("steps", examples::STEPS),
+        ("approvals", examples::APPROVALS),
+    ] {
         let deployed = host.client.deploy(name, examples::bytes(path)).await?;
-        ensure!(deployed.status.is_success(), "deploy {name}: {}", deployed.body);
+        ensure!(
+            deployed.status.is_success(),
+            "deploy {name}: {}",
+            deployed.body
+        );
     }
     Ok(host)
 }
@@ -242,7 +283,10 @@ async fn main() -> anyhow::Result<()> {
     let (mut beside_ops, mut alone_ops) = (0.0, 0.0);
     for round in 1..=options.rounds {
         let beside = seed::measure(&beside_hosts, 16, seconds).await?;
-        print!("round {round}, seed beside {} parked runs: ", options.parked);
+        print!(
+            "round {round}, seed beside {} parked runs: ",
+            options.parked
+        );
         beside.print();
         let alone = seed::measure(&alone_hosts, 16, seconds).await?;
         print!("round {round}, seed on a host with none:   ");

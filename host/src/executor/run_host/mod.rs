@@ -220,10 +220,11 @@ impl RunHost {
                 self.write(started).await?;
             }
             let awaited = super::parking::awaited(&key);
-            let wait = awaited.map(|(kind, on_run, on_key)| {
-                self.wait_of(kind, Some(on_run), on_key, deadline)
-            });
-            let _waiting = wait.as_ref().map(|wait| self.exec.waiting_in(&self.run, wait));
+            let wait = awaited
+                .map(|(kind, on_run, on_key)| self.wait_of(kind, Some(on_run), on_key, deadline));
+            let _waiting = wait
+                .as_ref()
+                .map(|wait| self.exec.waiting_in(&self.run, wait));
             loop {
                 // In the instance until the deadline, or until it is time
                 // to park, whichever comes first.

@@ -25,7 +25,9 @@ impl RunHost {
             on_run,
             on_key,
             deadline: Some(deadline),
-            wake_at: self.run_deadline.map_or(deadline, |limit| deadline.min(limit)),
+            wake_at: self
+                .run_deadline
+                .map_or(deadline, |limit| deadline.min(limit)),
         }
     }
 

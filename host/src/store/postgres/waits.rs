@@ -38,9 +38,11 @@ impl PgStore {
                     .bind(id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?;
-            return Err(run_refusal(id, row, fence.map(|e| e as u64)).unwrap_or_else(|| {
-                crate::store::StoreError::Corrupt(format!("run {id} could not be parked"))
-            }));
+            return Err(
+                run_refusal(id, row, fence.map(|e| e as u64)).unwrap_or_else(|| {
+                    crate::store::StoreError::Corrupt(format!("run {id} could not be parked"))
+                }),
+            );
         }
         if let (Some(on_run), Some(query)) = (&wait.on_run, awaited_query(wait.kind, '$')) {
             sqlx::query("SELECT pg_advisory_xact_lock(wait_lock($1, $2, $3))")

@@ -298,8 +298,10 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Parking> {
         let id = id.clone();
-        self.write(Box::new(move |conn| waits::park(conn, id, fence, wait, now)))
-            .await
+        self.write(Box::new(move |conn| {
+            waits::park(conn, id, fence, wait, now)
+        }))
+        .await
     }
 
     async fn claim_woken(&self, now: i64, limit: u32) -> Result<Vec<RunRecord>> {

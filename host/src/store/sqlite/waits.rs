@@ -5,9 +5,7 @@
 
 use super::raw::RawConnection;
 use crate::domain::{RunRecord, RunWait, WorkflowId};
-use crate::store::rows::{
-    Columns, RUN_COLUMNS, awaited_query, corrupt, run_from_row, run_refusal,
-};
+use crate::store::rows::{Columns, RUN_COLUMNS, awaited_query, corrupt, run_from_row, run_refusal};
 use crate::store::{Parking, Result};
 
 pub(super) fn park(
@@ -64,7 +62,11 @@ pub(super) fn park(
     Ok(Parking::Parked)
 }
 
-pub(super) fn claim_woken(conn: &mut RawConnection, now: i64, limit: u32) -> Result<Vec<RunRecord>> {
+pub(super) fn claim_woken(
+    conn: &mut RawConnection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<RunRecord>> {
     let due: Vec<String> = conn
         .query(
             "DELETE FROM run_waits WHERE run_id IN
