@@ -23,7 +23,7 @@ starts stepsWorkflow and answers with both events,
 
 or start a run yourself, follow it live, and read an event:
 
-  curl -s -X POST http://$listen/v1/workflows -d '{"module":"steps","workflow":"steps_with_pause","id":"seed-1"}'
+  curl -s -X POST http://$listen/v1/workflows --json '{"module":"steps","workflow":"steps_with_pause","id":"seed-1"}'
   curl -sN -H 'Accept: text/event-stream' http://$listen/v1/workflows/seed-1/events
   curl -s http://$listen/v1/workflows/seed-1/events/step2
 

@@ -40,18 +40,35 @@ fn world() -> &'static World {
                 .await
                 .unwrap();
             let runtime = Runtime::new(None, GuestLimits::default()).unwrap();
-            let executor = Executor::new(Arc::new(store), runtime, Arc::new(SystemClock), Limits::default())
-                .await
-                .unwrap();
+            let executor = Executor::new(
+                Arc::new(store),
+                runtime,
+                Arc::new(SystemClock),
+                Limits::default(),
+            )
+            .await
+            .unwrap();
             let limits = ApiLimits {
                 // Long-polls must not stall the fuzzer.
                 max_event_timeout: std::time::Duration::ZERO,
                 default_event_timeout: std::time::Duration::ZERO,
                 ..ApiLimits::default()
             };
-            Api::new(executor, limits, AccessControl::new(Some("admin"), &["invoke".into()]))
+            Api::new(
+                executor,
+                limits,
+                AccessControl::new(
+                    Some("admin-token-for-fuzzing"),
+                    &["invoke-token-for-fuzzing".into()],
+                )
+                .expect("tokens of 16 characters or more"),
+            )
         });
-        World { tokio, api, _dir: dir }
+        World {
+            tokio,
+            api,
+            _dir: dir,
+        }
     })
 }
 
@@ -60,7 +77,9 @@ const METHODS: [&str; 6] = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
 fuzz_target!(|input: Input| {
     let world = world();
     let method = METHODS[usize::from(input.method) % METHODS.len()];
-    let mut request = hyper::Request::builder().method(method).uri(format!("/{}", input.path));
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("/{}", input.path));
     if let Some(token) = &input.token {
         request = request.header("authorization", format!("Bearer {token}"));
     }

@@ -92,10 +92,27 @@ impl Client {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Reply, ClientError> {
+        let content_type: Vec<(&str, &str)> = content_type
+            .map(|value| ("content-type", value))
+            .into_iter()
+            .collect();
+        self.send_with_headers(method, path, &content_type, body)
+            .await
+    }
+
+    /// [`Client::send`] with these headers (`Host` among them, to override
+    /// the URL's).
+    pub async fn send_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method).uri(&url);
-        if let Some(content_type) = content_type {
-            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(authorization) = &self.authorization {
             request = request.header(hyper::header::AUTHORIZATION, authorization);

@@ -284,7 +284,8 @@ async fn main() -> anyhow::Result<()> {
             config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
             config.guest.max_memory_bytes = args.max_memory_bytes;
             config.guest.cpu_slice = Duration::from_millis(args.cpu_slice_ms);
-            config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token);
+            config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             config.api.max_upload_bytes = args.max_upload_bytes;
             // A start request carries an input of up to max_value_bytes.
             config.api.max_json_body_bytes = args.max_value_bytes + 64 * 1024;

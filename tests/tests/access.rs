@@ -11,17 +11,17 @@ async fn tokens_decide_who_may_deploy_and_who_may_invoke() -> anyhow::Result<()>
         dir.path(),
         &[
             "--admin-token",
-            "admin-1",
+            "admin-token-000001",
             "--invoke-token",
-            "invoke-1",
+            "invoke-token-00001",
             "--invoke-token",
-            "invoke-2",
+            "invoke-token-00002",
         ],
     )
     .await?;
     let anonymous = &host.client;
-    let admin = host.client.with_token("admin-1");
-    let invoker = host.client.with_token("invoke-2");
+    let admin = host.client.with_token("admin-token-000001");
+    let invoker = host.client.with_token("invoke-token-00002");
     let stranger = host.client.with_token("guess");
     let steps = || examples::bytes(examples::STEPS);
 
@@ -57,7 +57,11 @@ async fn tokens_decide_who_may_deploy_and_who_may_invoke() -> anyhow::Result<()>
     assert_eq!(anonymous.event("t", "step2", 0).await?.status, 401);
 
     let log = host.log_contents();
-    for token in ["admin-1", "invoke-1", "invoke-2"] {
+    for token in [
+        "admin-token-000001",
+        "invoke-token-00001",
+        "invoke-token-00002",
+    ] {
         assert!(!log.contains(token), "the log shows a token: {log}");
     }
     Ok(())

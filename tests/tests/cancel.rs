@@ -120,13 +120,13 @@ async fn cancel_and_resume_need_the_admin_token() -> anyhow::Result<()> {
         dir.path(),
         &[
             "--admin-token",
-            "admin-secret",
+            "admin-secret-0123456789",
             "--invoke-token",
-            "invoke-secret",
+            "invoke-secret-0123456789",
         ],
     )
     .await?;
-    let invoke = host.client.with_token("invoke-secret");
+    let invoke = host.client.with_token("invoke-secret-0123456789");
     invoke
         .start(
             "steps",
@@ -136,7 +136,7 @@ async fn cancel_and_resume_need_the_admin_token() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(invoke.run_action("p", "cancel").await?.status, 403);
-    let admin = host.client.with_token("admin-secret");
+    let admin = host.client.with_token("admin-secret-0123456789");
     assert_eq!(admin.run_action("p", "cancel").await?.status, 200);
     Ok(())
 }

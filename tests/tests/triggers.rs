@@ -226,12 +226,12 @@ async fn routes_survive_a_restart_and_need_an_invoke_token() -> anyhow::Result<(
     let dir = tempfile::tempdir()?;
     let tokens = [
         "--admin-token",
-        "admin-secret",
+        "admin-secret-0123456789",
         "--invoke-token",
-        "invoke-secret",
+        "invoke-secret-0123456789",
     ];
     let host = Host::start(dir.path(), &tokens).await?;
-    let admin = host.client.with_token("admin-secret");
+    let admin = host.client.with_token("admin-secret-0123456789");
     let deployed = admin
         .deploy_with_routes(
             "orders",
@@ -248,7 +248,7 @@ async fn routes_survive_a_restart_and_need_an_invoke_token() -> anyhow::Result<(
     assert_eq!(anonymous.status, 401);
     let placed = host
         .client
-        .with_token("invoke-secret")
+        .with_token("invoke-secret-0123456789")
         .post_json("/app/orders", &body)
         .await?;
     assert_eq!(placed.status, 200, "{}", placed.body);

@@ -98,13 +98,13 @@ async fn the_run_page_takes_a_token_from_its_fragment() -> anyhow::Result<()> {
         dir.path(),
         &[
             "--admin-token",
-            "admin-secret",
+            "admin-secret-0123456789",
             "--invoke-token",
-            "invoke-secret",
+            "invoke-secret-0123456789",
         ],
     )
     .await?;
-    let client = host.client.with_token("invoke-secret");
+    let client = host.client.with_token("invoke-secret-0123456789");
     client
         .start("steps", "steps_workflow", json!(null), Some("page-2"))
         .await?;
@@ -113,7 +113,11 @@ async fn the_run_page_takes_a_token_from_its_fragment() -> anyhow::Result<()> {
     assert!(!without.contains(r#"data-key="step1""#), "{without}");
     assert!(without.contains("disconnected"), "{without}");
 
-    let with = rendered_dom(&format!("{}/ui/runs/page-2#token=invoke-secret", host.url)).await?;
+    let with = rendered_dom(&format!(
+        "{}/ui/runs/page-2#token=invoke-secret-0123456789",
+        host.url
+    ))
+    .await?;
     assert!(with.contains(r#"data-key="step2""#), "{with}");
     assert!(with.contains(r#"data-status="SUCCESS""#), "{with}");
     Ok(())

@@ -22,8 +22,16 @@ fn route(request: Request) -> Result<Response> {
     match (request.method.as_str(), segments.as_slice()) {
         ("GET", ["events"]) => event_listener(&request),
         ("POST", ["approvals", id, "decision"]) => relay_decision(id, &request),
+        ("GET", ["echo"]) => echo(&request),
         _ => Ok(Response::text(404, format!("no handler for {} {}", request.method, request.path))),
     }
+}
+
+/// What the handler was given of the request: its query and header names
+/// (for the tests that check the host keeps credentials from guests).
+fn echo(request: &Request) -> Result<Response> {
+    let headers: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
+    Response::json(200, &serde_json::json!({"query": request.query, "headers": headers}))
 }
 
 fn relay_decision(run: &str, request: &Request) -> Result<Response> {

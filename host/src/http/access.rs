@@ -7,6 +7,7 @@ use hyper::{Method, StatusCode, header};
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
+use super::guard::TOKEN_PARAMETER;
 use super::query::Query;
 
 /// What a route needs.
@@ -19,6 +20,9 @@ pub enum Role {
     /// Deploy modules, cancel, resume and fork runs.
     Admin,
 }
+
+/// The shortest token accepted.
+pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// The configured tokens, kept as digests.
 #[derive(Clone, Default)]
@@ -52,11 +56,31 @@ impl AccessControl {
         Self::default()
     }
 
-    pub fn new(admin: Option<&str>, invoke: &[String]) -> Self {
-        Self {
-            admin: admin.map(digest),
-            invoke: invoke.iter().map(|t| digest(t)).collect(),
-        }
+    /// The admin token and the invoke tokens, each at least
+    /// [`MIN_TOKEN_CHARS`] characters: an empty or short token (a stray
+    /// comma in `CAIRN_INVOKE_TOKENS`, a placeholder) is refused, with which
+    /// one it was, rather than let anyone in who guesses it.
+    pub fn new(admin: Option<&str>, invoke: &[String]) -> Result<Self, String> {
+        let check = |what: String, token: &str| {
+            let chars = token.trim().chars().count();
+            if chars < MIN_TOKEN_CHARS {
+                Err(format!(
+                    "{what} is {chars} characters long; tokens must be at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`), and a list has no empty entries"
+                ))
+            } else {
+                Ok(digest(token.trim()))
+            }
+        };
+        Ok(Self {
+            admin: admin
+                .map(|token| check("the admin token".into(), token))
+                .transpose()?,
+            invoke: invoke
+                .iter()
+                .enumerate()
+                .map(|(n, token)| check(format!("invoke token #{}", n + 1), token))
+                .collect::<Result<_, _>>()?,
+        })
     }
 
     pub fn is_open(&self) -> bool {
@@ -83,8 +107,15 @@ impl AccessControl {
     }
 
     /// Allow the request, or say why not (401 without a valid token, 403
-    /// with a token that does not grant enough).
-    pub fn check<B>(&self, request: &hyper::Request<B>, needed: Role) -> Result<(), ApiError> {
+    /// with a token that does not grant enough). The token comes in the
+    /// `Authorization` header, or with `query_token` (event streams, which
+    /// browsers open without headers) as `?access_token=` of a GET.
+    pub fn check<B>(
+        &self,
+        request: &hyper::Request<B>,
+        needed: Role,
+        query_token: bool,
+    ) -> Result<(), ApiError> {
         if needed == Role::Public || self.is_open() {
             return Ok(());
         }
@@ -97,10 +128,10 @@ impl AccessControl {
         // token in the query instead.
         let token = match header {
             Some(token) => Some(token.to_owned()),
-            None if request.method() == Method::GET => {
+            None if query_token && request.method() == Method::GET => {
                 Query::parse(request.uri().query().unwrap_or(""))
                     .ok()
-                    .and_then(|query| query.get("access_token").map(str::to_owned))
+                    .and_then(|query| query.get(TOKEN_PARAMETER).map(str::to_owned))
             }
             None => None,
         };
@@ -108,7 +139,7 @@ impl AccessControl {
             None => Err(ApiError::with_status(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this route needs a bearer token: send `Authorization: Bearer <token>` (or, for reads, `?access_token=<token>`) with an invoke or admin token of this host",
+                "this route needs a bearer token: send `Authorization: Bearer <token>` (or, for an event stream, `?access_token=<token>`) with an invoke or admin token of this host",
             )),
             Some(granted) if granted < needed => Err(ApiError::with_status(
                 StatusCode::FORBIDDEN,
@@ -132,46 +163,72 @@ mod tests {
         builder.body(()).unwrap()
     }
 
+    const ADMIN: &str = "admin-secret-0123456789";
+    const INVOKE: &str = "invoke-secret-0123456789";
+
+    #[test]
+    fn empty_and_short_tokens_are_refused_naming_which() {
+        let empty = AccessControl::new(Some(ADMIN), &[INVOKE.into(), String::new()]).unwrap_err();
+        assert!(empty.contains("invoke token #2 is 0 characters"), "{empty}");
+        let short = AccessControl::new(Some("admin-1"), &[]).unwrap_err();
+        assert!(short.contains("the admin token is 7 characters"), "{short}");
+        assert!(AccessControl::new(None, &["x".repeat(16)]).is_ok());
+    }
+
     #[test]
     fn tokens_grant_their_role_and_no_more() {
-        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        let access = AccessControl::new(Some(ADMIN), &[INVOKE.into()]).unwrap();
         assert!(
             access
-                .check(&request(Some("admin-secret")), Role::Admin)
+                .check(&request(Some(ADMIN)), Role::Admin, false)
                 .is_ok()
         );
         assert!(
             access
-                .check(&request(Some("invoke-secret")), Role::Invoke)
+                .check(&request(Some(INVOKE)), Role::Invoke, false)
                 .is_ok()
         );
         let forbidden = access
-            .check(&request(Some("invoke-secret")), Role::Admin)
+            .check(&request(Some(INVOKE)), Role::Admin, false)
             .unwrap_err();
         assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
-        for token in [None, Some("wrong"), Some("admin-secretX"), Some("")] {
-            let refused = access.check(&request(token), Role::Invoke).unwrap_err();
+        for token in [
+            None,
+            Some("wrong"),
+            Some("admin-secret-0123456789X"),
+            Some(""),
+        ] {
+            let refused = access
+                .check(&request(token), Role::Invoke, false)
+                .unwrap_err();
             assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
         }
-        assert!(access.check(&request(None), Role::Public).is_ok());
+        assert!(access.check(&request(None), Role::Public, false).is_ok());
     }
 
     #[test]
     fn reads_may_carry_the_token_in_the_query() {
-        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        let access = AccessControl::new(Some(ADMIN), &[INVOKE.into()]).unwrap();
         let read = |method: Method, query: &str| {
             let request = hyper::Request::builder()
                 .method(method)
                 .uri(format!("/v1/workflows/a/events?{query}"))
                 .body(())
                 .unwrap();
-            access.check(&request, Role::Invoke)
+            access.check(&request, Role::Invoke, true)
         };
-        assert!(read(Method::GET, "access_token=invoke-secret").is_ok());
+        assert!(read(Method::GET, &format!("access_token={INVOKE}")).is_ok());
         assert!(read(Method::GET, "access_token=wrong").is_err());
         assert!(
-            read(Method::POST, "access_token=invoke-secret").is_err(),
+            read(Method::POST, &format!("access_token={INVOKE}")).is_err(),
             "only reads take a token from the query"
+        );
+        let elsewhere = hyper::Request::get(format!("/v1/modules?access_token={INVOKE}"))
+            .body(())
+            .unwrap();
+        assert!(
+            access.check(&elsewhere, Role::Invoke, false).is_err(),
+            "only event streams take a token from the query"
         );
     }
 
@@ -179,14 +236,14 @@ mod tests {
     fn without_tokens_everything_is_open() {
         assert!(
             AccessControl::open()
-                .check(&request(None), Role::Admin)
+                .check(&request(None), Role::Admin, false)
                 .is_ok()
         );
     }
 
     #[test]
     fn tokens_never_show_in_debug_output() {
-        let access = AccessControl::new(Some("admin-secret"), &["invoke-secret".into()]);
+        let access = AccessControl::new(Some(ADMIN), &[INVOKE.into()]).unwrap();
         let shown = format!("{access:?}");
         assert!(!shown.contains("secret"), "{shown}");
     }

@@ -5,6 +5,7 @@ mod access;
 mod api_routes;
 mod error;
 mod events;
+mod guard;
 mod modules;
 mod multipart;
 mod query;

@@ -88,6 +88,20 @@ pub(super) fn request_has_body<B>(request: &Request<B>) -> bool {
             .is_some_and(|length| length.as_bytes() != b"0")
 }
 
+/// The body of a route that takes JSON, within the JSON size limit, sent
+/// as JSON (see [`guard::check_json_content_type`]).
+pub(super) async fn read_json_body<B>(
+    request: Request<B>,
+    limits: &ApiLimits,
+) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    super::guard::check_json_content_type(request.headers())?;
+    read_body(request, limits, limits.max_json_body_bytes).await
+}
+
 pub(super) async fn read_body<B>(
     request: Request<B>,
     limits: &ApiLimits,

@@ -17,9 +17,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::access::AccessControl;
 use super::api_routes::{self, Endpoint, UNROUTED};
 use super::error::ApiError;
+use super::guard;
 use super::query::{Query, path_segments};
 use super::respond::{
-    ApiResult, json_response, parse_workflow_id, read_body, request_has_body, run_not_found,
+    ApiResult, json_response, parse_workflow_id, read_json_body, request_has_body, run_not_found,
     static_response,
 };
 use super::triggers::PREFIX;
@@ -164,8 +165,18 @@ impl Api {
             [PREFIX, _, ..] => api_routes::find("POST", &segments),
             _ => api_routes::find(method.as_str(), &segments),
         };
-        self.access
-            .check(&request, route.map_or(UNROUTED, |route| route.role))?;
+        if self.access.is_open() {
+            guard::check_open_host(request.headers())?;
+        }
+        // Browsers open event streams without headers: only there may the
+        // token come in the query.
+        let query_token = route.is_some_and(|route| route.endpoint == Endpoint::Events);
+        self.access.check(
+            &request,
+            route.map_or(UNROUTED, |route| route.role),
+            query_token,
+        )?;
+        let request = guard::without_credentials(request);
         let Some(route) = route else {
             return Err(match api_routes::allowed_methods(&segments) {
                 Some(allowed) => ApiError::method_not_allowed(allowed),
@@ -205,23 +216,20 @@ impl Api {
             }
             Endpoint::ListRuns => self.list_runs(&query).await,
             Endpoint::StartRun => {
-                let body =
-                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
+                let body = read_json_body(request, &self.limits).await?;
                 self.start(&body).await
             }
             Endpoint::GetRun => self.get_run(param(0)).await,
             Endpoint::SendMessage => {
                 let id = param(0).to_owned();
-                let body =
-                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
+                let body = read_json_body(request, &self.limits).await?;
                 self.send_message(&id, &body).await
             }
             Endpoint::Cancel => self.cancel(param(0)).await,
             Endpoint::Resume => self.resume(param(0)).await,
             Endpoint::Fork => {
                 let id = param(0).to_owned();
-                let body =
-                    read_body(request, &self.limits, self.limits.max_json_body_bytes).await?;
+                let body = read_json_body(request, &self.limits).await?;
                 self.fork(&id, &body).await
             }
             Endpoint::Result => self.wait_result(param(0), &query).await,

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use super::error::ApiError;
 use super::query::Query;
-use super::respond::{ApiResult, read_body, run_accepted};
+use super::respond::{ApiResult, read_json_body, run_accepted};
 use super::router::{Api, Body};
 use crate::domain::{RunStatus, WorkflowId};
 use crate::executor::{EventWait, StartRequest};
@@ -70,7 +70,7 @@ impl Api {
         let method = request.method().to_string();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
-        let body = read_body(request, self.limits(), self.limits().max_json_body_bytes).await?;
+        let body = read_json_body(request, self.limits()).await?;
         let body: Box<RawValue> = if body.is_empty() {
             RawValue::from_string("null".into()).expect("null is JSON")
         } else {

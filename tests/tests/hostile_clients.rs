@@ -1,0 +1,209 @@
+//! Clients Cairn does not know: tokens never reach a guest or the store,
+//! empty and short tokens are refused at start-up, and an open development
+//! host serves neither other sites' pages nor DNS-rebinding ones.
+
+use bytes::Bytes;
+use cairn_tests::{Host, cairn_binary, examples};
+use hyper::Method;
+use serde_json::json;
+
+const ADMIN: &str = "admin-token-0123456789";
+const INVOKE: &str = "invoke-token-0123456789";
+
+/// A workflow route whose run gets the whole request as its input.
+const ECHO_ROUTES: &str = r#"{"routes": [
+    {"method": "GET", "path": "/echo-run/{x}", "workflow": "steps_workflow", "input": "request", "id": "echo-{x}"}
+]}"#;
+
+#[tokio::test]
+async fn tokens_reach_neither_the_store_nor_a_guest() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        dir.path(),
+        &["--admin-token", ADMIN, "--invoke-token", INVOKE],
+    )
+    .await?;
+    let admin = host.client.with_token(ADMIN);
+    let invoker = host.client.with_token(INVOKE);
+    let deployed = admin
+        .deploy_with_routes(
+            "steps",
+            examples::bytes(examples::STEPS),
+            Some(ECHO_ROUTES.as_bytes().to_vec()),
+        )
+        .await?;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    let deployed = admin
+        .deploy_with_routes(
+            "event-listener",
+            examples::bytes(examples::EVENT_LISTENER),
+            Some(std::fs::read(examples::EVENT_LISTENER_ROUTES)?),
+        )
+        .await?;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+
+    // A token in the query is no credential for a route: only event
+    // streams take one there.
+    let anonymous = host
+        .client
+        .get(&format!("/app/echo-run/1?access_token={ADMIN}"))
+        .await?;
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert_eq!(admin.status("echo-1").await?.status, 404, "nothing started");
+
+    // With a valid header, the query's token and the headers' credentials
+    // are dropped before the run's input is made and stored.
+    let started = invoker
+        .send_with_headers(
+            Method::GET,
+            &format!("/app/echo-run/2?access_token={ADMIN}&keep=yes"),
+            &[("cookie", "session=secret-cookie")],
+            Bytes::new(),
+        )
+        .await?;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let run = admin.status("echo-2").await?.body;
+    assert_eq!(run["input"]["query"], json!({"keep": "yes"}), "{run}");
+    let listing = admin.get("/v1/workflows").await?;
+    assert!(
+        !listing.body.to_string().contains(ADMIN),
+        "{}",
+        listing.body
+    );
+
+    // A handler sees neither the Authorization header, nor cookies, nor the
+    // query's token.
+    let echoed = invoker
+        .send_with_headers(
+            Method::GET,
+            &format!("/app/echo?access_token={ADMIN}&a=1"),
+            &[("cookie", "session=secret-cookie"), ("x-request", "kept")],
+            Bytes::new(),
+        )
+        .await?;
+    assert_eq!(echoed.status, 200, "{}", echoed.body);
+    assert_eq!(echoed.body["query"], "a=1", "{}", echoed.body);
+    let headers = echoed.body["headers"].to_string();
+    assert!(headers.contains("x-request"), "{headers}");
+    for credential in ["authorization", "cookie"] {
+        assert!(!headers.contains(credential), "{credential}: {headers}");
+    }
+
+    // Event streams still take the token from the query (EventSource
+    // cannot send headers).
+    let stream = cairn_tests::SseStream::open(
+        &host.url,
+        &format!("/v1/workflows/echo-2/events?access_token={INVOKE}"),
+        &[],
+    )
+    .await?;
+    assert_eq!(stream.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_and_short_tokens_are_refused_at_start_up() -> anyhow::Result<()> {
+    for (args, env, expected) in [
+        (
+            vec!["--admin-token", ADMIN],
+            Some(format!("{INVOKE},")),
+            "invoke token #2 is 0 characters",
+        ),
+        (
+            vec!["--admin-token", "admin-1"],
+            None,
+            "the admin token is 7 characters",
+        ),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let mut command = tokio::process::Command::new(cairn_binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .env_remove("CAIRN_INVOKE_TOKENS");
+        if let Some(tokens) = &env {
+            command.env("CAIRN_INVOKE_TOKENS", tokens);
+        }
+        let output = command.output().await?;
+        assert!(!output.status.success(), "{args:?} {env:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains("at least 16"), "{stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_open_host_serves_no_other_site_and_no_other_name() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let start = |id: &str| {
+        Bytes::from(json!({"module": "steps", "workflow": "steps_workflow", "id": id}).to_string())
+    };
+    let attempts = [
+        // A page of another site posting a "simple" request.
+        (
+            "page",
+            vec![
+                ("origin", "http://evil.example"),
+                ("content-type", "text/plain"),
+            ],
+            403,
+            "cross_site",
+        ),
+        // A DNS-rebinding page: same origin as far as the browser knows.
+        (
+            "rebound",
+            vec![
+                ("host", "evil.example:8080"),
+                ("origin", "http://evil.example:8080"),
+            ],
+            403,
+            "not_loopback",
+        ),
+        // A form, from wherever: JSON comes as JSON.
+        (
+            "form",
+            vec![("content-type", "application/x-www-form-urlencoded")],
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (id, headers, status, code) in attempts {
+        let reply = host
+            .client
+            .send_with_headers(Method::POST, "/v1/workflows", &headers, start(id))
+            .await?;
+        assert_eq!(reply.status, status, "{id}: {}", reply.body);
+        assert_eq!(reply.error_code(), Some(code), "{id}: {}", reply.body);
+        assert_eq!(host.client.status(id).await?.status, 404, "{id} started");
+    }
+    // A deploy from a rebinding page is refused the same way.
+    let deploy = host
+        .client
+        .send_with_headers(
+            Method::PUT,
+            "/v1/modules/evil",
+            &[("host", "evil.example")],
+            Bytes::from(examples::bytes(examples::STEPS)),
+        )
+        .await?;
+    assert_eq!(deploy.status, 403, "{}", deploy.body);
+
+    // The host's own pages and local tools are served.
+    let local = host
+        .client
+        .send_with_headers(
+            Method::POST,
+            "/v1/workflows",
+            &[
+                ("origin", &host.url),
+                ("content-type", "application/json; charset=utf-8"),
+            ],
+            start("local"),
+        )
+        .await?;
+    assert_eq!(local.status, 202, "{}", local.body);
+    Ok(())
+}
