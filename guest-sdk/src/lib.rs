@@ -113,6 +113,9 @@ pub enum ErrorKind {
     NotFound,
     /// The host is too busy to take the call; try again later.
     Unavailable,
+    /// A message with this idempotency key was delivered before; nothing
+    /// was sent again.
+    Duplicate,
     /// A value could not be converted to or from JSON in the guest.
     Serialization,
     /// The workflow itself failed (see [`Error::msg`]).
@@ -267,6 +270,7 @@ macro_rules! error_from_wit {
                     ErrorCode::NotAllowed => $crate::ErrorKind::NotAllowed,
                     ErrorCode::NotFound => $crate::ErrorKind::NotFound,
                     ErrorCode::Unavailable => $crate::ErrorKind::Unavailable,
+                    ErrorCode::Duplicate => $crate::ErrorKind::Duplicate,
                 };
                 Self {
                     kind,

@@ -145,6 +145,40 @@ pub fn validate_topic(topic: &str) -> Result<(), InvalidValue> {
     validate_event_key(topic).map_err(|e| InvalidValue(e.0.replace("event key", "topic")))
 }
 
+/// The namespace of the idempotency keys the host makes itself (a
+/// workflow's `send` without a key of its own): no client, handler or
+/// workflow may name a key in it, so none can make the host's message a
+/// duplicate of its own.
+pub const HOST_KEY_PREFIX: &str = "cairn:";
+
+/// Check an idempotency key given with a message: 1 to 255 bytes, outside
+/// the host's namespace.
+pub fn validate_idempotency_key(key: &str) -> Result<(), InvalidValue> {
+    if key.is_empty() || key.len() > MAX_WORKFLOW_ID_LEN {
+        return Err(InvalidValue(format!(
+            "an idempotency key must be 1 to {MAX_WORKFLOW_ID_LEN} bytes long, got {}",
+            key.len()
+        )));
+    }
+    if key.starts_with(HOST_KEY_PREFIX) {
+        return Err(InvalidValue(format!(
+            "idempotency keys starting with {HOST_KEY_PREFIX:?} are the host's own (it keys a workflow's send without a key that way); choose another key"
+        )));
+    }
+    Ok(())
+}
+
+/// The idempotency key of operation `op`'s `send` of run `sender` when the
+/// workflow gave none: the send's place in the journal, in the host's
+/// namespace.
+pub fn host_message_key(sender: &WorkflowId, op: u32) -> String {
+    format!("{HOST_KEY_PREFIX}{sender}#{op}")
+}
+
+/// The journaled outcome of a `send` whose message was a duplicate of one
+/// delivered before (`true`: delivered; `false`: no such run).
+pub const SEND_DUPLICATE_OUTCOME: &str = "\"duplicate\"";
+
 /// Check that `text` is one JSON value.
 pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())

@@ -8,6 +8,7 @@ use hyper::Method;
 use serde_json::json;
 
 const ADMIN: &str = "admin-token-0123456789";
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 const INVOKE: &str = "invoke-token-0123456789";
 
 /// A workflow route whose run gets the whole request as its input.
@@ -205,5 +206,126 @@ async fn an_open_host_serves_no_other_site_and_no_other_name() -> anyhow::Result
         )
         .await?;
     assert_eq!(local.status, 202, "{}", local.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_cannot_swallow_a_workflows_message() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let deployed = host
+        .client
+        .deploy("approvals", examples::bytes(examples::APPROVALS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    let approval = json!({"subject": "leave", "timeout_ms": 5000});
+    host.client
+        .start("approvals", "approval", approval, Some("a1"))
+        .await?;
+    host.expect_event("a1", "status", json!("awaiting-decision"))
+        .await?;
+
+    // The key the host would give decider d1's first send, guessed and
+    // taken first, on another topic so the approval does not receive it.
+    for key in ["d1#0", "cairn:d1#0"] {
+        let squat = host
+            .client
+            .post_json(
+                "/v1/workflows/a1/messages",
+                &json!({"topic": "noise", "message": 1, "idempotency_key": key}),
+            )
+            .await?;
+        match key {
+            // The host's namespace is not the client's to write.
+            "cairn:d1#0" => {
+                assert_eq!(squat.status, 400, "{}", squat.body);
+                assert!(
+                    squat.body["error"]["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("the host's own"),
+                    "{}",
+                    squat.body
+                );
+            }
+            _ => assert_eq!(squat.status, 202, "{}", squat.body),
+        }
+    }
+    host.client
+        .start(
+            "approvals",
+            "decide",
+            json!({"approval_id": "a1", "approved": true}),
+            Some("d1"),
+        )
+        .await?;
+    assert_eq!(host.result("d1", WAIT).await?["output"], true);
+    let run = host.result("a1", WAIT).await?;
+    assert_eq!(
+        run["status"], "SUCCESS",
+        "the decision was swallowed: {run}"
+    );
+    assert_eq!(run["output"], json!({"approved": true, "by": "d1"}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_workflow_is_told_when_its_message_was_a_duplicate() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let deployed = host
+        .client
+        .deploy("approvals", examples::bytes(examples::APPROVALS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    host.client
+        .start(
+            "approvals",
+            "approval",
+            json!({"subject": "s"}),
+            Some("target"),
+        )
+        .await?;
+    let notify = |id: &'static str| {
+        host.client.start(
+            "approvals",
+            "notify",
+            json!({"to": "target", "topic": "noise", "key": "k1"}),
+            Some(id),
+        )
+    };
+    for (id, expected) in [("first", "sent"), ("second", "duplicate")] {
+        notify(id).await?;
+        let run = host.result(id, WAIT).await?;
+        assert_eq!(run["output"], expected, "{id}: {run}");
+    }
+    // Journaled: the answer is part of the run's record.
+    let steps = host.client.steps("second").await?.body;
+    let send = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "send")
+        .cloned()
+        .unwrap();
+    assert_eq!(send["outcome"], "duplicate", "{steps}");
+    // A workflow cannot name a key in the host's namespace either.
+    host.client
+        .start(
+            "approvals",
+            "notify",
+            json!({"to": "target", "topic": "noise", "key": "cairn:target#0"}),
+            Some("third"),
+        )
+        .await?;
+    let run = host.result("third", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("the host's own"),
+        "{run}"
+    );
     Ok(())
 }

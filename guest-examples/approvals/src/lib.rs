@@ -86,6 +86,27 @@ fn decide(request: Decide) -> Result<bool> {
 }
 
 #[derive(Deserialize)]
+struct Notify {
+    to: String,
+    topic: String,
+    key: String,
+}
+
+/// Sends `true` to run `to` on `topic` with idempotency key `key`, and
+/// says what became of it: `sent`, `duplicate` (a message with that key was
+/// delivered before) or `no-such-run`.
+fn notify(request: Notify) -> Result<String> {
+    let sent = send(&request.to, &request.topic, &true, Some(&request.key));
+    Ok(match sent {
+        Ok(()) => "sent",
+        Err(error) if error.kind() == ErrorKind::Duplicate => "duplicate",
+        Err(error) if error.kind() == ErrorKind::NotFound => "no-such-run",
+        Err(error) => return Err(error),
+    }
+    .to_owned())
+}
+
+#[derive(Deserialize)]
 struct Reminder {
     message: String,
     after_ms: u64,
@@ -100,4 +121,4 @@ fn reminder(reminder: Reminder) -> Result<String> {
     Ok(reminder.message)
 }
 
-cairn_sdk::workflows!(approval, collect, decide, reminder);
+cairn_sdk::workflows!(approval, collect, decide, notify, reminder);

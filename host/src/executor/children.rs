@@ -20,13 +20,14 @@ pub(super) fn child_id(parent: &WorkflowId, op: u32) -> WorkflowId {
     })
 }
 
-const CODES: [(GuestErrorCode, &str); 6] = [
+const CODES: [(GuestErrorCode, &str); 7] = [
     (GuestErrorCode::InvalidJson, "invalid-json"),
     (GuestErrorCode::TooLarge, "too-large"),
     (GuestErrorCode::InvalidArgument, "invalid-argument"),
     (GuestErrorCode::NotAllowed, "not-allowed"),
     (GuestErrorCode::NotFound, "not-found"),
     (GuestErrorCode::Unavailable, "unavailable"),
+    (GuestErrorCode::Duplicate, "duplicate"),
 ];
 
 /// `{"id": ...}` or `{"error": {"code", "message"}}`.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{EventWait, Executor, ExecutorError, StartRequest};
-use crate::domain::{ModuleName, WorkflowId};
+use crate::domain::{Delivery, ModuleName, WorkflowId};
 use crate::runtime::{
     GuestError, GuestErrorCode, HandlerBounds, HandlerClient, HandlerFailure, HyperOutgoingBody,
     RunResult,
@@ -160,11 +160,20 @@ impl HandlerClient for ExecutorClient {
         idempotency_key: Option<String>,
     ) -> Result<(), GuestError> {
         let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
-        self.executor
+        let delivery = self
+            .executor
             .send_message(&id, topic, message, idempotency_key)
             .await
             .map_err(ExecutorError::into_guest_error)?;
-        Ok(())
+        match delivery {
+            Delivery::Delivered => Ok(()),
+            Delivery::Duplicate => Err(GuestError::new(
+                GuestErrorCode::Duplicate,
+                format!(
+                    "a message with this idempotency key was delivered to run {id} before; it was not sent again"
+                ),
+            )),
+        }
     }
 
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {

@@ -113,14 +113,9 @@ impl Executor {
         idempotency_key: Option<String>,
     ) -> Result<Delivery> {
         domain::validate_topic(&topic)?;
-        if let Some(key) = &idempotency_key
-            && (key.is_empty() || key.len() > domain::MAX_WORKFLOW_ID_LEN)
-        {
-            return Err(ExecutorError::InvalidInput(format!(
-                "idempotency_key must be 1 to {} bytes long, got {}",
-                domain::MAX_WORKFLOW_ID_LEN,
-                key.len()
-            )));
+        if let Some(key) = &idempotency_key {
+            domain::validate_idempotency_key(key)
+                .map_err(|e| ExecutorError::InvalidInput(format!("idempotency_key: {e}")))?;
         }
         let limit = self.inner.limits.max_value_bytes;
         if message.len() > limit {

@@ -224,6 +224,8 @@ pub trait Store: Send + Sync + 'static {
     fn woken(&self) -> Arc<Notify>;
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
+    /// Operation `op` of run `id`'s journal, if it is journaled.
+    async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.
     async fn write_journal(&self, id: &WorkflowId, write: JournalWrite, now: i64) -> Result<()> {
         self.write_journal_entries(id, None, vec![write], now).await

@@ -30,11 +30,19 @@ impl messages::Host for RunHost {
         if let Err(refusal) = self.check_value("message", &message) {
             return Err(refusal.into());
         }
+        if let Some(Err(e)) = idempotency_key
+            .as_deref()
+            .map(domain::validate_idempotency_key)
+        {
+            return invalid(GuestErrorCode::InvalidArgument, e.0);
+        }
         let name = format!("{target}/{topic}");
         let (op, recorded) = self.next_operation(OperationKind::Send, &name)?;
-        let delivered = match recorded {
+        // The journaled outcome: `true` delivered, `false` no such run, or
+        // the duplicate of a message delivered before.
+        let outcome = match recorded {
             // Replay: sent (or not) already; never again.
-            Some(entry) => entry.outcome.as_deref() == Some("true"),
+            Some(entry) => entry.outcome,
             None => {
                 // Whether the target exists is decided once, here, and
                 // journaled with the send: a replay gives the same answer.
@@ -45,11 +53,13 @@ impl messages::Host for RunHost {
                     .await
                     .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
                     .is_some();
+                let keyed = idempotency_key.is_some();
                 // Without a key of the caller's, the send's own place in
-                // the journal is one: a message is delivered once even if
-                // the journal were lost.
-                let idempotency_key =
-                    Some(idempotency_key.unwrap_or_else(|| format!("{}#{op}", self.run)));
+                // the journal is one (in the host's namespace): a message is
+                // delivered once even if the journal were lost.
+                let idempotency_key = Some(
+                    idempotency_key.unwrap_or_else(|| domain::host_message_key(&self.run, op)),
+                );
                 self.write(JournalWrite::Send {
                     op,
                     name,
@@ -68,16 +78,33 @@ impl messages::Host for RunHost {
                         topic,
                     });
                 }
-                exists
+                if !exists {
+                    Some("false".to_owned())
+                } else if keyed {
+                    // The store journaled whether the key was new.
+                    self.exec
+                        .store
+                        .journal_entry(&self.run, op)
+                        .await
+                        .map_err(|e| HostFailure::Host(format!("reading the journal failed: {e}")))?
+                        .and_then(|entry| entry.outcome)
+                } else {
+                    Some("true".to_owned())
+                }
             }
         };
-        if delivered {
-            Ok(())
-        } else {
-            invalid(
+        match outcome.as_deref() {
+            Some("true") => Ok(()),
+            Some(domain::SEND_DUPLICATE_OUTCOME) => invalid(
+                GuestErrorCode::Duplicate,
+                format!(
+                    "a message with this idempotency key was delivered to run {target} before; it was not sent again"
+                ),
+            ),
+            _ => invalid(
                 GuestErrorCode::NotFound,
                 format!("run {target} does not exist; the message was not sent"),
-            )
+            ),
         }
     }
 

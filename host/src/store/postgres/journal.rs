@@ -7,7 +7,9 @@ use sqlx::PgConnection;
 
 use super::checkout::Checkout;
 use super::{PgStore, select_run};
-use crate::domain::{Delivery, JournalWrite, NewMessage, RunOutcome, RunRecord, WorkflowId};
+use crate::domain::{
+    Delivery, JournalWrite, NewMessage, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
+};
 use crate::store::rows::{completes_a_wait, corrupt, journal_row, outcome_columns, run_refusal};
 use crate::store::{Change, Result, StoreError};
 
@@ -251,7 +253,15 @@ impl PgStore {
                 delivered: true,
                 ..
             } => {
-                deliver(conn, changes, &message, now).await?;
+                if deliver(conn, changes, &message, now).await? == Delivery::Duplicate {
+                    // The journal says so, for the sender and for its replays.
+                    sqlx::query("UPDATE journal SET outcome = $1 WHERE run_id = $2 AND op = $3")
+                        .bind(SEND_DUPLICATE_OUTCOME)
+                        .bind(id.as_str())
+                        .bind(i64::from(op))
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
             JournalWrite::RecvCompleted {
                 received: Some(received),

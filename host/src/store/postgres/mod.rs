@@ -419,6 +419,17 @@ impl Store for PgStore {
         rows.iter().map(journal_entry_from_row).collect()
     }
 
+    async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>> {
+        let row = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 AND op = $2"
+        ))
+        .bind(id.as_str())
+        .bind(i64::from(op))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(journal_entry_from_row).transpose()
+    }
+
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
         let row = sqlx::query(
             "SELECT seq, message FROM messages

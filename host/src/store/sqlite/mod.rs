@@ -366,6 +366,22 @@ impl Store for SqliteStore {
         rows.iter().map(journal_entry_from_row).collect()
     }
 
+    async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>> {
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? AND op = ?"
+                ))
+                .bind(id.as_str())
+                .bind(op)
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
+        row.as_ref().map(journal_entry_from_row).transpose()
+    }
+
     async fn write_journal_entries(
         &self,
         id: &WorkflowId,

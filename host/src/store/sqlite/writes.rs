@@ -6,7 +6,9 @@ use std::borrow::Cow;
 
 use super::messages;
 use super::raw::RawConnection;
-use crate::domain::{JournalWrite, NewRun, RunOutcome, RunRecord, WorkflowId};
+use crate::domain::{
+    Delivery, JournalWrite, NewRun, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
+};
 use crate::store::rows::{
     Columns, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, journal_row,
     module_version_from_row, outcome_columns, run_from_row, run_refusal,
@@ -347,7 +349,14 @@ pub(super) fn write_journal(
             delivered: true,
             ..
         } => {
-            messages::deliver(conn, &message, now)?;
+            if messages::deliver(conn, &message, now)? == Delivery::Duplicate {
+                // The journal says so, for the sender and for its replays.
+                conn.query("UPDATE journal SET outcome = ? WHERE run_id = ? AND op = ?")
+                    .bind(SEND_DUPLICATE_OUTCOME)
+                    .bind(id.as_str())
+                    .bind(op)
+                    .execute()?;
+            }
         }
         JournalWrite::RecvCompleted {
             received: Some(received),
