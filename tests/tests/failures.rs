@@ -284,7 +284,7 @@ async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
     // A body that never finishes: 408 with a message, not a hang.
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     stream
-        .write_all(b"POST /v1/workflows HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"module\":")
+        .write_all(b"POST /v1/workflows HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"module\":")
         .await?;
     let mut answer = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await??;
@@ -295,7 +295,7 @@ async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
     // Headers far too large: refused, never a 5xx.
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     let huge = format!(
-        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-junk: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-junk: {}\r\n\r\n",
         "a".repeat(1 << 20)
     );
     let _ = stream.write_all(huge.as_bytes()).await;
@@ -310,7 +310,7 @@ async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
     // Headers that never finish: the connection is closed.
     let mut stream = tokio::net::TcpStream::connect(&addr).await?;
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
         .await?;
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
