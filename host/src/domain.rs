@@ -179,6 +179,17 @@ pub fn host_message_key(sender: &WorkflowId, op: u32) -> String {
 /// delivered before (`true`: delivered; `false`: no such run).
 pub const SEND_DUPLICATE_OUTCOME: &str = "\"duplicate\"";
 
+/// `text` as both backends can store it: PostgreSQL's `TEXT` cannot hold a
+/// NUL character (and would refuse the whole write), so each NUL becomes
+/// `␀` (U+2400) on SQLite too. For texts a guest makes up: errors.
+pub fn storable_text(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{2400}")
+    } else {
+        text
+    }
+}
+
 /// Check that `text` is one JSON value.
 pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())

@@ -31,7 +31,10 @@ fn route(request: Request) -> Result<Response> {
 /// (for the tests that check the host keeps credentials from guests).
 fn echo(request: &Request) -> Result<Response> {
     let headers: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
-    Response::json(200, &serde_json::json!({"query": request.query, "headers": headers}))
+    Response::json(
+        200,
+        &serde_json::json!({"path": request.path, "query": request.query, "headers": headers}),
+    )
 }
 
 fn relay_decision(run: &str, request: &Request) -> Result<Response> {

@@ -65,4 +65,17 @@ fn square(request: Square) -> Result<i64> {
         .ok_or_else(|| Error::msg("the square overflows"))
 }
 
-cairn_sdk::workflows!(fan_out, square);
+#[derive(Deserialize)]
+struct AwaitRun {
+    id: String,
+}
+
+/// Awaits run `id`, child or not, and returns its status: for the tests
+/// that a workflow may await only its own children.
+fn await_run(request: AwaitRun) -> Result<String> {
+    let result = await_child(&request.id, Duration::from_secs(5))?
+        .ok_or_else(|| Error::msg(format!("run {} did not finish in time", request.id)))?;
+    Ok(result.status.to_string())
+}
+
+cairn_sdk::workflows!(fan_out, square, await_run);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::cursor::JournalCursor;
 use super::run_host::RunHost;
-use super::{AllowList, Inner};
+use super::{AllowList, Inner, steps};
 use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
 use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};
 use crate::store::Change;
@@ -119,7 +119,13 @@ impl Inner {
             Some(outcome) => match outcome {
                 GuestOutcome::Returned(output) => self.check_output(output),
                 GuestOutcome::Failed(message) | GuestOutcome::Trapped(message) => {
-                    RunOutcome::Error { message }
+                    // A guest's text: bounded like its values, and storable.
+                    RunOutcome::Error {
+                        message: steps::truncate(
+                            domain::storable_text(message),
+                            self.limits.max_value_bytes,
+                        ),
+                    }
                 }
                 GuestOutcome::HostFailed(message) => {
                     // Not the run's fault: leave it PENDING for the next recovery.

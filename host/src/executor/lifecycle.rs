@@ -160,9 +160,14 @@ impl Inner {
             ExecutorError::InvalidInput(format!("the input is not valid JSON: {e}"))
         })?;
         let now = self.clock.now();
-        let timeout_ms = match request.timeout {
-            Some(timeout) => Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-            None => module.settings.run_timeout_ms,
+        // The module's limit caps what a start request asks for: a client
+        // may shorten a run's time, never lengthen it past the module's.
+        let asked = request
+            .timeout
+            .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let timeout_ms = match (asked, module.settings.run_timeout_ms) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
         };
         let new_run = NewRun {
             deadline: timeout_ms

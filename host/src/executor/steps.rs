@@ -17,6 +17,11 @@ pub(super) fn validate(name: &str, policy: &RetryPolicy) -> Result<(), String> {
             "a step name must be 1 to {MAX_NAME_CHARS} characters, got {chars}"
         ));
     }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "step name {name:?} must not contain control characters"
+        ));
+    }
     if !(1..=MAX_ATTEMPTS).contains(&policy.max_attempts) {
         return Err(format!(
             "max-attempts of step {name:?} must be 1 to {MAX_ATTEMPTS}, got {}",
@@ -90,6 +95,11 @@ mod tests {
         assert!(validate("charge", &ok).is_ok());
         assert!(validate("", &ok).unwrap_err().contains("1 to 255"));
         assert!(validate(&"x".repeat(256), &ok).is_err());
+        assert!(
+            validate("a\0b", &ok)
+                .unwrap_err()
+                .contains("control characters")
+        );
         let zero = validate("s", &policy(0, 10, 2.0, 100)).unwrap_err();
         assert!(zero.contains("max-attempts"), "{zero}");
         let factor = validate("s", &policy(3, 10, 0.5, 100)).unwrap_err();

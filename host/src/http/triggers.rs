@@ -171,12 +171,17 @@ impl Api {
         } else {
             format!("/{path_and_query}")
         };
+        // The client's `Host` header is not the authority: a value like
+        // `x/admin?` would become part of the path the handler sees.
         let host = parts
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
-            .unwrap_or("localhost")
-            .to_owned();
+            .and_then(|h| h.parse::<hyper::http::uri::Authority>().ok())
+            .filter(|authority| {
+                authority.as_str() == authority.host() || authority.port().is_some()
+            })
+            .map_or_else(|| "localhost".to_owned(), |authority| authority.to_string());
         parts.uri = format!("http://{host}{path_and_query}")
             .parse()
             .map_err(|e| ApiError::bad_request("invalid_path", format!("{e}")))?;

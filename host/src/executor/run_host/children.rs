@@ -99,16 +99,27 @@ impl wit_children::Host for RunHost {
         };
         let store = self.exec.store.clone();
         if !self.replaying() {
-            let exists = store
+            let found = store
                 .get_run(&child)
                 .await
-                .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
-                .is_some();
-            if !exists {
-                return Err(HostError::from(GuestError::new(
-                    GuestErrorCode::NotFound,
-                    format!("run {child} does not exist"),
-                )));
+                .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?;
+            match found {
+                None => {
+                    return Err(HostError::from(GuestError::new(
+                        GuestErrorCode::NotFound,
+                        format!("run {child} does not exist"),
+                    )));
+                }
+                // Another run's output is not this one's to read.
+                Some(run) if run.parent.as_ref() != Some(&self.run) => {
+                    return Err(HostError::from(GuestError::new(
+                        GuestErrorCode::NotAllowed,
+                        format!(
+                            "run {child} is not a child of this run; a workflow may await only the children it started with start-child"
+                        ),
+                    )));
+                }
+                Some(_) => {}
             }
         }
         let read = || {

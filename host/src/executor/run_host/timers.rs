@@ -2,7 +2,7 @@
 //! retries, each journaled with the time it wakes at.
 
 use super::RunHost;
-use crate::domain::{JournalWrite, OperationKind, WaitKind};
+use crate::domain::{self, JournalWrite, OperationKind, WaitKind};
 use crate::executor::cursor::OpenStep;
 use crate::executor::steps;
 use crate::runtime::wit::steps::{RetryPolicy, StepState};
@@ -106,7 +106,10 @@ impl crate::runtime::wit::steps::Host for RunHost {
                     Err(refusal) => (Err(refusal.message), false),
                 }
             }
-            Err(message) => (Err(steps::truncate(message, limit)), true),
+            Err(message) => (
+                Err(steps::truncate(domain::storable_text(message), limit)),
+                true,
+            ),
         };
         let now = self.exec.clock.now();
         let retry_at = match &output {
