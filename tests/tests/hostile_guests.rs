@@ -132,7 +132,7 @@ async fn a_nul_in_a_guests_error_is_stored_the_same_on_both_backends() -> anyhow
     // written and the run would be recovered until it gave up.
     let run = host.result("nul", WAIT).await?;
     assert_eq!(run["status"], "ERROR", "{run}");
-    assert_eq!(run["error"], "bad\u{2400}reason", "{run}");
+    assert_eq!(run["error"], "refused: bad\u{2400}reason", "{run}");
     assert_eq!(run["attempts"], 1, "{run}");
     Ok(())
 }

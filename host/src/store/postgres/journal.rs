@@ -253,15 +253,7 @@ impl PgStore {
                 delivered: true,
                 ..
             } => {
-                if deliver(conn, changes, &message, now).await? == Delivery::Duplicate {
-                    // The journal says so, for the sender and for its replays.
-                    sqlx::query("UPDATE journal SET outcome = $1 WHERE run_id = $2 AND op = $3")
-                        .bind(SEND_DUPLICATE_OUTCOME)
-                        .bind(id.as_str())
-                        .bind(i64::from(op))
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                deliver_sent(conn, changes, id, op, &message, now).await?;
             }
             JournalWrite::RecvCompleted {
                 received: Some(received),
@@ -316,4 +308,26 @@ async fn deliver(
         topic: message.topic.clone(),
     });
     Ok(Delivery::Delivered)
+}
+
+/// Deliver the message of run `id`'s `send` (operation `op`); a duplicate
+/// of one delivered before is journaled as such, for the sender and for
+/// its replays.
+async fn deliver_sent(
+    conn: &mut PgConnection,
+    changes: &mut Vec<Change>,
+    id: &WorkflowId,
+    op: u32,
+    message: &NewMessage,
+    now: i64,
+) -> Result<()> {
+    if deliver(conn, changes, message, now).await? == Delivery::Duplicate {
+        sqlx::query("UPDATE journal SET outcome = $1 WHERE run_id = $2 AND op = $3")
+            .bind(SEND_DUPLICATE_OUTCOME)
+            .bind(id.as_str())
+            .bind(i64::from(op))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }

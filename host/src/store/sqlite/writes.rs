@@ -349,20 +349,33 @@ pub(super) fn write_journal(
             delivered: true,
             ..
         } => {
-            if messages::deliver(conn, &message, now)? == Delivery::Duplicate {
-                // The journal says so, for the sender and for its replays.
-                conn.query("UPDATE journal SET outcome = ? WHERE run_id = ? AND op = ?")
-                    .bind(SEND_DUPLICATE_OUTCOME)
-                    .bind(id.as_str())
-                    .bind(op)
-                    .execute()?;
-            }
+            deliver_sent(conn, &id, op, &message, now)?;
         }
         JournalWrite::RecvCompleted {
             received: Some(received),
             ..
         } => messages::consume(conn, &id, op, &received)?,
         _ => {}
+    }
+    Ok(())
+}
+
+/// Deliver the message of run `id`'s `send` (operation `op`); a duplicate
+/// of one delivered before is journaled as such, for the sender and for
+/// its replays.
+fn deliver_sent(
+    conn: &mut RawConnection,
+    id: &WorkflowId,
+    op: u32,
+    message: &crate::domain::NewMessage,
+    now: i64,
+) -> Result<()> {
+    if messages::deliver(conn, message, now)? == Delivery::Duplicate {
+        conn.query("UPDATE journal SET outcome = ? WHERE run_id = ? AND op = ?")
+            .bind(SEND_DUPLICATE_OUTCOME)
+            .bind(id.as_str())
+            .bind(op)
+            .execute()?;
     }
     Ok(())
 }
