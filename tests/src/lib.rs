@@ -304,6 +304,36 @@ impl Host {
     }
 }
 
+/// Deploy the example component at `path` as module `name` through
+/// `client`, with the routes manifest `routes` if any; an error unless the
+/// host accepted it.
+pub async fn deploy_example(
+    client: &Client,
+    name: &str,
+    path: &str,
+    routes: Option<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let deployed = client
+        .deploy_with_routes(name, examples::bytes(path), routes)
+        .await?;
+    if !deployed.status.is_success() {
+        bail!("deploying {name}: {} {}", deployed.status, deployed.body);
+    }
+    Ok(())
+}
+
+/// Deploy the event-listener handler with its routes through `client`.
+pub async fn deploy_event_listener(client: &Client) -> anyhow::Result<()> {
+    let routes = std::fs::read(examples::EVENT_LISTENER_ROUTES)?;
+    deploy_example(
+        client,
+        "event-listener",
+        examples::EVENT_LISTENER,
+        Some(routes),
+    )
+    .await
+}
+
 /// The PostgreSQL database of the tests: `CAIRN_TEST_POSTGRES_URL`, which
 /// `scripts/test.sh` sets after starting PostgreSQL.
 pub fn postgres_url() -> String {

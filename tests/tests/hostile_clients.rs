@@ -3,7 +3,7 @@
 //! host serves neither other sites' pages nor DNS-rebinding ones.
 
 use bytes::Bytes;
-use cairn_tests::{Host, cairn_binary, examples};
+use cairn_tests::{Host, cairn_binary, deploy_event_listener, deploy_example, examples};
 use hyper::Method;
 use serde_json::json;
 
@@ -26,22 +26,9 @@ async fn tokens_reach_neither_the_store_nor_a_guest() -> anyhow::Result<()> {
     .await?;
     let admin = host.client.with_token(ADMIN);
     let invoker = host.client.with_token(INVOKE);
-    let deployed = admin
-        .deploy_with_routes(
-            "steps",
-            examples::bytes(examples::STEPS),
-            Some(ECHO_ROUTES.as_bytes().to_vec()),
-        )
-        .await?;
-    assert_eq!(deployed.status, 201, "{}", deployed.body);
-    let deployed = admin
-        .deploy_with_routes(
-            "event-listener",
-            examples::bytes(examples::EVENT_LISTENER),
-            Some(std::fs::read(examples::EVENT_LISTENER_ROUTES)?),
-        )
-        .await?;
-    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    let routes = ECHO_ROUTES.as_bytes().to_vec();
+    deploy_example(&admin, "steps", examples::STEPS, Some(routes)).await?;
+    deploy_event_listener(&admin).await?;
 
     // A token in the query is no credential for a route: only event
     // streams take one there.
@@ -213,11 +200,7 @@ async fn an_open_host_serves_no_other_site_and_no_other_name() -> anyhow::Result
 async fn a_client_cannot_swallow_a_workflows_message() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::start(dir.path(), &[]).await?;
-    let deployed = host
-        .client
-        .deploy("approvals", examples::bytes(examples::APPROVALS))
-        .await?;
-    assert!(deployed.status.is_success(), "{}", deployed.body);
+    deploy_example(&host.client, "approvals", examples::APPROVALS, None).await?;
     let approval = json!({"subject": "leave", "timeout_ms": 5000});
     host.client
         .start("approvals", "approval", approval, Some("a1"))
@@ -273,11 +256,7 @@ async fn a_client_cannot_swallow_a_workflows_message() -> anyhow::Result<()> {
 async fn a_workflow_is_told_when_its_message_was_a_duplicate() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::start(dir.path(), &[]).await?;
-    let deployed = host
-        .client
-        .deploy("approvals", examples::bytes(examples::APPROVALS))
-        .await?;
-    assert!(deployed.status.is_success(), "{}", deployed.body);
+    deploy_example(&host.client, "approvals", examples::APPROVALS, None).await?;
     host.client
         .start(
             "approvals",

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_tests::{Host, examples};
+use cairn_tests::{Host, deploy_event_listener, deploy_example, examples};
 use hyper::Method;
 use serde_json::json;
 
@@ -15,11 +15,7 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn a_workflow_awaits_only_its_own_children() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::start_with_examples(dir.path(), &[]).await?;
-    let deployed = host
-        .client
-        .deploy("fanout", examples::bytes(examples::FANOUT))
-        .await?;
-    assert!(deployed.status.is_success(), "{}", deployed.body);
+    deploy_example(&host.client, "fanout", examples::FANOUT, None).await?;
     // Someone else's run, with an output worth reading.
     host.client
         .start("steps", "steps_workflow", json!(null), Some("someone-else"))
@@ -96,16 +92,7 @@ async fn a_clients_host_header_does_not_reach_the_handlers_path() -> anyhow::Res
         &["--admin-token", admin, "--invoke-token", invoke],
     )
     .await?;
-    let deployed = host
-        .client
-        .with_token(admin)
-        .deploy_with_routes(
-            "event-listener",
-            examples::bytes(examples::EVENT_LISTENER),
-            Some(std::fs::read(examples::EVENT_LISTENER_ROUTES)?),
-        )
-        .await?;
-    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    deploy_event_listener(&host.client.with_token(admin)).await?;
     let echoed = host
         .client
         .with_token(invoke)

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use cairn_tests::{Host, examples, fresh_schema};
+use cairn_tests::{Host, deploy_example, examples, fresh_schema};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -23,8 +23,7 @@ fn parked_runs() -> usize {
 }
 
 async fn with_module(host: Host, name: &str, path: &str) -> anyhow::Result<Host> {
-    let deployed = host.client.deploy(name, examples::bytes(path)).await?;
-    assert!(deployed.status.is_success(), "{}", deployed.body);
+    deploy_example(&host.client, name, path, None).await?;
     Ok(host)
 }
 
