@@ -2,15 +2,22 @@
 //! statuses and records. It depends on neither wasmtime nor sqlx, so those
 //! layers meet here rather than inside each other.
 //!
-//! One file past 600 lines on purpose: it is a glossary, each type a few
-//! lines with its validation, and every layer reads it whole; split by type
-//! it would be a dozen files of forty lines each.
+//! Past 600 lines on purpose: it is a glossary, each type a few lines with
+//! its validation, and every layer reads it whole; split by type it would
+//! be a dozen files of forty lines each. Concerns with rules of their own
+//! live beside it: `domain/waits.rs` (what a parked run waits for) and
+//! `domain/messages.rs` (messages and their idempotency keys).
 
 use std::fmt;
 use std::str::FromStr;
 
+mod messages;
 mod waits;
 
+pub use messages::{
+    Delivery, HOST_KEY_PREFIX, Message, NewMessage, SEND_DUPLICATE_OUTCOME, host_message_key,
+    validate_idempotency_key,
+};
 pub use waits::{ParkedWait, RunWait, WaitKind};
 
 /// Longest accepted workflow id, in bytes.
@@ -144,40 +151,6 @@ pub fn validate_event_key(key: &str) -> Result<(), InvalidValue> {
 pub fn validate_topic(topic: &str) -> Result<(), InvalidValue> {
     validate_event_key(topic).map_err(|e| InvalidValue(e.0.replace("event key", "topic")))
 }
-
-/// The namespace of the idempotency keys the host makes itself (a
-/// workflow's `send` without a key of its own): no client, handler or
-/// workflow may name a key in it, so none can make the host's message a
-/// duplicate of its own.
-pub const HOST_KEY_PREFIX: &str = "cairn:";
-
-/// Check an idempotency key given with a message: 1 to 255 bytes, outside
-/// the host's namespace.
-pub fn validate_idempotency_key(key: &str) -> Result<(), InvalidValue> {
-    if key.is_empty() || key.len() > MAX_WORKFLOW_ID_LEN {
-        return Err(InvalidValue(format!(
-            "an idempotency key must be 1 to {MAX_WORKFLOW_ID_LEN} bytes long, got {}",
-            key.len()
-        )));
-    }
-    if key.starts_with(HOST_KEY_PREFIX) {
-        return Err(InvalidValue(format!(
-            "idempotency keys starting with {HOST_KEY_PREFIX:?} are the host's own (it keys a workflow's send without a key that way); choose another key"
-        )));
-    }
-    Ok(())
-}
-
-/// The idempotency key of operation `op`'s `send` of run `sender` when the
-/// workflow gave none: the send's place in the journal, in the host's
-/// namespace.
-pub fn host_message_key(sender: &WorkflowId, op: u32) -> String {
-    format!("{HOST_KEY_PREFIX}{sender}#{op}")
-}
-
-/// The journaled outcome of a `send` whose message was a duplicate of one
-/// delivered before (`true`: delivered; `false`: no such run).
-pub const SEND_DUPLICATE_OUTCOME: &str = "\"duplicate\"";
 
 /// `text` as both backends can store it: PostgreSQL's `TEXT` cannot hold a
 /// NUL character (and would refuse the whole write), so each NUL becomes
@@ -622,35 +595,6 @@ impl JournalWrite {
     }
 }
 
-/// A message to deliver to run `run` on `topic`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    pub run: WorkflowId,
-    pub topic: String,
-    /// JSON text.
-    pub message: String,
-    /// A message with a key already delivered to the run is not delivered
-    /// again.
-    pub idempotency_key: Option<String>,
-}
-
-/// A message waiting to be received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// Its position: messages of a (run, topic) are received in this order.
-    pub seq: i64,
-    /// JSON text.
-    pub message: String,
-}
-
-/// Whether a message was delivered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
-    Delivered,
-    /// A message with the same idempotency key was delivered before.
-    Duplicate,
-}
-
 /// One write in a run's event history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
@@ -663,54 +607,4 @@ pub struct EventRecord {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn module_names_are_limited_to_safe_characters() {
-        assert!(ModuleName::parse("steps-2").is_ok());
-        for bad in ["", "Steps", "a/b", "..", "a_b", &"x".repeat(65)] {
-            let err = ModuleName::parse(bad).unwrap_err();
-            assert!(err.0.contains("a-z, 0-9 and '-'"), "{err}");
-        }
-    }
-
-    #[test]
-    fn workflow_ids_are_bounded() {
-        assert!(WorkflowId::parse(&"x".repeat(255)).is_ok());
-        assert!(WorkflowId::parse(&"x".repeat(256)).is_err());
-        assert!(WorkflowId::parse("").is_err());
-        assert!(WorkflowId::parse("a\nb").is_err());
-    }
-
-    #[test]
-    fn event_keys_are_bounded_and_single_line() {
-        assert!(validate_event_key("step1").is_ok());
-        for bad in ["", "a\nb", "a\rb", &"k".repeat(256)] {
-            assert!(validate_event_key(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn generated_ids_sort_by_creation() {
-        let first = WorkflowId::generate();
-        let second = WorkflowId::generate();
-        assert!(first < second);
-    }
-
-    #[test]
-    fn statuses_round_trip_through_text() {
-        for status in RunStatus::ALL {
-            assert_eq!(status.as_str().parse::<RunStatus>().unwrap(), status);
-        }
-        assert!("DONE".parse::<RunStatus>().is_err());
-    }
-
-    #[test]
-    fn versions_are_sha256_digests() {
-        assert_eq!(
-            module_version(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-    }
-}
+mod tests;

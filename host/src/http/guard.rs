@@ -114,22 +114,30 @@ pub(super) fn without_credentials<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
+/// The media type of the body (`Content-Type` without its parameters,
+/// lowercase), if it names one.
+pub(super) fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?;
+    Some(
+        value
+            .to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
 /// Refuse a JSON body sent as another media type: a web page can send
 /// `text/plain` (or a form) anywhere without asking, JSON only where the
 /// server allows it. No `Content-Type` at all is accepted (no browser
 /// sends a body without one).
 pub(super) fn check_json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+    let Some(media) = media_type(headers) else {
         return Ok(());
     };
-    let media = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
     if media == "application/json"
         || (media.starts_with("application/") && media.ends_with("+json"))
     {

@@ -106,14 +106,7 @@ fn upload_form<B>(request: &Request<B>) -> Result<Option<String>, ApiError> {
             .map(Some)
             .map_err(|e| ApiError::bad_request("invalid_form", e));
     }
-    let essence = value
-        .to_str()
-        .unwrap_or("")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = super::guard::media_type(request.headers()).unwrap_or_default();
     if essence == "application/wasm" || essence == "application/octet-stream" {
         return Ok(None);
     }
