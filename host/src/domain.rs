@@ -5,19 +5,22 @@
 //! Past 600 lines on purpose: it is a glossary, each type a few lines with
 //! its validation, and every layer reads it whole; split by type it would
 //! be a dozen files of forty lines each. Concerns with rules of their own
-//! live beside it: `domain/waits.rs` (what a parked run waits for) and
-//! `domain/messages.rs` (messages and their idempotency keys).
+//! live beside it: `domain/waits.rs` (what a parked run waits for),
+//! `domain/messages.rs` (messages and their idempotency keys) and
+//! `domain/outbound.rs` (where a step's outgoing HTTP may go).
 
 use std::fmt;
 use std::str::FromStr;
 
 mod messages;
+mod outbound;
 mod waits;
 
 pub use messages::{
     Delivery, HOST_KEY_PREFIX, Message, NewMessage, SEND_DUPLICATE_OUTCOME, host_message_key,
     validate_idempotency_key,
 };
+pub use outbound::AllowList;
 pub use waits::{ParkedWait, RunWait, WaitKind};
 
 /// Longest accepted workflow id, in bytes.

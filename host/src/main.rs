@@ -213,7 +213,9 @@ struct ServeArgs {
     invoke_token: Vec<String>,
     /// Hosts that modules may allow their steps to call over HTTP (`name`
     /// for any port, or `name:port`; repeatable, or comma-separated). Empty
-    /// by default: no outgoing HTTP at all.
+    /// by default: no outgoing HTTP at all. Internal addresses (loopback,
+    /// private, link-local) are reached only when listed as addresses or
+    /// ranges (`127.0.0.1`, `10.0.0.0/8`), not through a name.
     #[arg(long, env = "CAIRN_ALLOW_OUTBOUND", value_delimiter = ',')]
     allow_outbound: Vec<String>,
     /// `postgres://user:password@host:port/database` to share a PostgreSQL

@@ -1,11 +1,12 @@
 //! Guests Cairn does not trust, against each other: a workflow awaits only
 //! its own children, and neither a start request nor a client's `Host`
-//! header reaches past what the module and the route allow.
+//! header reaches past what the module and the route allow, and a step's
+//! outgoing HTTP reaches only the addresses its allow-list names.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_tests::{Host, deploy_event_listener, deploy_example, examples};
+use cairn_tests::{FakeGateway, Host, deploy_event_listener, deploy_example, examples};
 use hyper::Method;
 use serde_json::json;
 
@@ -121,5 +122,52 @@ async fn a_nul_in_a_guests_error_is_stored_the_same_on_both_backends() -> anyhow
     assert_eq!(run["status"], "ERROR", "{run}");
     assert_eq!(run["error"], "refused: bad\u{2400}reason", "{run}");
     assert_eq!(run["attempts"], 1, "{run}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_allowed_name_does_not_reach_an_internal_address_unless_that_address_is_allowed()
+-> anyhow::Result<()> {
+    let gateway = FakeGateway::start(0).await?;
+    let port = gateway.addr.port();
+    let dir = tempfile::tempdir()?;
+    // `localhost` stands for any allowed name whose DNS points inside: it
+    // resolves to 127.0.0.1, where the gateway listens.
+    let host = Host::start(dir.path(), &["--allow-outbound", "localhost,127.0.0.1"]).await?;
+    let fetch = async |id: &str, settings: &str| -> anyhow::Result<String> {
+        let deployed = host
+            .client
+            .deploy_with_settings(id, examples::bytes(examples::FAULTY), None, settings)
+            .await?;
+        assert!(deployed.status.is_success(), "{}", deployed.body);
+        let url = format!("http://localhost:{port}/charges");
+        host.client
+            .start(
+                id,
+                "misuse",
+                json!({"case": "http_in_step", "url": url}),
+                Some(id),
+            )
+            .await?;
+        let run = host.result(id, WAIT).await?;
+        assert_eq!(run["status"], "SUCCESS", "{run}");
+        Ok(run["output"].as_str().unwrap_or_default().to_owned())
+    };
+
+    let by_name = fetch("by-name", &format!("allowed_hosts=localhost:{port}")).await?;
+    assert!(
+        by_name.contains("localhost resolves to 127.0.0.1, an internal address"),
+        "{by_name}"
+    );
+    assert!(gateway.requests().is_empty(), "nothing reached the gateway");
+
+    // Listing the address as well is the explicit choice that lets it in.
+    let explicit = fetch(
+        "explicit",
+        &format!("allowed_hosts=localhost:{port},127.0.0.1:{port}"),
+    )
+    .await?;
+    assert!(explicit.contains("charge_id"), "{explicit}");
+    assert_eq!(gateway.requests().len(), 1);
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::domain::{JournalEntry, JournalWrite, Millis, OperationKind, WorkflowI
 use crate::runtime::wit::steps::RetryPolicy;
 use crate::runtime::{GuestEnvironment, HostFailure, nanos, system_time};
 
-use super::outbound::AllowList;
+use crate::domain::AllowList;
 
 pub(super) struct JournalCursor {
     run: WorkflowId,
@@ -284,15 +284,18 @@ impl GuestEnvironment for JournalCursor {
         u128::from(fnv(0xcbf2_9ce4_8422_2325)) | (u128::from(fnv(0x6c62_272e_07bb_0142)) << 64)
     }
 
-    fn outbound_request(&self, authority: &str) -> Result<(), String> {
+    fn outbound_request(&self, authority: &str) -> Result<AllowList, String> {
         let Some(step) = self.current_step() else {
             return Err(format!(
                 "outgoing HTTP to {authority} refused: a workflow may call other services only inside a step (cairn_sdk::step), whose outcome is journaled"
             ));
         };
-        self.allowed_hosts.check(authority).map_err(|reason| {
-            format!("outgoing HTTP to {authority} from step {step:?} refused: {reason}")
-        })
+        match self.allowed_hosts.check(authority) {
+            Ok(()) => Ok(self.allowed_hosts.clone()),
+            Err(reason) => Err(format!(
+                "outgoing HTTP to {authority} from step {step:?} refused: {reason}"
+            )),
+        }
     }
 }
 

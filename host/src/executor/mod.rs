@@ -20,7 +20,6 @@ mod error;
 mod execution;
 mod handlers;
 mod lifecycle;
-mod outbound;
 mod parking;
 mod run_host;
 mod steps;
@@ -36,10 +35,10 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
+pub use crate::domain::AllowList;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
-pub use outbound::AllowList;
 pub use parking::Waiting;
 pub use waiters::{Subscription, WaitKey, Waiters};
 

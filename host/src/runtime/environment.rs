@@ -15,6 +15,9 @@ use rand::{Rng, TryRng};
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
+use super::outgoing::{ConnectionIo, send_checked};
+use crate::domain::AllowList;
+
 /// Clocks, randomness and the network as one run's guest sees them.
 pub trait GuestEnvironment: Send + Sync + 'static {
     /// `wasi:clocks/wall-clock.now`, since the Unix epoch.
@@ -26,8 +29,9 @@ pub trait GuestEnvironment: Send + Sync + 'static {
     /// `wasi:random/insecure-seed`: fixed for an instance's lifetime.
     fn insecure_seed(&self) -> u128;
     /// Whether an outgoing HTTP request to `authority` (`host:port`) may be
-    /// sent now; the refusal says why, for the guest to see.
-    fn outbound_request(&self, authority: &str) -> Result<(), String>;
+    /// sent now, and the list its resolved address must be within; the
+    /// refusal says why, for the guest to see.
+    fn outbound_request(&self, authority: &str) -> Result<AllowList, String>;
 }
 
 /// The system's clocks and randomness, and no network: for instances that
@@ -52,7 +56,7 @@ impl GuestEnvironment for LiveEnvironment {
         rand::rng().next_u64() as u128 | ((rand::rng().next_u64() as u128) << 64)
     }
 
-    fn outbound_request(&self, _authority: &str) -> Result<(), String> {
+    fn outbound_request(&self, _authority: &str) -> Result<AllowList, String> {
         Err("outgoing HTTP is only available inside a workflow's steps".into())
     }
 }
@@ -131,19 +135,13 @@ impl rand::TryCryptoRng for Random {}
 
 type ResponseFuture = Box<
     dyn Future<
-            Output = Result<
-                (
-                    hyper::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
-                ),
-                wasmtime_wasi_http::Error,
-            >,
+            Output = Result<(hyper::Response<WasiBody>, ConnectionIo), wasmtime_wasi_http::Error>,
         > + Send,
 >;
 
 /// Outgoing HTTP of a workflow instance: sent when the environment allows
-/// it (inside a step, to a host on the module's allow-list), refused with
-/// the environment's reason otherwise.
+/// it (inside a step, to a host on the module's allow-list, at an address
+/// the list permits), refused with the environment's reason otherwise.
 pub(super) struct OutgoingHttp(pub(super) Arc<dyn GuestEnvironment>);
 
 impl WasiHttpHooks for OutgoingHttp {
@@ -151,23 +149,16 @@ impl WasiHttpHooks for OutgoingHttp {
         &mut self,
         request: hyper::Request<WasiBody>,
         options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+        _fut: ConnectionIo,
     ) -> ResponseFuture {
         let authority = request_authority(&request);
-        if let Err(reason) = self.0.outbound_request(&authority) {
-            tracing::warn!(%authority, %reason, "outgoing HTTP refused");
-            return Box::new(
-                async move { Err(wasmtime_wasi_http::Error::InternalError(Some(reason))) },
-            );
+        match self.0.outbound_request(&authority) {
+            Ok(allowed) => Box::new(send_checked(request, options, allowed)),
+            Err(reason) => {
+                tracing::warn!(%authority, %reason, "outgoing HTTP refused");
+                Box::new(async move { Err(wasmtime_wasi_http::Error::InternalError(Some(reason))) })
+            }
         }
-        Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
     }
 }
 

@@ -9,6 +9,7 @@ mod guest_output;
 mod handler;
 mod instance;
 mod limits;
+mod outgoing;
 mod validate;
 
 use std::collections::HashMap;

@@ -15,9 +15,9 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::cursor::JournalCursor;
-#[cfg(test)]
-use super::outbound::AllowList;
 use super::waiters::WaitKey;
+#[cfg(test)]
+use crate::domain::AllowList;
 use crate::domain::{
     self, JournalEntry, JournalWrite, Millis, OperationKind, RunRecord, WorkflowId,
 };
