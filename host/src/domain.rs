@@ -52,6 +52,9 @@ pub enum ErrorKind {
     TooLarge,
     /// The host cannot take it now (overloaded); retrying later may work.
     Unavailable,
+    /// The database's disk is full: nothing new can be recorded until an
+    /// operator frees space.
+    StorageFull,
     /// The host failed; the detail belongs in the log, not the answer.
     Internal,
 }

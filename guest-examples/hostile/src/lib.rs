@@ -2,8 +2,9 @@
 //! an `ERROR` run with a useful message while the host keeps serving others.
 //! Never deploy these in earnest.
 use std::hint::black_box;
+use std::time::Duration;
 
-use cairn_sdk::{Result, set_event};
+use cairn_sdk::{Result, set_event, sleep};
 
 /// Computes forever without calling the host: stopped by the CPU slice.
 fn spin(_input: ()) -> Result<()> {
@@ -60,4 +61,30 @@ fn trap_mid_sequence(_input: ()) -> Result<()> {
     set_event("c", &3)
 }
 
-cairn_sdk::workflows!(spin, memory_bomb, recursion, giant_event, event_flood, trap_mid_sequence);
+#[derive(serde::Deserialize)]
+struct Filler {
+    pause_ms: u64,
+    events: u32,
+    bytes: usize,
+}
+
+/// After a durable pause, publishes `events` events of `bytes` bytes each:
+/// a run whose writes need the disk space that is gone by then.
+fn fill_after_pause(input: Filler) -> Result<u32> {
+    sleep(Duration::from_millis(input.pause_ms));
+    let value = "x".repeat(input.bytes);
+    for i in 0..input.events {
+        set_event(&format!("fill-{i}"), &value)?;
+    }
+    Ok(input.events)
+}
+
+cairn_sdk::workflows!(
+    spin,
+    memory_bomb,
+    recursion,
+    giant_event,
+    event_flood,
+    trap_mid_sequence,
+    fill_after_pause
+);

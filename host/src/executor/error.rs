@@ -75,6 +75,7 @@ impl ExecutorError {
             Self::InvalidInput(_) | Self::InvalidRoutes(_) | Self::Upload(_) => ErrorKind::Invalid,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Overloaded(_) => ErrorKind::Unavailable,
+            Self::Store(StoreError::StorageFull(_)) => ErrorKind::StorageFull,
             Self::Store(_) => ErrorKind::Internal,
         }
     }
@@ -93,6 +94,7 @@ impl ExecutorError {
             Self::Upload(upload) => upload.code(),
             Self::TooLarge(_) => "too_large",
             Self::Overloaded(_) => "overloaded",
+            Self::Store(StoreError::StorageFull(_)) => "storage_full",
             Self::Store(_) => "internal",
         }
     }
@@ -104,10 +106,14 @@ impl ExecutorError {
         let code = match self.kind() {
             ErrorKind::NotFound => GuestErrorCode::NotFound,
             ErrorKind::TooLarge => GuestErrorCode::TooLarge,
-            ErrorKind::Unavailable | ErrorKind::Internal => GuestErrorCode::Unavailable,
+            ErrorKind::Unavailable | ErrorKind::StorageFull | ErrorKind::Internal => {
+                GuestErrorCode::Unavailable
+            }
             ErrorKind::Conflict | ErrorKind::Invalid => GuestErrorCode::InvalidArgument,
         };
-        if let Self::Store(store) = &self {
+        if let Self::Store(store) = &self
+            && !matches!(store, StoreError::StorageFull(_))
+        {
             tracing::error!(error = %store, "a guest's call failed in the store");
             return GuestError::new(code, "the host could not serve the call; retry later");
         }

@@ -112,9 +112,13 @@ impl Inner {
                 HostFailure::Run(message) => RunOutcome::Error { message },
                 HostFailure::Host(message) => {
                     tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    self.retry_stranded(run);
                     return;
                 }
-                HostFailure::Parked => return,
+                HostFailure::Parked => {
+                    self.forget_stranded(&run.id);
+                    return;
+                }
             },
             Some(outcome) => match outcome {
                 GuestOutcome::Returned(output) => self.check_output(output),
@@ -128,12 +132,17 @@ impl Inner {
                     }
                 }
                 GuestOutcome::HostFailed(message) => {
-                    // Not the run's fault: leave it PENDING for the next recovery.
+                    // Not the run's fault: it stays PENDING, to be tried
+                    // again here after a backoff.
                     tracing::error!(run = %run.id, %message, "run interrupted by a host failure");
+                    self.retry_stranded(run);
                     return;
                 }
                 // Waiting in the database, to be woken and replayed.
-                GuestOutcome::Parked => return,
+                GuestOutcome::Parked => {
+                    self.forget_stranded(&run.id);
+                    return;
+                }
             },
         };
         if let RunOutcome::Error { message } = &outcome {
@@ -155,9 +164,11 @@ impl Inner {
             .finish_run_fenced(&run.id, Some(run.epoch), outcome, self.clock.now())
             .await
         {
-            tracing::error!(run = %run.id, %error, "cannot record the end of a run; it will be recovered");
+            tracing::error!(run = %run.id, %error, "cannot record the end of a run; retrying");
+            self.retry_stranded(run);
             return;
         }
+        self.forget_stranded(&run.id);
         self.wake(&Change::Finished(run.id.clone()));
     }
 

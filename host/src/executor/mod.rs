@@ -23,6 +23,7 @@ mod lifecycle;
 mod parking;
 mod run_host;
 mod steps;
+mod stranded;
 mod trigger_routes;
 mod waiters;
 mod waits;
@@ -193,6 +194,8 @@ pub(crate) struct Inner {
     executions: std::sync::Mutex<HashMap<WorkflowId, tokio::task::AbortHandle>>,
     /// What executing runs wait for; the waker of parked runs.
     parking: parking::Parking,
+    /// Retries so far of the runs stopped by a host failure.
+    stranded: std::sync::Mutex<HashMap<WorkflowId, u32>>,
 }
 
 /// What the host has in flight; served by `/healthz`.
@@ -233,6 +236,7 @@ impl Executor {
                 deploying: tokio::sync::Mutex::new(()),
                 executions: std::sync::Mutex::new(HashMap::new()),
                 parking: parking::Parking::default(),
+                stranded: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -243,6 +247,11 @@ impl Executor {
 
     pub fn waiters(&self) -> &Waiters {
         &self.inner.waiters
+    }
+
+    /// Whether the store's writes are succeeding.
+    pub fn store_health(&self) -> crate::store::StoreHealth {
+        self.inner.store.health()
     }
 
     pub fn load(&self) -> Load {

@@ -8,6 +8,7 @@ use hyper::StatusCode;
 use crate::domain::ErrorKind;
 use crate::executor::ExecutorError;
 use crate::runtime::UploadError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -28,6 +29,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Invalid => StatusCode::BAD_REQUEST,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -96,7 +98,9 @@ impl From<UploadError> for ApiError {
 impl From<ExecutorError> for ApiError {
     fn from(error: ExecutorError) -> Self {
         match error {
-            ExecutorError::Store(store) => Self::internal(store),
+            ExecutorError::Store(store) if !matches!(store, StoreError::StorageFull(_)) => {
+                Self::internal(store)
+            }
             error => Self::of(error.kind(), error.code(), error.to_string()),
         }
     }

@@ -244,10 +244,19 @@ impl Api {
         let load = self.executor.load();
         let pending_waits = self.limits.max_pending_waits - self.wait_slots.available_permits();
         let parked_runs = self.executor.parked_count().await?;
+        // A host whose writes fail is not one to send work to: 503, so a
+        // load balancer's check takes it out until they succeed again.
+        let store = self.executor.store_health();
+        let (status, text) = if store.ok {
+            (StatusCode::OK, "ok")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        };
         Ok(json_response(
-            StatusCode::OK,
+            status,
             &serde_json::json!({
-                "status": "ok",
+                "status": text,
+                "store": store,
                 "live_instances": load.live_instances,
                 "queued_runs": load.queued_runs,
                 "parked_runs": parked_runs,

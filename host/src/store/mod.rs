@@ -5,6 +5,7 @@
 //! touching the runtime or HTTP code: SQLite, embedded, for one host;
 //! PostgreSQL for several hosts on one database.
 
+mod health;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc};
 
+pub use health::{FULL_RETRY_AFTER, StoreHealth, WriteHealth};
 pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
@@ -53,6 +55,10 @@ pub enum StoreError {
     },
     #[error("committing a batch of writes failed: {0}")]
     Commit(String),
+    /// The database's disk (or its size limit) is full: nothing more can be
+    /// written until space is freed.
+    #[error("the database's disk is full: {0}")]
+    StorageFull(String),
     #[error("run {0} does not exist")]
     UnknownRun(String),
     #[error("run {0} exists already")]
@@ -65,7 +71,16 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Database(error.to_string())
+        // PostgreSQL's disk_full; SQLite's SQLITE_FULL through sqlx.
+        let full = error
+            .as_database_error()
+            .and_then(|e| e.code())
+            .is_some_and(|code| code == "53100" || code == "13");
+        if full {
+            Self::StorageFull(error.to_string())
+        } else {
+            Self::Database(error.to_string())
+        }
     }
 }
 
@@ -222,6 +237,8 @@ pub trait Store: Send + Sync + 'static {
     /// host's, as far as it is told) made a parked run due; a waiter also
     /// looks at the parked runs' `wake_at` itself.
     fn woken(&self) -> Arc<Notify>;
+    /// Whether the store's writes are succeeding.
+    fn health(&self) -> StoreHealth;
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
     /// Operation `op` of run `id`'s journal, if it is journaled.

@@ -34,7 +34,7 @@ use super::rows::{
 };
 use super::{
     Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
-    StoreError,
+    StoreError, StoreHealth, WriteHealth,
 };
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
@@ -88,6 +88,8 @@ pub struct PgStore {
     claimed_once: Arc<AtomicBool>,
     /// Notified when a trigger announces that a parked run is due.
     woken: Arc<Notify>,
+    /// Whether the writes of runs (starts, journal writes, ends) succeed.
+    health: Arc<WriteHealth>,
 }
 
 impl PgStore {
@@ -133,6 +135,7 @@ impl PgStore {
             executor_id: options.executor_id,
             lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
             claimed_once: Arc::new(AtomicBool::new(false)),
+            health: Arc::new(WriteHealth::default()),
             woken: Arc::new(Notify::new()),
         })
     }
@@ -230,9 +233,54 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// `result` of a write of a run, recorded in the store's health.
+    fn record<T>(&self, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => self.health.committed(),
+            Err(error @ (StoreError::Database(_) | StoreError::StorageFull(_))) => {
+                self.health.failed(error);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Insert a new run (taking its lease), or find the one with its id.
+    async fn insert_run(&self, run: NewRun) -> Result<CreateRun> {
+        let mut conn = Checkout::take(&self.pool).await?;
+        // The host that creates a run executes it: it takes the lease.
+        let inserted = sqlx::query(
+            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at)
+             VALUES ($1, $2, $3, $4, $5, 'PENDING', 1, $6, $6, $7, $8, 1, $9, $10)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(run.id.as_str())
+        .bind(run.module.as_str())
+        .bind(&run.version)
+        .bind(&run.workflow)
+        .bind(&run.input)
+        .bind(run.now)
+        .bind(run.deadline)
+        .bind(run.parent.as_ref().map(WorkflowId::as_str))
+        .bind(&self.executor_id)
+        .bind(run.now.saturating_add(self.lease_ms))
+        .execute(&mut *conn)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(CreateRun::Created(run.into_record()));
+        }
+        let existing = select_run(&mut conn, run.id.as_str())
+            .await?
+            .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
+        Ok(CreateRun::Existing(existing))
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule> {
+        self.health.admit_new_work()?;
         PgStore::put_module(self, module).await
     }
 
@@ -272,32 +320,9 @@ impl Store for PgStore {
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
-        let mut conn = Checkout::take(&self.pool).await?;
-        // The host that creates a run executes it: it takes the lease.
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at)
-             VALUES ($1, $2, $3, $4, $5, 'PENDING', 1, $6, $6, $7, $8, 1, $9, $10)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(run.id.as_str())
-        .bind(run.module.as_str())
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.input)
-        .bind(run.now)
-        .bind(run.deadline)
-        .bind(run.parent.as_ref().map(WorkflowId::as_str))
-        .bind(&self.executor_id)
-        .bind(run.now.saturating_add(self.lease_ms))
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(CreateRun::Created(run.into_record()));
-        }
-        let existing = select_run(&mut conn, run.id.as_str())
-            .await?
-            .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
-        Ok(CreateRun::Existing(existing))
+        self.health.admit_new_work()?;
+        let created = self.insert_run(run).await;
+        self.record(created)
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
@@ -409,6 +434,10 @@ impl Store for PgStore {
         self.woken.clone()
     }
 
+    fn health(&self) -> StoreHealth {
+        self.health.snapshot()
+    }
+
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
         let rows = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 ORDER BY op"
@@ -504,7 +533,8 @@ impl Store for PgStore {
         outcome: RunOutcome,
         now: i64,
     ) -> Result<()> {
-        self.finish(id, fence, outcome, now).await
+        let finished = self.finish(id, fence, outcome, now).await;
+        self.record(finished)
     }
 
     async fn fork_run(
@@ -528,7 +558,8 @@ impl Store for PgStore {
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()> {
-        self.write_entries(id, fence, writes, now).await
+        let written = self.write_entries(id, fence, writes, now).await;
+        self.record(written)
     }
 
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery> {

@@ -31,7 +31,10 @@ use super::rows::{
     event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
     parked_wait_from_row, routes_from_row, run_from_row,
 };
-use super::{CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store};
+use super::{
+    CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store, StoreHealth,
+    WriteHealth,
+};
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
     NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
@@ -100,6 +103,7 @@ pub struct SqliteStore {
     reads: Arc<ReadConnections>,
     writes: mpsc::Sender<Box<dyn WriteJob>>,
     woken: Arc<Notify>,
+    health: Arc<WriteHealth>,
 }
 
 impl SqliteStore {
@@ -120,11 +124,13 @@ impl SqliteStore {
         let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         let woken = Arc::new(Notify::new());
-        spawn_writer(writer, queue, woken.clone()).await?;
+        let health = Arc::new(WriteHealth::default());
+        spawn_writer(writer, queue, woken.clone(), health.clone()).await?;
         Ok(Self {
             reads,
             writes,
             woken,
+            health,
         })
     }
 }
@@ -132,6 +138,7 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule> {
+        self.health.admit_new_work()?;
         self.write(Box::new(move |conn| put_module(conn, module)))
             .await
     }
@@ -178,6 +185,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
+        self.health.admit_new_work()?;
         self.write(Box::new(move |conn| create_run(conn, run)))
             .await
     }
@@ -349,6 +357,10 @@ impl Store for SqliteStore {
 
     fn woken(&self) -> Arc<Notify> {
         self.woken.clone()
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.health.snapshot()
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {

@@ -43,7 +43,13 @@ impl SqliteFailure {
 
 impl From<SqliteFailure> for StoreError {
     fn from(failure: SqliteFailure) -> Self {
-        StoreError::Sqlite(format!("{} (code {})", failure.message, failure.code))
+        let detail = format!("{} (code {})", failure.message, failure.code);
+        // The primary code: SQLITE_FULL is a full disk or a reached size limit.
+        if failure.code & 0xff == ffi::SQLITE_FULL {
+            StoreError::StorageFull(detail)
+        } else {
+            StoreError::Sqlite(detail)
+        }
     }
 }
 

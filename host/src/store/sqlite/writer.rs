@@ -1,6 +1,9 @@
 //! The writer thread: it owns the only write connection and applies
 //! whatever writes are queued in one transaction (group commit), answering
-//! each caller only after the commit that made its write durable.
+//! each caller only after the commit that made its write durable. Each write
+//! has a savepoint of its own, so one that fails is undone alone and the
+//! rest of its batch commits; only a failed commit (or SQLite rolling the
+//! whole transaction back, as it may on a full disk) fails them all.
 
 use std::sync::Arc;
 
@@ -9,7 +12,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::SqliteStore;
 use super::raw::RawConnection;
-use crate::store::{Result, StoreError};
+use crate::store::{Result, StoreError, WriteHealth};
 
 /// Most writes applied in one transaction.
 pub(super) const MAX_BATCH: usize = 512;
@@ -17,11 +20,20 @@ pub(super) const MAX_BATCH: usize = 512;
 /// One queued write: applied by the writer inside the batch transaction, then
 /// answered once the batch has committed (or failed).
 pub(super) trait WriteJob: Send {
-    /// Apply the write. An error means the batch's transaction is spoilt;
-    /// a refusal is kept as the job's result and is not an error here.
-    fn apply(&mut self, conn: &mut RawConnection) -> Result<(), String>;
+    /// Apply the write. An error is a failure of the database (the write's
+    /// savepoint is rolled back); a refusal is kept as the job's result and
+    /// is not an error here.
+    fn apply(&mut self, conn: &mut RawConnection) -> Result<()>;
     /// Answer the caller with the write's result, or with the commit failure.
-    fn answer(self: Box<Self>, commit: Result<(), &str>);
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
+}
+
+/// The same failure again, for each write a failed commit took with it.
+fn replica(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::StorageFull(detail) => StoreError::StorageFull(detail.clone()),
+        other => StoreError::Commit(other.to_string()),
+    }
 }
 
 pub(super) type WriteFn<T> = Box<dyn FnOnce(&mut RawConnection) -> Result<T> + Send>;
@@ -33,23 +45,28 @@ struct TypedJob<T> {
 }
 
 impl<T: Send + 'static> WriteJob for TypedJob<T> {
-    fn apply(&mut self, conn: &mut RawConnection) -> Result<(), String> {
+    fn apply(&mut self, conn: &mut RawConnection) -> Result<()> {
         let write = self.write.take().expect("a write job is applied once");
         let result = write(conn);
-        let spoilt = match &result {
+        let failed = match &result {
             Err(
-                error @ (StoreError::Database(_) | StoreError::Sqlite(_) | StoreError::Corrupt(_)),
-            ) => Err(error.to_string()),
+                error @ (StoreError::Database(_)
+                | StoreError::Sqlite(_)
+                | StoreError::Corrupt(_)
+                | StoreError::StorageFull(_)),
+            ) => Err(replica(error)),
             _ => Ok(()),
         };
         self.result = Some(result);
-        spoilt
+        failed
     }
 
-    fn answer(self: Box<Self>, commit: Result<(), &str>) {
+    fn answer(self: Box<Self>, commit: Result<(), &StoreError>) {
         let result = match commit {
-            Ok(()) => self.result.unwrap_or(Err(StoreError::Closed)),
-            Err(message) => Err(StoreError::Commit(message.to_owned())),
+            Ok(()) => self.result.unwrap_or(Err(StoreError::Commit(
+                "the write panicked; see the log".into(),
+            ))),
+            Err(error) => Err(replica(error)),
         };
         // The caller may have gone away (a dropped request); nothing to do then.
         let _ = self.reply.send(result);
@@ -87,6 +104,7 @@ pub(super) async fn spawn_writer(
     conn: SqliteConnection,
     queue: mpsc::Receiver<Box<dyn WriteJob>>,
     woken: Arc<Notify>,
+    health: Arc<WriteHealth>,
 ) -> Result<()> {
     let (started, start) = oneshot::channel();
     std::thread::Builder::new()
@@ -110,7 +128,7 @@ pub(super) async fn spawn_writer(
             // lives, and `raw` is dropped first.
             let mut raw = unsafe { RawConnection::new(locked.as_raw_handle()) };
             let _ = started.send(Ok(()));
-            run_writer(&mut raw, queue, &woken);
+            run_writer(&mut raw, queue, &woken, &health);
             drop(raw);
             drop(locked);
         })
@@ -122,6 +140,7 @@ fn run_writer(
     conn: &mut RawConnection,
     mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
     woken: &Notify,
+    health: &WriteHealth,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -131,34 +150,53 @@ fn run_writer(
         {
             batch.push(next);
         }
-        apply_batch(conn, &mut batch);
+        apply_batch(conn, &mut batch, health);
         if super::waits::any_woken(conn) {
             woken.notify_one();
         }
     }
 }
 
-/// Apply `jobs` in one transaction, then answer them all.
-fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
+/// Apply `jobs` in one transaction, each in a savepoint of its own, then
+/// answer them all.
+fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>, health: &WriteHealth) {
+    let mut failed_write = None;
     let commit = (|| {
-        conn.query("BEGIN IMMEDIATE")
-            .execute()
-            .map_err(|e| StoreError::from(e).to_string())?;
+        conn.query("BEGIN IMMEDIATE").execute()?;
         for job in jobs.iter_mut() {
-            // A panicking write spoils its batch, not the writer: every
-            // later write would fail with it.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.apply(conn)))
-                .map_err(|_| "a write panicked; see the log".to_owned())??;
+            conn.query("SAVEPOINT write").execute()?;
+            // A panicking write fails alone, not the writer: every later
+            // write would fail with it.
+            let applied =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.apply(conn)))
+                    .unwrap_or_else(|_| Err(StoreError::Commit("a write panicked".into())));
+            match applied {
+                Ok(()) => {
+                    conn.query("RELEASE write").execute()?;
+                }
+                // SQLite rolled the whole transaction back (it may, on a
+                // full disk or an I/O error): the batch's earlier writes
+                // are gone with it.
+                Err(error) if conn.is_autocommit() => return Err(error),
+                Err(error) => {
+                    tracing::error!(%error, "a write failed; the rest of its batch goes on");
+                    conn.query("ROLLBACK TO write").execute()?;
+                    conn.query("RELEASE write").execute()?;
+                    failed_write = Some(error);
+                }
+            }
         }
-        conn.query("COMMIT")
-            .execute()
-            .map_err(|e| StoreError::from(e).to_string())?;
-        Ok::<(), String>(())
+        conn.query("COMMIT").execute()?;
+        Ok::<(), StoreError>(())
     })();
-    let commit = match commit {
-        Ok(()) => Ok(()),
+    match &commit {
+        Ok(()) => match &failed_write {
+            None => health.committed(),
+            Some(error) => health.failed(error),
+        },
         Err(error) => {
             tracing::error!(%error, writes = jobs.len(), "a batch of writes failed to commit");
+            health.failed(error);
             // Leave no transaction open for the next batch (if there is
             // none, this fails harmlessly): otherwise every later BEGIN
             // would fail.
@@ -168,10 +206,85 @@ fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>) {
             {
                 tracing::error!(?failure, "the writer cannot roll back its transaction");
             }
-            Err(error)
         }
-    };
+    }
     for job in jobs.drain(..) {
-        job.answer(commit.as_ref().map(|_| ()).map_err(String::as_str));
+        job.answer(commit.as_ref().map(|_| ()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc as std_mpsc;
+
+    use super::*;
+    use crate::store::sqlite::SqliteOptions;
+
+    fn statement(sql: &'static str) -> WriteFn<u64> {
+        Box::new(move |conn| Ok(conn.query(sql).execute()?))
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(SqliteOptions::new(dir.path().join("cairn.db")))
+            .await
+            .unwrap();
+        store
+            .write(statement("CREATE TABLE marks (n INTEGER PRIMARY KEY)"))
+            .await
+            .unwrap();
+
+        // A first write holds the writer until three more are queued, so
+        // the three are applied in one batch.
+        let (started, applying) = std_mpsc::channel::<()>();
+        let (release, held) = std_mpsc::channel::<()>();
+        let holder = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write::<()>(Box::new(move |_| {
+                        started.send(()).unwrap();
+                        held.recv().unwrap();
+                        Ok(())
+                    }))
+                    .await
+            }
+        });
+        tokio::task::spawn_blocking(move || applying.recv().unwrap())
+            .await
+            .unwrap();
+        let batch = tokio::spawn({
+            let store = store.clone();
+            async move {
+                tokio::join!(
+                    store.write(statement("INSERT INTO marks VALUES (1)")),
+                    store.write(statement("INSERT INTO no_such_table VALUES (1)")),
+                    store.write(statement("INSERT INTO marks VALUES (3)")),
+                )
+            }
+        });
+        while store.writes.max_capacity() - store.writes.capacity() < 3 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+
+        let (first, broken, last) = batch.await.unwrap();
+        assert_eq!(first.unwrap(), 1);
+        let error = broken.unwrap_err().to_string();
+        assert!(error.contains("no such table"), "{error}");
+        assert_eq!(last.unwrap(), 1, "the write after the failed one committed");
+        let marks = store
+            .write(Box::new(|conn| {
+                Ok(conn
+                    .query("SELECT count(*) FROM marks")
+                    .fetch_one()?
+                    .first()
+                    .as_int())
+            }))
+            .await
+            .unwrap();
+        assert_eq!(marks, Some(2), "both good writes of the batch committed");
     }
 }
