@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the host: the HTTP API over a durable store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload a workflow module (a component file) under a name.
     Deploy {
         name: String,
@@ -190,9 +190,23 @@ struct ServeArgs {
     /// Runs queued for an instance slot before start requests get 503.
     #[arg(long, env = "CAIRN_MAX_QUEUED_RUNS", default_value_t = 10_000)]
     max_queued_runs: usize,
-    /// Long-polls (events, results) waiting at once before requests get 503.
+    /// Requests of each kind waiting at once — long-polls (events,
+    /// results), event streams, trigger calls: a pool each — before
+    /// requests of that kind get 503.
     #[arg(long, env = "CAIRN_MAX_PENDING_WAITS", default_value_t = 10_000)]
     max_pending_waits: usize,
+    /// Waiting requests one client (a token, or an address when it sends
+    /// none) may hold across all kinds before it gets 429.
+    #[arg(long, env = "CAIRN_MAX_WAITS_PER_CLIENT", default_value_t = 1_000)]
+    max_waits_per_client: usize,
+    /// Longest life of an event stream, in ms; the client reconnects with
+    /// Last-Event-ID and misses nothing.
+    #[arg(long, env = "CAIRN_MAX_STREAM_MS", default_value_t = 3_600_000)]
+    max_stream_ms: u64,
+    /// How long a response write may make no progress (a client that
+    /// stopped reading) before its connection is closed, in ms.
+    #[arg(long, env = "CAIRN_WRITE_STALL_TIMEOUT_MS", default_value_t = 30_000)]
+    write_stall_timeout_ms: u64,
     /// How long a client may take to send its request headers, in ms.
     #[arg(long, env = "CAIRN_HEADER_READ_TIMEOUT_MS", default_value_t = 30_000)]
     header_read_timeout_ms: u64,
@@ -282,6 +296,10 @@ async fn main() -> anyhow::Result<()> {
             config.limits.allowed_hosts = AllowList::parse(&args.allow_outbound)
                 .map_err(|e| anyhow::anyhow!("--allow-outbound: {e}"))?;
             config.api.max_pending_waits = args.max_pending_waits;
+            config.api.max_waits_per_client = args.max_waits_per_client.max(1);
+            config.api.max_stream_lifetime = Duration::from_millis(args.max_stream_ms.max(1));
+            config.api.write_stall_timeout =
+                Duration::from_millis(args.write_stall_timeout_ms.max(1));
             config.api.header_read_timeout = Duration::from_millis(args.header_read_timeout_ms);
             config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
             config.guest.max_memory_bytes = args.max_memory_bytes;

@@ -1,6 +1,7 @@
 //! Clients Cairn does not know: tokens never reach a guest or the store,
 //! empty and short tokens are refused at start-up, and an open development
-//! host serves neither other sites' pages nor DNS-rebinding ones.
+//! host serves neither other sites' pages nor DNS-rebinding ones, and no
+//! client holds more than its share of the places to wait.
 
 use bytes::Bytes;
 use cairn_tests::{Host, cairn_binary, deploy_event_listener, deploy_example, examples};
@@ -305,6 +306,160 @@ async fn a_workflow_is_told_when_its_message_was_a_duplicate() -> anyhow::Result
             .unwrap_or("")
             .contains("the host's own"),
         "{run}"
+    );
+    Ok(())
+}
+
+const OTHER_INVOKE: &str = "other-invoke-token-0123456789";
+
+/// A long-running run to wait on.
+async fn start_long_run(host: &Host, admin: &cairn_tests::Client, id: &str) -> anyhow::Result<()> {
+    let _ = host;
+    let started = admin
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some(id),
+        )
+        .await?;
+    assert_eq!(started.status, 202, "{}", started.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_wait_and_streams_leave_handlers_serving() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        dir.path(),
+        &[
+            "--admin-token",
+            ADMIN,
+            "--invoke-token",
+            &format!("{INVOKE},{OTHER_INVOKE}"),
+            "--max-pending-waits",
+            "3",
+            "--max-waits-per-client",
+            "2",
+        ],
+    )
+    .await?;
+    let admin = host.client.with_token(ADMIN);
+    deploy_example(&admin, "steps", examples::STEPS, None).await?;
+    deploy_event_listener(&admin).await?;
+    start_long_run(&host, &admin, "long").await?;
+    let stream = async |token: &str| {
+        let bearer = format!("Bearer {token}");
+        cairn_tests::SseStream::open(
+            &host.url,
+            "/v1/workflows/long/events",
+            &[("authorization", &bearer)],
+        )
+        .await
+    };
+
+    // One client holds its share, and no more.
+    let mine = [stream(INVOKE).await?, stream(INVOKE).await?];
+    assert!(mine.iter().all(|s| s.status == 200));
+    let capped = stream(INVOKE).await?;
+    assert_eq!(capped.status, 429);
+    assert!(capped.headers.contains_key("retry-after"));
+    let capped = host
+        .client
+        .with_token(INVOKE)
+        .event("long", "step2", 0)
+        .await?;
+    assert_eq!(capped.status, 429, "{}", capped.body);
+    assert_eq!(capped.body["error"]["code"], "too_many_waits");
+    let message = capped.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("--max-waits-per-client"), "{message}");
+
+    // Another client fills the streams' pool...
+    let theirs = stream(OTHER_INVOKE).await?;
+    assert_eq!(theirs.status, 200);
+    let full = stream(OTHER_INVOKE).await?;
+    assert_eq!(full.status, 503, "the streams' pool is full");
+    // ...and handler routes and long-polls, pools of their own, still serve.
+    let other = host.client.with_token(OTHER_INVOKE);
+    let echo = other.get("/app/echo").await?;
+    assert_eq!(echo.status, 200, "{}", echo.body);
+    let poll = other.event("long", "step1", 1_000).await?;
+    assert_eq!(poll.status, 200, "{}", poll.body);
+    let health = host.client.get("/healthz").await?.body;
+    assert_eq!(health["waits"]["streams"], 3, "{health}");
+
+    // Places come back when streams close.
+    drop(mine);
+    host.await_health(WAIT, |h| h["waits"]["streams"] == 1)
+        .await?;
+    assert_eq!(stream(INVOKE).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stream_ends_after_its_lifetime_and_can_be_resumed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &["--max-stream-ms", "300"]).await?;
+    deploy_example(&host.client, "steps", examples::STEPS, None).await?;
+    start_long_run(&host, &host.client, "long").await?;
+
+    // The run goes on for minutes; its stream ends on time.
+    let stream = cairn_tests::SseStream::open(&host.url, "/v1/workflows/long/events", &[]).await?;
+    let events = tokio::time::timeout(WAIT, stream.collect(WAIT)).await??;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["step1"], "the stream ended before the run did");
+    host.await_health(WAIT, |h| h["waits"]["streams"] == 0)
+        .await?;
+    // Resumed after its last event: nothing again, until the run goes on.
+    let last = events[0].id.clone().unwrap_or_default();
+    let resumed = cairn_tests::SseStream::open(
+        &host.url,
+        "/v1/workflows/long/events",
+        &[("last-event-id", &last)],
+    )
+    .await?;
+    let again = tokio::time::timeout(WAIT, resumed.collect(WAIT)).await??;
+    assert!(again.is_empty(), "{again:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &["--write-stall-timeout-ms", "1000"]).await?;
+    deploy_example(&host.client, "hostile", examples::HOSTILE, None).await?;
+    // 10 MiB of events, more than the sockets between us buffer.
+    let big = json!({"pause_ms": 0, "events": 40, "bytes": 256 * 1024});
+    host.client
+        .start("hostile", "fill_after_pause", big, Some("big"))
+        .await?;
+    assert_eq!(host.result("big", WAIT).await?["status"], "SUCCESS");
+
+    // A client asks for the stream and reads nothing.
+    let authority = host.url.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&authority).await?;
+    let request = format!(
+        "GET /v1/workflows/big/events HTTP/1.1\r\nhost: {authority}\r\naccept: text/event-stream\r\n\r\n"
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut stalled, request.as_bytes()).await?;
+    host.await_health(WAIT, |h| h["waits"]["streams"] == 1)
+        .await?;
+    // Once the buffers are full and a second has passed, the host stops
+    // waiting for it: the stream's place comes back.
+    host.await_health(WAIT, |h| h["waits"]["streams"] == 0)
+        .await?;
+    // And the connection is closed: what was sent drains, then it ends.
+    let mut sink = Vec::new();
+    let drained = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut sink),
+    )
+    .await?;
+    assert!(
+        drained.is_err() || sink.len() < 10 * 1024 * 1024,
+        "the whole stream was kept for the client: {} bytes",
+        sink.len()
     );
     Ok(())
 }

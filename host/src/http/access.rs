@@ -21,6 +21,32 @@ pub enum Role {
     Admin,
 }
 
+/// Who is asking, as far as limits per client go: the token it presented
+/// (by a prefix of its digest; tokens are not kept), or else the address it
+/// connects from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Caller {
+    Token([u8; 8]),
+    Address(std::net::IpAddr),
+    /// A request that came with neither (served without a socket).
+    Unknown,
+}
+
+impl std::fmt::Display for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Caller::Token(_) => f.write_str("this token"),
+            Caller::Address(address) => write!(f, "address {address}"),
+            Caller::Unknown => f.write_str("this client"),
+        }
+    }
+}
+
+/// The address a request came from, put in its extensions by the accept
+/// loop.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// The shortest token accepted.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
@@ -107,17 +133,22 @@ impl AccessControl {
     }
 
     /// Allow the request, or say why not (401 without a valid token, 403
-    /// with a token that does not grant enough). The token comes in the
-    /// `Authorization` header, or with `query_token` (event streams, which
-    /// browsers open without headers) as `?access_token=` of a GET.
+    /// with a token that does not grant enough), and say who the caller
+    /// is. The token comes in the `Authorization` header, or with
+    /// `query_token` (event streams, which browsers open without headers)
+    /// as `?access_token=` of a GET.
     pub fn check<B>(
         &self,
         request: &hyper::Request<B>,
         needed: Role,
         query_token: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Caller, ApiError> {
+        let by_address = || match request.extensions().get::<PeerAddr>() {
+            Some(PeerAddr(peer)) => Caller::Address(peer.ip()),
+            None => Caller::Unknown,
+        };
         if needed == Role::Public || self.is_open() {
-            return Ok(());
+            return Ok(by_address());
         }
         let header = request
             .headers()
@@ -146,7 +177,12 @@ impl AccessControl {
                 "forbidden",
                 "this route needs the admin token; the token sent is an invoke token",
             )),
-            Some(_) => Ok(()),
+            Some(_) => {
+                let digest = digest(token.as_deref().unwrap_or_default().trim());
+                let mut prefix = [0; 8];
+                prefix.copy_from_slice(&digest[..8]);
+                Ok(Caller::Token(prefix))
+            }
         }
     }
 }

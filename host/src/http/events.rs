@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use hyper::{Request, StatusCode, header};
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::query::Query;
 use super::respond::{ApiResult, json_response, parse_workflow_id, raw_json};
 use super::router::Api;
 use super::stream::{Framing, StreamRequest, event_stream};
 use super::views::EventView;
+use super::wait_slots::WaitKind;
 use crate::executor::EventWait;
 
 impl Api {
@@ -21,9 +23,10 @@ impl Api {
         id: &str,
         request: &Request<B>,
         query: &Query,
+        caller: Caller,
     ) -> ApiResult {
         if wants_event_stream(request) {
-            self.stream_events(id, request, query).await
+            self.stream_events(id, request, query, caller).await
         } else {
             self.list_events(id).await
         }
@@ -49,6 +52,7 @@ impl Api {
         id: &str,
         request: &Request<B>,
         query: &Query,
+        caller: Caller,
     ) -> ApiResult {
         let run = self.existing_run(id).await?;
         let after_op = match request.headers().get("last-event-id") {
@@ -78,7 +82,7 @@ impl Api {
                 ));
             }
         };
-        let permit = self.wait_slot()?;
+        let slot = self.wait_slot(WaitKind::Stream, caller)?;
         Ok(event_stream(
             self.executor().clone(),
             StreamRequest {
@@ -86,15 +90,22 @@ impl Api {
                 after_op,
                 framing,
                 keep_alive: self.limits().stream_keep_alive,
+                lifetime: self.limits().max_stream_lifetime,
             },
-            permit,
+            slot,
         ))
     }
 
-    pub(super) async fn wait_event(&self, id: &str, key: &str, query: &Query) -> ApiResult {
+    pub(super) async fn wait_event(
+        &self,
+        id: &str,
+        key: &str,
+        query: &Query,
+        caller: Caller,
+    ) -> ApiResult {
         let id = parse_workflow_id(id)?;
         let timeout = self.timeout(query)?;
-        let _slot = self.wait_slot()?;
+        let _slot = self.wait_slot(WaitKind::Poll, caller)?;
         match self.executor().wait_event(&id, key, timeout).await? {
             EventWait::Set(value) => Ok(json_response(
                 StatusCode::OK,

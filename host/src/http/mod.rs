@@ -12,9 +12,11 @@ mod query;
 mod respond;
 mod router;
 mod runs;
+mod stall;
 mod stream;
 mod triggers;
 mod views;
+mod wait_slots;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -24,7 +26,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-pub use access::{AccessControl, Role};
+pub use access::{AccessControl, Caller, PeerAddr, Role};
 pub use error::ApiError;
 pub use query::encode_segment;
 pub use router::{Api, ApiLimits, Body};
@@ -56,7 +58,10 @@ pub async fn serve(
 
 async fn serve_connection(stream: tokio::net::TcpStream, peer: SocketAddr, api: Api) {
     let header_read_timeout = api.limits().header_read_timeout;
-    let service = service_fn(move |request| {
+    let stream = stall::StallGuard::new(stream, api.limits().write_stall_timeout);
+    let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+        // Who is asking, for the limits per client.
+        request.extensions_mut().insert(PeerAddr(peer));
         let api = api.clone();
         async move { Ok::<_, std::convert::Infallible>(api.handle(request).await) }
     });

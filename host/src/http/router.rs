@@ -8,13 +8,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use hyper::header::{self, HeaderValue};
-use hyper::{Request, Response, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
-use super::access::AccessControl;
+use super::access::{AccessControl, Caller};
 use super::api_routes::{self, Endpoint, UNROUTED};
 use super::error::ApiError;
 use super::guard;
@@ -24,8 +18,13 @@ use super::respond::{
     static_response,
 };
 use super::triggers::PREFIX;
+use super::wait_slots::{WaitKind, WaitPools, WaitSlot};
 use crate::domain::WorkflowId;
 use crate::executor::Executor;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, Response, StatusCode};
 
 /// The response body type of every route.
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -41,9 +40,18 @@ pub struct ApiLimits {
     pub default_event_timeout: Duration,
     /// Longest wait a client may ask of the event long-poll.
     pub max_event_timeout: Duration,
-    /// Long-polls (events, results) and event streams open at once; past
-    /// it, 503.
+    /// Requests of each kind waiting at once (long-polls, event streams,
+    /// trigger calls: a pool each); past it, 503.
     pub max_pending_waits: usize,
+    /// Waiting requests one caller (token, or address) may hold across all
+    /// kinds; past it, 429.
+    pub max_waits_per_client: usize,
+    /// Longest life of an event stream; the client reconnects with
+    /// `Last-Event-ID` and loses nothing.
+    pub max_stream_lifetime: Duration,
+    /// How long a response write may make no progress (a client that
+    /// stopped reading) before the connection is closed.
+    pub write_stall_timeout: Duration,
     /// Idle time after which an event stream sends a keep-alive comment.
     pub stream_keep_alive: Duration,
     /// How long a client may take to send its request headers.
@@ -60,6 +68,9 @@ impl Default for ApiLimits {
             default_event_timeout: Duration::from_secs(60),
             max_event_timeout: Duration::from_secs(300),
             max_pending_waits: 10_000,
+            max_waits_per_client: 1_000,
+            max_stream_lifetime: Duration::from_secs(3600),
+            write_stall_timeout: Duration::from_secs(30),
             stream_keep_alive: Duration::from_secs(15),
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
@@ -73,15 +84,18 @@ pub struct Api {
     executor: Executor,
     limits: ApiLimits,
     access: AccessControl,
-    /// One permit per pending long-poll.
-    wait_slots: Arc<Semaphore>,
+    /// Places for waiting requests.
+    wait_slots: Arc<WaitPools>,
 }
 
 impl Api {
     pub fn new(executor: Executor, limits: ApiLimits, access: AccessControl) -> Self {
         Self {
             executor,
-            wait_slots: Arc::new(Semaphore::new(limits.max_pending_waits)),
+            wait_slots: Arc::new(WaitPools::new(
+                limits.max_pending_waits,
+                limits.max_waits_per_client,
+            )),
             limits,
             access,
         }
@@ -95,14 +109,10 @@ impl Api {
         &self.executor
     }
 
-    /// A permit to wait, or 503 when too many clients already do.
-    pub(super) fn wait_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
-        self.wait_slots.clone().try_acquire_owned().map_err(|_| {
-            ApiError::overloaded(format!(
-                "{} requests are already waiting on this host, its limit; retry later",
-                self.limits.max_pending_waits
-            ))
-        })
+    /// A place to wait as `kind` for `caller`: 503 when too many requests
+    /// of the kind already wait, 429 when the caller holds its share.
+    pub(super) fn wait_slot(&self, kind: WaitKind, caller: Caller) -> Result<WaitSlot, ApiError> {
+        self.wait_slots.acquire(kind, caller)
     }
 
     /// Answer one request. Never fails: errors become JSON error responses.
@@ -128,7 +138,10 @@ impl Api {
                     }
                 }
                 let mut response = json_response(error.status, &error.body());
-                if error.status == StatusCode::SERVICE_UNAVAILABLE {
+                if matches!(
+                    error.status,
+                    StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+                ) {
                     response
                         .headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -171,7 +184,7 @@ impl Api {
         // Browsers open event streams without headers: only there may the
         // token come in the query.
         let query_token = route.is_some_and(|route| route.endpoint == Endpoint::Events);
-        self.access.check(
+        let caller = self.access.check(
             &request,
             route.map_or(UNROUTED, |route| route.role),
             query_token,
@@ -232,17 +245,17 @@ impl Api {
                 let body = read_json_body(request, &self.limits).await?;
                 self.fork(&id, &body).await
             }
-            Endpoint::Result => self.wait_result(param(0), &query).await,
+            Endpoint::Result => self.wait_result(param(0), &query, caller).await,
             Endpoint::Steps => self.list_steps(param(0)).await,
-            Endpoint::Events => self.events(param(0), &request, &query).await,
-            Endpoint::Event => self.wait_event(param(0), param(1), &query).await,
-            Endpoint::Trigger => self.serve_trigger(request, &segments[1..]).await,
+            Endpoint::Events => self.events(param(0), &request, &query, caller).await,
+            Endpoint::Event => self.wait_event(param(0), param(1), &query, caller).await,
+            Endpoint::Trigger => self.serve_trigger(request, &segments[1..], caller).await,
         }
     }
 
     async fn health(&self) -> ApiResult {
         let load = self.executor.load();
-        let pending_waits = self.limits.max_pending_waits - self.wait_slots.available_permits();
+        let waits = self.wait_slots.counts();
         let parked_runs = self.executor.parked_count().await?;
         // A host whose writes fail is not one to send work to: 503, so a
         // load balancer's check takes it out until they succeed again.
@@ -260,7 +273,8 @@ impl Api {
                 "live_instances": load.live_instances,
                 "queued_runs": load.queued_runs,
                 "parked_runs": parked_runs,
-                "pending_waits": pending_waits,
+                "pending_waits": waits.total(),
+                "waits": waits,
             }),
         ))
     }

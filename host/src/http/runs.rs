@@ -7,6 +7,7 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::query::Query;
 use super::respond::{
@@ -15,6 +16,7 @@ use super::respond::{
 };
 use super::router::Api;
 use super::views::{RunView, StepView};
+use super::wait_slots::WaitKind;
 use crate::domain::{Delivery, InvalidValue, RunFilter, RunStatus, WorkflowId};
 use crate::executor::StartRequest;
 
@@ -105,10 +107,10 @@ impl Api {
         Ok(run_accepted(&run, true))
     }
 
-    pub(super) async fn wait_result(&self, id: &str, query: &Query) -> ApiResult {
+    pub(super) async fn wait_result(&self, id: &str, query: &Query, caller: Caller) -> ApiResult {
         let id = parse_workflow_id(id)?;
         let timeout = self.timeout(query)?;
-        let _slot = self.wait_slot()?;
+        let _slot = self.wait_slot(WaitKind::Poll, caller)?;
         match self.executor().wait_result(&id, timeout).await? {
             // 200 once finished; 202 with the run as it is while it runs on.
             Some(run) if run.status.is_terminal() => {

@@ -17,11 +17,12 @@ use http_body_util::BodyExt;
 use hyper::body::Frame;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::router::Body;
 use super::views::RunView;
+use super::wait_slots::WaitSlot;
 use crate::domain::{EventRecord, RunRecord, WorkflowId};
 use crate::executor::Executor;
 
@@ -49,23 +50,34 @@ pub struct StreamRequest {
     /// Idle time after which a comment line is sent, so proxies keep the
     /// connection and a gone client is noticed.
     pub keep_alive: Duration,
+    /// When the stream ends even though the run goes on: a client
+    /// reconnects with `Last-Event-ID` and misses nothing, and a forgotten
+    /// stream does not hold its place for ever.
+    pub lifetime: Duration,
 }
 
-/// Start streaming; the stream holds `permit` (a pending-wait slot) for its
-/// whole life.
-pub fn event_stream(
-    executor: Executor,
-    request: StreamRequest,
-    permit: OwnedSemaphorePermit,
-) -> Response<Body> {
+/// Start streaming; the stream holds `slot` (a place in the streams' pool)
+/// for its whole life.
+pub fn event_stream(executor: Executor, request: StreamRequest, slot: WaitSlot) -> Response<Body> {
     // A few frames of slack: the pump waits for a slow client rather than
     // buffering a run's whole history.
     let (frames, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
-        let _permit = permit;
+        let _slot = slot;
         let run = request.run.clone();
-        if let Err(PumpError::Store(error)) = pump(&executor, request, &frames).await {
-            tracing::warn!(%run, %error, "event stream ended by a store error");
+        let lifetime = request.lifetime;
+        match tokio::time::timeout(lifetime, pump(&executor, request, &frames)).await {
+            Ok(Err(PumpError::Store(error))) => {
+                tracing::warn!(%run, %error, "event stream ended by a store error");
+            }
+            // The client reconnects (EventSource does so by itself) and
+            // goes on from its last event id.
+            Err(_) => {
+                let _ = frames.try_send(Bytes::from_static(
+                    b": the stream's time is up; reconnect with Last-Event-ID\n\n",
+                ));
+            }
+            Ok(_) => {}
         }
     });
     let mut response = Response::new(ChannelBody { receiver }.boxed());
@@ -103,6 +115,7 @@ async fn pump(
         mut after_op,
         framing,
         keep_alive,
+        lifetime: _,
     } = request;
     let send = async |frame: String| {
         frames

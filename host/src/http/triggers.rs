@@ -11,10 +11,12 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::value::RawValue;
 
+use super::access::Caller;
 use super::error::ApiError;
 use super::query::Query;
 use super::respond::{ApiResult, read_json_body, run_accepted};
 use super::router::{Api, Body};
+use super::wait_slots::WaitKind;
 use crate::domain::{RunStatus, WorkflowId};
 use crate::executor::{EventWait, StartRequest};
 use crate::runtime::HandlerFailure;
@@ -25,7 +27,12 @@ pub const PREFIX: &str = "app";
 
 impl Api {
     /// Serve a request under `/app/`; `segments` follow the prefix.
-    pub(super) async fn serve_trigger<B>(&self, request: Request<B>, segments: &[&str]) -> ApiResult
+    pub(super) async fn serve_trigger<B>(
+        &self,
+        request: Request<B>,
+        segments: &[&str],
+        caller: Caller,
+    ) -> ApiResult
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -46,12 +53,17 @@ impl Api {
             });
         };
         match &found.route.target {
-            Target::Workflow { .. } => self.trigger_workflow(request, found).await,
-            Target::Handler => self.trigger_handler(request, found).await,
+            Target::Workflow { .. } => self.trigger_workflow(request, found, caller).await,
+            Target::Handler => self.trigger_handler(request, found, caller).await,
         }
     }
 
-    async fn trigger_workflow<B>(&self, request: Request<B>, found: RouteMatch) -> ApiResult
+    async fn trigger_workflow<B>(
+        &self,
+        request: Request<B>,
+        found: RouteMatch,
+        caller: Caller,
+    ) -> ApiResult
     where
         B: hyper::body::Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -113,7 +125,7 @@ impl Api {
         match respond {
             Respond::Accepted => Ok(run_accepted(&started.run, started.created)),
             Respond::Result => {
-                let _slot = self.wait_slot()?;
+                let _slot = self.wait_slot(WaitKind::Trigger, caller)?;
                 match self.executor().wait_result(&run, timeout).await? {
                     Some(done) if done.status == RunStatus::Success => Ok(raw_response(
                         StatusCode::OK,
@@ -129,7 +141,7 @@ impl Api {
             }
             Respond::Event => {
                 let key = event.as_deref().expect("checked at deploy");
-                let _slot = self.wait_slot()?;
+                let _slot = self.wait_slot(WaitKind::Trigger, caller)?;
                 match self.executor().wait_event(&run, key, timeout).await? {
                     EventWait::Set(value) => Ok(raw_response(StatusCode::OK, value)),
                     EventWait::TimedOut => Ok(run_accepted(&started.run, started.created)),
@@ -152,12 +164,17 @@ impl Api {
     /// Hand the request to the module's handler, as the route's own path
     /// (`/app/events` reaches the handler as `/events`), and pass its
     /// response on, buffered up to [`MAX_HANDLER_RESPONSE_BYTES`].
-    async fn trigger_handler<B>(&self, request: Request<B>, found: RouteMatch) -> ApiResult
+    async fn trigger_handler<B>(
+        &self,
+        request: Request<B>,
+        found: RouteMatch,
+        caller: Caller,
+    ) -> ApiResult
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        let _slot = self.wait_slot()?;
+        let _slot = self.wait_slot(WaitKind::Trigger, caller)?;
         let (mut parts, body) = request.into_parts();
         let path_and_query = parts
             .uri
