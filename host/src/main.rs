@@ -176,6 +176,10 @@ struct ServeArgs {
     /// Longest a guest may compute without calling the host, in milliseconds.
     #[arg(long, env = "CAIRN_CPU_SLICE_MS", default_value_t = 5_000)]
     cpu_slice_ms: u64,
+    /// CPU time one execution of a run (or one handler call) may use in
+    /// all, however often it calls the host, in ms.
+    #[arg(long, env = "CAIRN_MAX_CPU_MS", default_value_t = 300_000)]
+    max_cpu_ms: u64,
     /// Guest instances alive at once; further runs queue for a slot.
     #[arg(long, env = "CAIRN_MAX_LIVE_INSTANCES", default_value_t = 1000)]
     max_live_instances: usize,
@@ -304,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
             config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
             config.guest.max_memory_bytes = args.max_memory_bytes;
             config.guest.cpu_slice = Duration::from_millis(args.cpu_slice_ms);
+            config.guest.cpu_budget = Duration::from_millis(args.max_cpu_ms.max(1));
             config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             config.api.max_upload_bytes = args.max_upload_bytes;

@@ -110,6 +110,34 @@ pub enum ServeError {
     Insecure(SocketAddr),
     #[error("cannot listen on {addr}: {detail}")]
     Listen { addr: SocketAddr, detail: String },
+    #[error(
+        "data directory {0} is in use by another cairn host (its cairn.lock is held); give each host a --data-dir of its own"
+    )]
+    DataDirInUse(String),
+}
+
+/// Hold `data_dir`'s lock file for as long as the returned file lives: two
+/// hosts on one directory would both recover (and so execute) its runs.
+/// The kernel releases the lock when the process ends, however it ends.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    let path = data_dir.join("cairn.lock");
+    let failed = |detail: String| ServeError::DataDir {
+        path: path.display().to_string(),
+        detail,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| failed(e.to_string()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(ServeError::DataDirInUse(data_dir.display().to_string()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e.to_string())),
+    }
 }
 
 /// Run the host until `shutdown` completes. Prints one line to stdout once
@@ -126,6 +154,7 @@ pub async fn serve(
         detail: detail.to_string(),
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let store: Arc<dyn Store> = match &config.database {
         None => {
             let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));

@@ -171,3 +171,40 @@ async fn an_allowed_name_does_not_reach_an_internal_address_unless_that_address_
     assert_eq!(gateway.requests().len(), 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_guest_that_only_logs_is_stopped_by_its_cpu_budget_and_floods_no_log()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(
+        dir.path(),
+        &["--cpu-slice-ms", "200", "--max-cpu-ms", "1500"],
+    )
+    .await?;
+    deploy_example(&host.client, "hostile", examples::HOSTILE, None).await?;
+    host.client
+        .start("hostile", "chatter", json!(null), Some("chatter"))
+        .await?;
+    let run = host.result("chatter", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("past its CPU budget of 1500 ms"), "{run}");
+
+    let log = host.log_contents();
+    let lines = log
+        .lines()
+        .filter(|line| line.contains("cairn::guest"))
+        .count();
+    assert_eq!(lines, 10_000, "the guest's log lines, capped");
+    assert!(
+        log.contains("its further lines are dropped"),
+        "the cap was reached"
+    );
+    // The host goes on serving.
+    deploy_example(&host.client, "steps", examples::STEPS, None).await?;
+    host.client
+        .start("steps", "steps_workflow", json!(null), Some("after"))
+        .await?;
+    assert_eq!(host.result("after", WAIT).await?["status"], "SUCCESS");
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! read live on hosts B and C; A is killed with SIGKILL mid-run; another
 //! host takes the run over once A's lease expires and finishes it, with
 //! every `set-event` exactly once, and a waiter on B is woken by the
-//! database's notification, not by polling.
+//! database's notification, not by polling. Two live hosts never share an
+//! executor id, nor a data directory.
 
 use std::time::Duration;
 
@@ -149,5 +150,54 @@ async fn runs_started_on_any_host_complete_and_are_visible_on_every_host() -> an
         assert_eq!(run["status"], "SUCCESS", "{run}");
         assert_eq!(run["attempts"], 1, "executed where it started: {run}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_live_hosts_cannot_share_an_executor_id() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let schema = fresh_schema();
+    let first = Host::start_shared(dir.path(), "twin", &schema, (LEASE_MS, POLL_MS), &[]).await?;
+    // The same id on the same database, from another directory.
+    let args = [
+        "--database",
+        &cairn_tests::postgres_url(),
+        "--database-schema",
+        &schema,
+        "--executor-id",
+        "twin",
+    ];
+    let refused = Host::start(&dir.path().join("twin-2"), &args)
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("executor id \"twin\" is held by another live host"),
+        "the second host started: {refused}"
+    );
+    // Once the first is gone, its id is free again.
+    first.kill().await?;
+    let second = Host::start(&dir.path().join("twin-2"), &args).await?;
+    assert_eq!(second.client.get("/healthz").await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_hosts_cannot_share_a_data_directory() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let first = Host::start(dir.path(), &[]).await?;
+    let refused = Host::start(dir.path(), &[])
+        .await
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+    assert!(
+        refused.contains("is in use by another cairn host"),
+        "the second host started: {refused}"
+    );
+    first.kill().await?;
+    let second = Host::start(dir.path(), &[]).await?;
+    assert_eq!(second.client.get("/healthz").await?.status, 200);
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cairn_sdk::{Result, set_event, sleep};
+use cairn_sdk::{Result, log, set_event, sleep, workflow_id};
 
 /// Computes forever without calling the host: stopped by the CPU slice.
 fn spin(_input: ()) -> Result<()> {
@@ -61,6 +61,15 @@ fn trap_mid_sequence(_input: ()) -> Result<()> {
     set_event("c", &3)
 }
 
+/// Spins calling only the host's imports that journal nothing (its id, a
+/// log line), each of which used to restart its CPU slice: stopped by the
+/// CPU budget, its log bounded.
+fn chatter(_input: ()) -> Result<()> {
+    loop {
+        log::info("chatter", &[("id", &workflow_id())]);
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct Filler {
     pause_ms: u64,
@@ -86,5 +95,6 @@ cairn_sdk::workflows!(
     giant_event,
     event_flood,
     trap_mid_sequence,
-    fill_after_pause
+    fill_after_pause,
+    chatter
 );

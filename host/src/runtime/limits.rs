@@ -20,6 +20,11 @@ pub struct GuestLimits {
     pub max_table_elements: usize,
     /// Longest a guest may run without calling the host.
     pub cpu_slice: Duration,
+    /// Longest a guest may run in all, over one instance's life (one
+    /// execution of a run, one handler call), however often it calls the
+    /// host: calls that journal nothing (`workflow-id`, `log`) would
+    /// otherwise let it spin for ever.
+    pub cpu_budget: Duration,
     /// Guest instances alive at once, across the host: the size of the
     /// pooling allocator, whose memory is reserved when the host starts.
     pub max_instances: u32,
@@ -31,6 +36,7 @@ impl Default for GuestLimits {
             max_memory_bytes: 64 * 1024 * 1024,
             max_table_elements: 100_000,
             cpu_slice: Duration::from_secs(5),
+            cpu_budget: Duration::from_secs(300),
             max_instances: 2048,
         }
     }
@@ -39,10 +45,17 @@ impl Default for GuestLimits {
 impl GuestLimits {
     /// The CPU slice in epoch ticks (at least one).
     pub(super) fn cpu_slice_ticks(&self) -> u32 {
-        let ticks = self.cpu_slice.as_millis() / EPOCH_TICK.as_millis();
-        u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+        ticks(self.cpu_slice)
     }
 }
+
+/// `time` in epoch ticks, at least one.
+fn ticks(time: Duration) -> u32 {
+    let ticks = time.as_millis() / EPOCH_TICK.as_millis();
+    u32::try_from(ticks).unwrap_or(u32::MAX).max(1)
+}
+
+impl GuestLimits {}
 
 /// A guest went past one of its limits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,13 +156,24 @@ pub(super) trait Metered: 'static {
 
 /// Put a store under its limits: memory and tables through the limiter;
 /// CPU through epoch deadlines, yielding to the async runtime at every tick
-/// and trapping after a whole slice without a host call.
+/// and trapping after a whole slice without a host call, or once the
+/// instance's whole budget is spent.
 pub(super) fn meter<T: Metered>(store: &mut wasmtime::Store<T>, limits: &GuestLimits) {
     store.limiter(|state| state.limiter());
     let slice_ticks = limits.cpu_slice_ticks();
     let slice = limits.cpu_slice;
+    let (budget, budget_ticks) = (limits.cpu_budget, ticks(limits.cpu_budget));
+    let mut spent: u32 = 0;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |mut context| {
+        spent = spent.saturating_add(1);
+        if spent > budget_ticks {
+            return Err(wasmtime::Error::new(LimitExceeded(format!(
+                "the guest ran for {} ms in this execution, past its CPU budget of {} ms (--max-cpu-ms)",
+                u64::from(spent) * EPOCH_TICK.as_millis() as u64,
+                budget.as_millis()
+            ))));
+        }
         let busy = context.data_mut().busy_ticks();
         *busy += 1;
         if *busy > slice_ticks {

@@ -67,6 +67,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shut down")]
     Closed,
+    /// This host's executor id is held by another live host on the same
+    /// database.
+    #[error("{0}")]
+    ExecutorIdInUse(String),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -38,6 +38,9 @@ pub struct RunHost {
     /// The run's own time limit: a parked run is woken by it at the latest.
     run_deadline: Option<Millis>,
     cursor: Arc<JournalCursor>,
+    /// Log lines this execution emitted: `log` is no durable operation, so
+    /// the journal's limit does not bound it.
+    log_lines: u32,
 }
 
 impl std::fmt::Debug for RunHost {
@@ -70,6 +73,7 @@ impl RunHost {
             epoch: None,
             run_deadline: None,
             cursor,
+            log_lines: 0,
         }
     }
 
@@ -82,6 +86,7 @@ impl RunHost {
             epoch: Some(run.epoch),
             run_deadline: run.deadline,
             cursor,
+            log_lines: 0,
         }
     }
 
