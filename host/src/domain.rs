@@ -12,13 +12,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod budget;
 mod messages;
 mod outbound;
 mod waits;
 
+pub use budget::ENTRY_OVERHEAD_BYTES;
 pub use messages::{
-    Delivery, HOST_KEY_PREFIX, Message, NewMessage, SEND_DUPLICATE_OUTCOME, host_message_key,
-    validate_idempotency_key,
+    Delivery, HOST_KEY_PREFIX, Message, NewMessage, SEND_DUPLICATE_OUTCOME, SEND_FULL_OUTCOME,
+    host_message_key, validate_idempotency_key,
 };
 pub use outbound::AllowList;
 pub use waits::{ParkedWait, RunWait, WaitKind};

@@ -170,6 +170,10 @@ struct ServeArgs {
     /// Journaled operations (host calls) one run may make.
     #[arg(long, env = "CAIRN_MAX_JOURNAL_ENTRIES", default_value_t = 10_000)]
     max_journal_entries: u32,
+    /// Bytes one run may store: its journal, events, and messages sent and
+    /// received; past it the run fails.
+    #[arg(long, env = "CAIRN_MAX_RUN_BYTES", default_value_t = 64 * 1024 * 1024)]
+    max_run_bytes: u64,
     /// Largest linear memory of a guest instance, in bytes.
     #[arg(long, env = "CAIRN_MAX_MEMORY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_memory_bytes: usize,
@@ -289,6 +293,7 @@ async fn main() -> anyhow::Result<()> {
             config.limits.max_recovery_attempts = args.max_recovery_attempts;
             config.limits.max_value_bytes = args.max_value_bytes;
             config.limits.max_journal_entries = args.max_journal_entries;
+            config.limits.max_run_bytes = args.max_run_bytes;
             config.limits.max_live_instances = args.max_live_instances.max(1);
             // Workflow instances, as many handler instances again, and a few
             // for uploads being validated.

@@ -144,7 +144,7 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
                 ("status".into(), "\"paid\"".into())
             ]
         );
-        let history = store.event_history(&run, None).await.unwrap();
+        let history = store.event_history(&run, None, 1000).await.unwrap();
         let writes: Vec<_> = history
             .iter()
             .map(|e| (e.op, e.key.as_str(), e.value.as_str()))
@@ -159,13 +159,24 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
         );
         assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
         let later: Vec<u32> = store
-            .event_history(&run, Some(0))
+            .event_history(&run, Some(0), 1000)
             .await
             .unwrap()
             .iter()
             .map(|e| e.op)
             .collect();
         assert_eq!(later, [1, 2], "only the writes after operation 0");
+        let first_two: Vec<u32> = store
+            .event_history(&run, None, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.op)
+            .collect();
+        assert_eq!(first_two, [0, 1], "a page of the history");
+        let page = store.journal_page(&run, Some(0), 1).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.op).collect::<Vec<_>>(), [1]);
+        assert!(store.journal_page(&run, Some(2), 10).await.unwrap().is_empty());
 
         let journal = store.journal(&run).await.unwrap();
         assert_eq!(journal.len(), 3);
@@ -196,7 +207,7 @@ async fn an_operation_is_journaled_once_and_its_effect_with_it() {
             store.get_event(&run, "k").await.unwrap().as_deref(),
             Some("1")
         );
-        assert_eq!(store.event_history(&run, None).await.unwrap().len(), 1);
+        assert_eq!(store.event_history(&run, None, 1000).await.unwrap().len(), 1);
     }
 }
 

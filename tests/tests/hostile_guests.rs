@@ -208,3 +208,72 @@ async fn a_guest_that_only_logs_is_stopped_by_its_cpu_budget_and_floods_no_log()
     assert_eq!(host.result("after", WAIT).await?["status"], "SUCCESS");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_run_stores_no_more_than_its_byte_budget() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &["--max-run-bytes", "3000000"]).await?;
+    deploy_example(&host.client, "hostile", examples::HOSTILE, None).await?;
+    deploy_example(&host.client, "steps", examples::STEPS, None).await?;
+
+    // 4 MiB of events, each within the value limit: the budget stops it.
+    let filler = json!({"pause_ms": 0, "events": 8, "bytes": 512 * 1024});
+    host.client
+        .start("hostile", "fill_after_pause", filler, Some("hoarder"))
+        .await?;
+    let run = host.result("hoarder", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("past its budget of 3000000 bytes"), "{run}");
+    let events = host.client.events("hoarder").await?.body;
+    let kept = events.as_object().map_or(0, |e| e.len());
+    assert_eq!(kept, 5, "the events within the budget are kept: {kept}");
+
+    // Messages a run has not received count too: a client cannot pile
+    // them up without end.
+    host.client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some("inbox"),
+        )
+        .await?;
+    let message = json!("m".repeat(900_000));
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let reply = host
+            .client
+            .send_message("inbox", "mail", message.clone(), None)
+            .await?;
+        answers.push(reply.status.as_u16());
+        if reply.status == 409 {
+            assert_eq!(reply.body["error"]["code"], "run_full", "{}", reply.body);
+            let text = reply.body["error"]["message"].as_str().unwrap_or_default();
+            assert!(text.contains("not delivered"), "{text}");
+        }
+    }
+    assert_eq!(answers, [202, 202, 202, 409]);
+    // Topped up to 2 bytes short of the budget (a JSON string of n
+    // characters is n + 2 bytes)...
+    let top_up = json!("m".repeat(3_000_000 - 3 * 900_002 - 2 - 2));
+    let reply = host
+        .client
+        .send_message("inbox", "mail", top_up, None)
+        .await?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    // ...a workflow's send of `true` to the full run is refused the same
+    // way, and the refusal is journaled (a replay gives the same answer).
+    deploy_example(&host.client, "approvals", examples::APPROVALS, None).await?;
+    let notify = json!({"to": "inbox", "topic": "mail", "key": "k1"});
+    host.client
+        .start("approvals", "notify", notify, Some("notifier"))
+        .await?;
+    let run = host.result("notifier", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--max-run-bytes"), "{run}");
+    let steps = host.client.steps("notifier").await?.body;
+    assert_eq!(steps["steps"][0]["outcome"], "full", "{steps}");
+    Ok(())
+}

@@ -36,6 +36,9 @@ pub fn host_message_key(sender: &WorkflowId, op: u32) -> String {
 /// The journaled outcome of a `send` whose message was a duplicate of one
 /// delivered before (`true`: delivered; `false`: no such run).
 pub const SEND_DUPLICATE_OUTCOME: &str = "\"duplicate\"";
+/// The journaled outcome of a `send` refused because the target run holds
+/// its budget of messages not yet received.
+pub const SEND_FULL_OUTCOME: &str = "\"full\"";
 
 /// A message to deliver to run `run` on `topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,6 +26,8 @@ use crate::domain::AllowList;
 pub(super) struct JournalCursor {
     run: WorkflowId,
     max_operations: u32,
+    /// The run's storage budget (`--max-run-bytes`).
+    max_bytes: u64,
     allowed_hosts: AllowList,
     state: Mutex<CursorState>,
 }
@@ -33,6 +35,9 @@ pub(super) struct JournalCursor {
 struct CursorState {
     journal: Vec<JournalEntry>,
     next_op: u32,
+    /// What the run stores, as far as this execution knows: its journal as
+    /// loaded, events replayed, and everything written since.
+    stored_bytes: u64,
     /// Readings taken past the journal, to journal with the next write.
     pending: Vec<JournalWrite>,
     step: Option<OpenStep>,
@@ -58,14 +63,16 @@ impl JournalCursor {
     pub(super) fn new(
         run: WorkflowId,
         journal: Vec<JournalEntry>,
-        max_operations: u32,
+        (max_operations, max_bytes): (u32, u64),
         allowed_hosts: AllowList,
     ) -> Arc<Self> {
         Arc::new(Self {
             run,
             max_operations,
+            max_bytes,
             allowed_hosts,
             state: Mutex::new(CursorState {
+                stored_bytes: journal.iter().map(JournalEntry::stored_bytes).sum(),
                 journal,
                 next_op: 0,
                 pending: Vec::new(),
@@ -84,7 +91,24 @@ impl JournalCursor {
             state.next_op, 0,
             "a journal is loaded before the run starts"
         );
+        state.stored_bytes = journal.iter().map(JournalEntry::stored_bytes).sum();
         state.journal = journal;
+    }
+
+    /// Count `bytes` more against the run's storage budget, or fail the run
+    /// if they would go past it: a failure, not a guest error, like the
+    /// limit on operations.
+    pub(super) fn charge(&self, bytes: u64) -> Result<(), HostFailure> {
+        let mut state = self.lock();
+        let total = state.stored_bytes.saturating_add(bytes);
+        if total > self.max_bytes {
+            return Err(HostFailure::Run(format!(
+                "run {} would store {total} bytes (journal, events, messages), past its budget of {} bytes (--max-run-bytes)",
+                self.run, self.max_bytes
+            )));
+        }
+        state.stored_bytes = total;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, CursorState> {
@@ -325,7 +349,7 @@ mod tests {
         JournalCursor::new(
             WorkflowId::parse("r").unwrap(),
             journal,
-            100,
+            (100, u64::MAX),
             AllowList::default(),
         )
     }

@@ -47,6 +47,9 @@ pub enum ExecutorError {
     RouteConflict(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The run holds its budget of messages not yet received.
+    #[error("{0}")]
+    RunFull(String),
     /// Too much work in flight; the client should retry later.
     #[error("{0}")]
     Overloaded(String),
@@ -71,7 +74,8 @@ impl ExecutorError {
             Self::RunExists(_)
             | Self::Conflict { .. }
             | Self::WrongStatus { .. }
-            | Self::RouteConflict(_) => ErrorKind::Conflict,
+            | Self::RouteConflict(_)
+            | Self::RunFull(_) => ErrorKind::Conflict,
             Self::InvalidInput(_) | Self::InvalidRoutes(_) | Self::Upload(_) => ErrorKind::Invalid,
             Self::TooLarge(_) => ErrorKind::TooLarge,
             Self::Overloaded(_) => ErrorKind::Unavailable,
@@ -93,6 +97,7 @@ impl ExecutorError {
             Self::InvalidRoutes(_) => "invalid_routes",
             Self::Upload(upload) => upload.code(),
             Self::TooLarge(_) => "too_large",
+            Self::RunFull(_) => "run_full",
             Self::Overloaded(_) => "overloaded",
             Self::Store(StoreError::StorageFull(_)) => "storage_full",
             Self::Store(_) => "internal",

@@ -62,7 +62,7 @@ impl Inner {
         let cursor = JournalCursor::new(
             run.id.clone(),
             Vec::new(),
-            self.limits.max_journal_entries,
+            (self.limits.max_journal_entries, self.limits.max_run_bytes),
             allowed_hosts,
         );
         let attempt = async {

@@ -60,6 +60,9 @@ pub struct Limits {
     pub max_recovery_attempts: u32,
     /// Journaled operations one run may make; past it the run fails.
     pub max_journal_entries: u32,
+    /// Bytes one run may store: journal, events, messages sent and
+    /// received (see `domain/budget.rs`).
+    pub max_run_bytes: u64,
     /// Guest instances alive at once; further runs queue for a slot.
     pub max_live_instances: usize,
     /// Runs queued for an instance slot; past it, start requests are refused
@@ -85,6 +88,7 @@ impl Default for Limits {
             max_value_bytes: 1024 * 1024,
             max_recovery_attempts: 10,
             max_journal_entries: 10_000,
+            max_run_bytes: 64 * 1024 * 1024,
             max_live_instances: 1000,
             max_queued_runs: 10_000,
             max_trigger_wait_ms: 300_000,

@@ -127,6 +127,9 @@ impl Executor {
         domain::check_json(&message).map_err(|e| {
             ExecutorError::InvalidInput(format!("the message is not valid JSON: {e}"))
         })?;
+        if let Some(refusal) = self.inner.message_budget_refusal(id, message.len()).await? {
+            return Err(ExecutorError::RunFull(refusal));
+        }
         let sent = NewMessage {
             run: id.clone(),
             topic: topic.clone(),
@@ -157,17 +160,50 @@ impl Executor {
         Ok(self.inner.store.list_events(id).await?)
     }
 
-    /// The event writes of run `id`, oldest first: all of them, or those
-    /// journaled after operation `after_op`.
+    /// The event writes of run `id`, oldest first: the first `limit`, or
+    /// the first `limit` journaled after operation `after_op`.
     pub async fn event_history(
         &self,
         id: &WorkflowId,
         after_op: Option<u32>,
+        limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        Ok(self.inner.store.event_history(id, after_op).await?)
+        Ok(self.inner.store.event_history(id, after_op, limit).await?)
     }
 
     pub async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
         Ok(self.inner.store.journal(id).await?)
+    }
+
+    /// A page of run `id`'s journal: the first `limit` entries after
+    /// operation `after_op`.
+    pub async fn journal_page(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>> {
+        Ok(self.inner.store.journal_page(id, after_op, limit).await?)
+    }
+}
+
+impl super::Inner {
+    /// Why a message of `bytes` may not be sent to run `id` now: the
+    /// messages it has not received would go past its storage budget.
+    /// (Checked before the send, so concurrent senders may pass it by a
+    /// message each: a budget, not an exact quota.)
+    pub(super) async fn message_budget_refusal(
+        &self,
+        id: &WorkflowId,
+        bytes: usize,
+    ) -> Result<Option<String>> {
+        let pending = self.store.pending_message_bytes(id).await?;
+        let budget = self.limits.max_run_bytes;
+        if pending.saturating_add(bytes as u64) <= budget {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "run {id} holds {pending} bytes of messages it has not received; another {bytes} would pass its budget of {budget} bytes (--max-run-bytes). The message was not delivered"
+        )))
     }
 }

@@ -8,6 +8,7 @@ mod events;
 mod guard;
 mod modules;
 mod multipart;
+mod pages;
 mod query;
 mod respond;
 mod router;

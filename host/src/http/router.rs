@@ -246,7 +246,7 @@ impl Api {
                 self.fork(&id, &body).await
             }
             Endpoint::Result => self.wait_result(param(0), &query, caller).await,
-            Endpoint::Steps => self.list_steps(param(0)).await,
+            Endpoint::Steps => self.list_steps(param(0), &query).await,
             Endpoint::Events => self.events(param(0), &request, &query, caller).await,
             Endpoint::Event => self.wait_event(param(0), param(1), &query, caller).await,
             Endpoint::Trigger => self.serve_trigger(request, &segments[1..], caller).await,

@@ -15,7 +15,7 @@ use super::respond::{
     run_not_found,
 };
 use super::router::Api;
-use super::views::{RunView, StepView};
+use super::views::RunView;
 use super::wait_slots::WaitKind;
 use crate::domain::{Delivery, InvalidValue, RunFilter, RunStatus, WorkflowId};
 use crate::executor::StartRequest;
@@ -49,23 +49,9 @@ impl Api {
     }
 
     pub(super) async fn list_runs(&self, query: &Query) -> ApiResult {
-        let mut filter = run_filter(query)?;
-        // One more than asked tells whether there is a next page.
-        let limit = filter.limit as usize;
-        filter.limit += 1;
-        let mut runs = self.executor().list_runs(&filter).await?;
-        let next_cursor = if runs.len() > limit {
-            runs.truncate(limit);
-            runs.last()
-                .map(|run| encode_cursor(run.created_at, &run.id))
-        } else {
-            None
-        };
-        let views: Vec<RunView> = runs.iter().map(RunView::from).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({"workflows": views, "next_cursor": next_cursor}),
-        ))
+        let filter = run_filter(query)?;
+        let (runs, more) = self.runs_page(filter).await?;
+        self.runs_page_response(&runs, more, |run| encode_cursor(run.created_at, &run.id))
     }
 
     pub(super) async fn get_run(&self, id: &str) -> ApiResult {
@@ -119,16 +105,6 @@ impl Api {
             Some(run) => Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run))),
             None => Err(run_not_found(&id)),
         }
-    }
-
-    pub(super) async fn list_steps(&self, id: &str) -> ApiResult {
-        let id = self.existing_run(id).await?;
-        let journal = self.executor().journal(&id).await?;
-        let steps: Vec<StepView> = journal.iter().map(StepView::from).collect();
-        Ok(json_response(
-            StatusCode::OK,
-            &serde_json::json!({ "steps": steps }),
-        ))
     }
 
     pub(super) async fn send_message(&self, id: &str, body: &[u8]) -> ApiResult {

@@ -117,29 +117,19 @@ async fn pump(
         keep_alive,
         lifetime: _,
     } = request;
-    let send = async |frame: String| {
-        frames
-            .send(Bytes::from(frame))
-            .await
-            .map_err(|_| PumpError::Gone)
-    };
+    let send = async |frame: String| send_frame(frames, frame).await;
     // Subscribed before the first read: a write that commits while we read
     // still wakes us.
     let mut activity = executor.follow(&run);
     loop {
-        for record in executor.event_history(&run, after_op).await? {
-            after_op = Some(record.op);
-            send(event_frame(&record, framing)).await?;
-        }
+        after_op = send_history(executor, &run, after_op, framing, frames).await?;
         let Some(status) = executor.get_run(&run).await? else {
             return Err(PumpError::Store(format!("run {run} disappeared")));
         };
         if status.status.is_terminal() {
             // The run's end commits after its last write, which the read
             // above may have missed: read once more before the end.
-            for record in executor.event_history(&run, after_op).await? {
-                send(event_frame(&record, framing)).await?;
-            }
+            send_history(executor, &run, after_op, framing, frames).await?;
             send(finished_frame(&status)).await?;
             return Ok(());
         }
@@ -153,6 +143,39 @@ async fn pump(
                 }
                 () = frames.closed() => return Err(PumpError::Gone),
             }
+        }
+    }
+}
+
+async fn send_frame(frames: &mpsc::Sender<Bytes>, frame: String) -> Result<(), PumpError> {
+    frames
+        .send(Bytes::from(frame))
+        .await
+        .map_err(|_| PumpError::Gone)
+}
+
+/// Event writes read per page of the history: a stream holds one page in
+/// memory, not the run's whole history.
+const HISTORY_PAGE: u32 = 32;
+
+/// Send the event writes after `after_op`, page by page; returns the last
+/// op sent (or `after_op` when there were none).
+async fn send_history(
+    executor: &Executor,
+    run: &WorkflowId,
+    mut after_op: Option<u32>,
+    framing: Framing,
+    frames: &mpsc::Sender<Bytes>,
+) -> Result<Option<u32>, PumpError> {
+    loop {
+        let page = executor.event_history(run, after_op, HISTORY_PAGE).await?;
+        let full = page.len() == HISTORY_PAGE as usize;
+        for record in page {
+            after_op = Some(record.op);
+            send_frame(frames, event_frame(&record, framing)).await?;
+        }
+        if !full {
+            return Ok(after_op);
         }
     }
 }

@@ -245,6 +245,14 @@ pub trait Store: Send + Sync + 'static {
     fn health(&self) -> StoreHealth;
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>>;
+    /// The first `limit` entries of run `id`'s journal after operation
+    /// `after_op` (from the start without one).
+    async fn journal_page(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>>;
     /// Operation `op` of run `id`'s journal, if it is journaled.
     async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>>;
     /// Apply one journal write and its effect in one transaction.
@@ -267,6 +275,8 @@ pub trait Store: Send + Sync + 'static {
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery>;
     /// The oldest message of run `id` on `topic` not yet received.
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>>;
+    /// The bytes of the messages sent to run `id` that it has not received.
+    async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64>;
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>>;
     /// Event `key` of run `id` and the run's status, as of one moment: a
@@ -288,12 +298,13 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Current events of a run, by key.
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>>;
-    /// The event writes of a run, oldest first: all of them, or those
-    /// journaled after operation `after_op`.
+    /// The event writes of a run, oldest first: the first `limit` of them,
+    /// or of those journaled after operation `after_op`.
     async fn event_history(
         &self,
         id: &WorkflowId,
         after_op: Option<u32>,
+        limit: u32,
     ) -> Result<Vec<EventRecord>>;
 
     /// Whether other hosts share this database: then runs are held under

@@ -23,6 +23,8 @@ impl events::Host for RunHost {
         let (op, recorded) = self.next_operation(OperationKind::SetEvent, &key)?;
         if recorded.is_some() {
             // Replay: already written and published; never write it again.
+            // Its value (stored apart from the journal) still counts.
+            self.cursor.charge((key.len() + value.len()) as u64)?;
             return Ok(());
         }
         self.write(JournalWrite::SetEvent {

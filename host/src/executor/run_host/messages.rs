@@ -53,6 +53,25 @@ impl messages::Host for RunHost {
                     .await
                     .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
                     .is_some();
+                // So is whether the target holds its budget of messages.
+                let full = match exists {
+                    false => None,
+                    true => self
+                        .exec
+                        .message_budget_refusal(&target, message.len())
+                        .await
+                        .map_err(|e| HostFailure::Host(format!("reading messages failed: {e}")))?,
+                };
+                if let Some(refusal) = full {
+                    self.write(JournalWrite::Recorded {
+                        op,
+                        kind: OperationKind::Send,
+                        name,
+                        outcome: Some(domain::SEND_FULL_OUTCOME.to_owned()),
+                    })
+                    .await?;
+                    return invalid(GuestErrorCode::TooLarge, refusal);
+                }
                 let keyed = idempotency_key.is_some();
                 // Without a key of the caller's, the send's own place in
                 // the journal is one (in the host's namespace): a message is
@@ -95,6 +114,12 @@ impl messages::Host for RunHost {
         };
         match outcome.as_deref() {
             Some("true") => Ok(()),
+            Some(domain::SEND_FULL_OUTCOME) => invalid(
+                GuestErrorCode::TooLarge,
+                format!(
+                    "run {target} held its budget of messages not yet received; the message was not sent"
+                ),
+            ),
             Some(domain::SEND_DUPLICATE_OUTCOME) => invalid(
                 GuestErrorCode::Duplicate,
                 format!(

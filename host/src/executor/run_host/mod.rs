@@ -64,7 +64,7 @@ impl RunHost {
         let cursor = JournalCursor::new(
             run.clone(),
             journal,
-            exec.limits.max_journal_entries,
+            (exec.limits.max_journal_entries, exec.limits.max_run_bytes),
             allowed_hosts,
         );
         Self {
@@ -135,6 +135,8 @@ impl RunHost {
     }
 
     async fn commit(&self, writes: Vec<JournalWrite>) -> Result<(), HostFailure> {
+        self.cursor
+            .charge(writes.iter().map(JournalWrite::stored_bytes).sum())?;
         let now = self.exec.clock.now();
         // In a task of its own: an execution stopped meanwhile (cancelled,
         // or its host lost the run) cannot cut the write off halfway; the

@@ -77,10 +77,10 @@ async fn a_replayed_set_event_writes_nothing_again() {
     let mut replay = host(&exec, &run, journal);
     assert!(replay.replaying());
     replay.set_event("k".into(), "1".into()).await.unwrap();
-    assert_eq!(exec.event_history(&run, None).await.unwrap().len(), 1);
+    assert_eq!(exec.event_history(&run, None, 100).await.unwrap().len(), 1);
     // Past the journal, calls are new operations again.
     replay.set_event("k".into(), "2".into()).await.unwrap();
-    let history = exec.event_history(&run, None).await.unwrap();
+    let history = exec.event_history(&run, None, 100).await.unwrap();
     assert_eq!(history.iter().map(|e| e.op).collect::<Vec<_>>(), [0, 1]);
 }
 

@@ -489,6 +489,23 @@ impl Store for PgStore {
         rows.iter().map(journal_entry_from_row).collect()
     }
 
+    async fn journal_page(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 AND op > $2 ORDER BY op LIMIT $3"
+        ))
+        .bind(id.as_str())
+        .bind(after_op.map_or(-1, i64::from))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(journal_entry_from_row).collect()
+    }
+
     async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>> {
         let row = sqlx::query(&format!(
             "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 AND op = $2"
@@ -498,6 +515,16 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(journal_entry_from_row).transpose()
+    }
+
+    async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64> {
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(octet_length(message)), 0)::BIGINT FROM messages WHERE run_id = $1 AND consumed_op IS NULL",
+        )
+        .bind(id.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(bytes.max(0) as u64)
     }
 
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
@@ -556,12 +583,14 @@ impl Store for PgStore {
         &self,
         id: &WorkflowId,
         after_op: Option<u32>,
+        limit: u32,
     ) -> Result<Vec<EventRecord>> {
         let rows = sqlx::query(
-            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = $1 AND op > $2 ORDER BY op",
+            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = $1 AND op > $2 ORDER BY op LIMIT $3",
         )
         .bind(id.as_str())
         .bind(after_op.map_or(-1, i64::from))
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(event_record_from_row).collect()

@@ -378,6 +378,28 @@ impl Store for SqliteStore {
         rows.iter().map(journal_entry_from_row).collect()
     }
 
+    async fn journal_page(
+        &self,
+        id: &WorkflowId,
+        after_op: Option<u32>,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>> {
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? AND op > ? ORDER BY op LIMIT ?"
+                ))
+                .bind(id.as_str())
+                .bind(after_op.map_or(-1, i64::from))
+                .bind(limit)
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
+        rows.iter().map(journal_entry_from_row).collect()
+    }
+
     async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>> {
         let row = self
             .reads
@@ -420,6 +442,21 @@ impl Store for SqliteStore {
         self.reads
             .read(async |conn| messages::next(conn, id, topic).await)
             .await
+    }
+
+    async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64> {
+        let bytes: i64 = self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar(
+                    "SELECT COALESCE(SUM(length(CAST(message AS BLOB))), 0) FROM messages WHERE run_id = ? AND consumed_op IS NULL",
+                )
+                .bind(id.as_str())
+                .fetch_one(conn)
+                .await
+            })
+            .await?;
+        Ok(bytes.max(0) as u64)
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {
@@ -470,13 +507,15 @@ impl Store for SqliteStore {
         &self,
         id: &WorkflowId,
         after_op: Option<u32>,
+        limit: u32,
     ) -> Result<Vec<EventRecord>> {
         // (run_id, op) is unique, so its index serves this range.
         let rows = self.reads.read(async |conn| sqlx::query(
-            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? AND op > ? ORDER BY op",
+            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? AND op > ? ORDER BY op LIMIT ?",
         )
         .bind(id.as_str())
         .bind(after_op.map_or(-1, i64::from))
+        .bind(limit)
         .fetch_all(conn).await).await?;
         rows.iter().map(event_record_from_row).collect()
     }
