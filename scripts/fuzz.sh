@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz the host's two doors: upload validation and request parsing/routing.
+# Fuzz the host's doors: upload validation, request parsing/routing, the
+# routes manifest and the multipart upload body.
 # Usage: bash scripts/fuzz.sh [seconds per target, default 30]
 # Installs cargo-fuzz if missing. Runs on the stable toolchain without a
 # sanitizer (`-s none`): a panic or a 5xx answer is what the targets catch.
@@ -19,12 +20,12 @@ if [ ! -f "$examples/steps.wasm" ]; then
   CARGO_TARGET_DIR="$PWD/target/guest-examples" \
     cargo build --release --target wasm32-wasip2 --manifest-path guest-examples/Cargo.toml
 fi
-mkdir -p fuzz/corpus/upload fuzz/corpus/request
+mkdir -p fuzz/corpus/upload fuzz/corpus/request fuzz/corpus/routes fuzz/corpus/multipart
 cp "$examples"/steps.wasm "$examples"/faulty.wasm fuzz/corpus/upload/
 
 cd fuzz
 cargo fuzz build -s none
-for target in upload request; do
+for target in upload request routes multipart; do
   echo "fuzzing $target for ${seconds}s" >&2
   log="$(mktemp)"
   status=0

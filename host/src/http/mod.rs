@@ -7,7 +7,7 @@ mod error;
 mod events;
 mod guard;
 mod modules;
-mod multipart;
+pub mod multipart;
 mod pages;
 mod query;
 mod respond;
