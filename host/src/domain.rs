@@ -350,6 +350,11 @@ pub struct ModuleSettings {
     /// HTTP; within the host's own allow-list.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_hosts: Vec<String>,
+    /// The other modules whose runs the module's workflows may start, read
+    /// (`get-event`) and send to; empty: every module. Runs outside it are
+    /// invisible to the module, as if they did not exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reach: Vec<String>,
 }
 
 /// What a module is.

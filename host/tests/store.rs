@@ -176,7 +176,13 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
         assert_eq!(first_two, [0, 1], "a page of the history");
         let page = store.journal_page(&run, Some(0), 1).await.unwrap();
         assert_eq!(page.iter().map(|e| e.op).collect::<Vec<_>>(), [1]);
-        assert!(store.journal_page(&run, Some(2), 10).await.unwrap().is_empty());
+        assert!(
+            store
+                .journal_page(&run, Some(2), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         let journal = store.journal(&run).await.unwrap();
         assert_eq!(journal.len(), 3);
@@ -207,7 +213,10 @@ async fn an_operation_is_journaled_once_and_its_effect_with_it() {
             store.get_event(&run, "k").await.unwrap().as_deref(),
             Some("1")
         );
-        assert_eq!(store.event_history(&run, None, 1000).await.unwrap().len(), 1);
+        assert_eq!(
+            store.event_history(&run, None, 1000).await.unwrap().len(),
+            1
+        );
     }
 }
 

@@ -277,3 +277,111 @@ async fn a_run_stores_no_more_than_its_byte_budget() -> anyhow::Result<()> {
     assert_eq!(steps["steps"][0]["outcome"], "full", "{steps}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_deployment_narrows_the_modules_its_workflows_reach() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let deploy = async |name: &str, path: &str, settings: &str| -> anyhow::Result<()> {
+        let deployed = host
+            .client
+            .deploy_with_settings(name, examples::bytes(path), None, settings)
+            .await?;
+        assert!(deployed.status.is_success(), "{}", deployed.body);
+        Ok(())
+    };
+    // `orders` may reach only itself; `intruder` is the same component
+    // under another name, whose `payment` run squats the id `orders` reads.
+    deploy("orders", examples::ORDERS, "reach=orders").await?;
+    deploy("intruder", examples::ORDERS, "").await?;
+    deploy("fanout", examples::FANOUT, "").await?;
+    deploy("fan-narrow", examples::FANOUT, "reach=fan-narrow").await?;
+    deploy("approvals", examples::APPROVALS, "reach=approvals").await?;
+    deploy("steps", examples::STEPS, "").await?;
+    let refused = host
+        .client
+        .deploy_with_settings(
+            "x",
+            examples::bytes(examples::STEPS),
+            None,
+            "reach=Bad%20Name",
+        )
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    // Reading: the squatter's event is invisible; the order times out.
+    host.client
+        .start(
+            "intruder",
+            "payment",
+            json!({"order_id": "o1", "approve": true}),
+            Some("payment-o1"),
+        )
+        .await?;
+    assert_eq!(host.result("payment-o1", WAIT).await?["status"], "SUCCESS");
+    let order = json!({"order_id": "o1", "amount_cents": 5, "payment_timeout_ms": 1500});
+    host.client
+        .start("orders", "order", order, Some("order-o1"))
+        .await?;
+    let run = host.result("order-o1", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no payment outcome"),
+        "{run}"
+    );
+    // Its own module's payment it reads as before.
+    host.client
+        .start(
+            "orders",
+            "payment",
+            json!({"order_id": "o2", "approve": true}),
+            Some("payment-o2"),
+        )
+        .await?;
+    let order = json!({"order_id": "o2", "amount_cents": 5, "payment_timeout_ms": 30_000});
+    host.client
+        .start("orders", "order", order, Some("order-o2"))
+        .await?;
+    assert_eq!(host.result("order-o2", WAIT).await?["status"], "SUCCESS");
+
+    // Starting: another module's workflow is refused; its own still starts.
+    host.client
+        .start(
+            "fan-narrow",
+            "fan_out",
+            json!({"items": [3]}),
+            Some("narrow"),
+        )
+        .await?;
+    let run = host.result("narrow", WAIT).await?;
+    assert_eq!(run["status"], "ERROR", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("outside this module's reach"),
+        "{run}"
+    );
+
+    // Sending: a run outside the reach is as good as absent.
+    host.client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some("elsewhere"),
+        )
+        .await?;
+    let notify = json!({"to": "elsewhere", "topic": "t", "key": "k"});
+    host.client
+        .start("approvals", "notify", notify, Some("notifier"))
+        .await?;
+    assert_eq!(
+        host.result("notifier", WAIT).await?["output"],
+        "no-such-run"
+    );
+    Ok(())
+}

@@ -127,6 +127,11 @@ impl Executor {
         }
         let allowed =
             AllowList::parse(&settings.allowed_hosts).map_err(ExecutorError::InvalidInput)?;
+        for module in &settings.reach {
+            ModuleName::parse(module).map_err(|e| {
+                ExecutorError::InvalidInput(format!("reach names {module:?}: {}", e.0))
+            })?;
+        }
         let bound = &self.inner.limits.allowed_hosts;
         let outside = allowed.outside(bound);
         if !outside.is_empty() {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cursor::JournalCursor;
-use super::run_host::RunHost;
+use super::run_host::{Reach, RunHost};
 use super::{AllowList, Inner, steps};
 use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
 use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};
@@ -83,7 +83,8 @@ impl Inner {
                 },
             };
             cursor.load(journal);
-            let host = RunHost::executing(self.clone(), &run, cursor.clone());
+            let reach = Reach::of(&run.module, &settings);
+            let host = RunHost::executing(self.clone(), &run, cursor.clone(), reach);
             let version = &run.version;
             let bytes = async || self.module_bytes(version).await;
             self.runtime

@@ -153,10 +153,10 @@ fn upload_parts(body: &[u8], boundary: &str) -> Result<(Vec<u8>, Manifest), ApiE
 }
 
 /// A module's settings from the query of its upload:
-/// `?max_memory_bytes=N&cpu_slice_ms=N&run_timeout_ms=N&allowed_hosts=A,B`,
+/// `?max_memory_bytes=N&cpu_slice_ms=N&run_timeout_ms=N&allowed_hosts=A,B&reach=M,N`,
 /// each optional.
 fn module_settings(query: &Query) -> Result<ModuleSettings, ApiError> {
-    const ACCEPTED: &str = "max_memory_bytes, cpu_slice_ms, run_timeout_ms, allowed_hosts";
+    const ACCEPTED: &str = "max_memory_bytes, cpu_slice_ms, run_timeout_ms, allowed_hosts, reach";
     let mut settings = ModuleSettings::default();
     for (key, value) in query.pairs() {
         let number = || {
@@ -179,6 +179,15 @@ fn module_settings(query: &Query) -> Result<ModuleSettings, ApiError> {
                         .split(',')
                         .map(str::trim)
                         .filter(|h| !h.is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            "reach" => {
+                settings.reach.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|m| !m.is_empty())
                         .map(str::to_owned),
                 );
             }

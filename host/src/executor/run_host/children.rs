@@ -29,6 +29,14 @@ impl wit_children::Host for RunHost {
                 )));
             }
         };
+        if !self.reaches(&module_name) {
+            return Err(HostError::from(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                format!(
+                    "module {module_name} is outside this module's reach (its deployment's `reach` setting)"
+                ),
+            )));
+        }
         if let Err(refusal) = self.check_value("input", &input) {
             return Err(refusal.into());
         }

@@ -63,6 +63,20 @@ impl events::Host for RunHost {
         }
         let name = format!("{target}/{key}");
         let store = self.exec.store.clone();
+        // The events of a run outside this module's reach read as unset:
+        // each read looks whether the run is visible (yet), and a value
+        // published meanwhile is read, not taken as it comes.
+        let reach = self.reach.clone();
+        let narrowed = reach.is_some();
+        let read = async || {
+            if let Some(reach) = &reach {
+                match store.get_run(&target).await? {
+                    Some(run) if reach.covers(&run.module) => {}
+                    _ => return Ok(None),
+                }
+            }
+            store.get_event(&target, &key).await
+        };
         let waited = self
             .journaled_wait(
                 OperationKind::GetEvent,
@@ -72,8 +86,8 @@ impl events::Host for RunHost {
                     run: target.clone(),
                     key: key.clone(),
                 },
-                || store.get_event(&target, &key),
-                |value| Some(value.to_owned()),
+                read,
+                |value| (!narrowed).then(|| value.to_owned()),
                 |op, name, outcome, deadline| JournalWrite::GetEventCompleted {
                     op,
                     name,

@@ -46,13 +46,14 @@ impl messages::Host for RunHost {
             None => {
                 // Whether the target exists is decided once, here, and
                 // journaled with the send: a replay gives the same answer.
+                // A run outside this module's reach is as good as absent.
                 let exists = self
                     .exec
                     .store
                     .get_run(&target)
                     .await
                     .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
-                    .is_some();
+                    .is_some_and(|run| self.reaches(&run.module));
                 // So is whether the target holds its budget of messages.
                 let full = match exists {
                     false => None,

@@ -19,7 +19,8 @@ use super::waiters::WaitKey;
 #[cfg(test)]
 use crate::domain::AllowList;
 use crate::domain::{
-    self, JournalEntry, JournalWrite, Millis, OperationKind, RunRecord, WorkflowId,
+    self, JournalEntry, JournalWrite, Millis, ModuleName, ModuleSettings, OperationKind, RunRecord,
+    WorkflowId,
 };
 use crate::runtime::wit::types;
 use crate::runtime::{
@@ -41,6 +42,39 @@ pub struct RunHost {
     /// Log lines this execution emitted: `log` is no durable operation, so
     /// the journal's limit does not bound it.
     log_lines: u32,
+    /// The modules (besides its own) whose runs this one may start, read
+    /// and send to, when its module's deployment narrowed them.
+    reach: Option<Reach>,
+}
+
+/// A module's narrowed reach: itself, and the modules it was deployed with.
+#[derive(Debug, Clone)]
+pub(super) struct Reach {
+    own: ModuleName,
+    others: Arc<[ModuleName]>,
+}
+
+impl Reach {
+    /// The reach of runs of `module` deployed with `settings`; `None` when
+    /// they reach every module.
+    pub(super) fn of(module: &ModuleName, settings: &ModuleSettings) -> Option<Self> {
+        if settings.reach.is_empty() {
+            return None;
+        }
+        let others = settings
+            .reach
+            .iter()
+            .filter_map(|name| ModuleName::parse(name).ok())
+            .collect();
+        Some(Self {
+            own: module.clone(),
+            others,
+        })
+    }
+
+    pub(super) fn covers(&self, module: &ModuleName) -> bool {
+        *module == self.own || self.others.contains(module)
+    }
 }
 
 impl std::fmt::Debug for RunHost {
@@ -74,12 +108,18 @@ impl RunHost {
             run_deadline: None,
             cursor,
             log_lines: 0,
+            reach: None,
         }
     }
 
     /// The host of an execution of `run`, replaying what `cursor` holds,
     /// its writes fenced by the run's epoch.
-    pub(super) fn executing(exec: Arc<Inner>, run: &RunRecord, cursor: Arc<JournalCursor>) -> Self {
+    pub(super) fn executing(
+        exec: Arc<Inner>,
+        run: &RunRecord,
+        cursor: Arc<JournalCursor>,
+        reach: Option<Reach>,
+    ) -> Self {
         Self {
             exec,
             run: run.id.clone(),
@@ -87,7 +127,13 @@ impl RunHost {
             run_deadline: run.deadline,
             cursor,
             log_lines: 0,
+            reach,
         }
+    }
+
+    /// Whether this run may start, read and send to runs of `module`.
+    fn reaches(&self, module: &ModuleName) -> bool {
+        self.reach.as_ref().is_none_or(|reach| reach.covers(module))
     }
 
     fn replaying(&self) -> bool {
