@@ -116,10 +116,14 @@ pub enum ServeError {
     DataDirInUse(String),
 }
 
+/// How long a starting host waits for its data directory's lock: a host
+/// restarted at once may find its predecessor still exiting.
+const DATA_DIR_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Hold `data_dir`'s lock file for as long as the returned file lives: two
 /// hosts on one directory would both recover (and so execute) its runs.
 /// The kernel releases the lock when the process ends, however it ends.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
+async fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError> {
     let path = data_dir.join("cairn.lock");
     let failed = |detail: String| ServeError::DataDir {
         path: path.display().to_string(),
@@ -131,12 +135,18 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServeError
         .write(true)
         .open(&path)
         .map_err(|e| failed(e.to_string()))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(ServeError::DataDirInUse(data_dir.display().to_string()))
+    let deadline = tokio::time::Instant::now() + DATA_DIR_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ServeError::DataDirInUse(data_dir.display().to_string()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e.to_string())),
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(failed(e.to_string())),
     }
 }
 
@@ -154,7 +164,7 @@ pub async fn serve(
         detail: detail.to_string(),
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
-    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
+    let _data_dir_lock = lock_data_dir(&config.data_dir).await?;
     let store: Arc<dyn Store> = match &config.database {
         None => {
             let mut sqlite = SqliteOptions::new(config.data_dir.join("cairn.db"));
