@@ -185,6 +185,15 @@ impl Host {
         Self::start(&dir.join(name), &args).await
     }
 
+    /// Try to start a host that must refuse to start: the refusal, as the
+    /// host wrote it, or an error if it started.
+    pub async fn start_refused(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<String> {
+        match Self::start(data_dir, extra_args).await {
+            Ok(host) => bail!("the host started on {}; it should have refused", host.url),
+            Err(error) => Ok(format!("{error:#}")),
+        }
+    }
+
     /// Start a host with every example passed through `--deploy`.
     pub async fn start_with_examples(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
         let mut args: Vec<String> = examples::ALL

@@ -313,9 +313,8 @@ async fn a_workflow_is_told_when_its_message_was_a_duplicate() -> anyhow::Result
 const OTHER_INVOKE: &str = "other-invoke-token-0123456789";
 
 /// A long-running run to wait on.
-async fn start_long_run(host: &Host, admin: &cairn_tests::Client, id: &str) -> anyhow::Result<()> {
-    let _ = host;
-    let started = admin
+async fn start_long_run(client: &cairn_tests::Client, id: &str) -> anyhow::Result<()> {
+    let started = client
         .start(
             "steps",
             "steps_with_pause",
@@ -348,7 +347,7 @@ async fn one_client_cannot_take_every_wait_and_streams_leave_handlers_serving() 
     let admin = host.client.with_token(ADMIN);
     deploy_example(&admin, "steps", examples::STEPS, None).await?;
     deploy_event_listener(&admin).await?;
-    start_long_run(&host, &admin, "long").await?;
+    start_long_run(&admin, "long").await?;
     let stream = async |token: &str| {
         let bearer = format!("Bearer {token}");
         cairn_tests::SseStream::open(
@@ -402,7 +401,7 @@ async fn a_stream_ends_after_its_lifetime_and_can_be_resumed() -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let host = Host::start(dir.path(), &["--max-stream-ms", "300"]).await?;
     deploy_example(&host.client, "steps", examples::STEPS, None).await?;
-    start_long_run(&host, &host.client, "long").await?;
+    start_long_run(&host.client, "long").await?;
 
     // The run goes on for minutes; its stream ends on time.
     let stream = cairn_tests::SseStream::open(&host.url, "/v1/workflows/long/events", &[]).await?;

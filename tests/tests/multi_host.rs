@@ -167,14 +167,10 @@ async fn two_live_hosts_cannot_share_an_executor_id() -> anyhow::Result<()> {
         "--executor-id",
         "twin",
     ];
-    let refused = Host::start(&dir.path().join("twin-2"), &args)
-        .await
-        .err()
-        .map(|e| format!("{e:#}"))
-        .unwrap_or_default();
+    let refused = Host::start_refused(&dir.path().join("twin-2"), &args).await?;
     assert!(
         refused.contains("executor id \"twin\" is held by another live host"),
-        "the second host started: {refused}"
+        "{refused}"
     );
     // Once the first is gone, its id is free again.
     first.kill().await?;
@@ -187,14 +183,10 @@ async fn two_live_hosts_cannot_share_an_executor_id() -> anyhow::Result<()> {
 async fn two_hosts_cannot_share_a_data_directory() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let first = Host::start(dir.path(), &[]).await?;
-    let refused = Host::start(dir.path(), &[])
-        .await
-        .err()
-        .map(|e| format!("{e:#}"))
-        .unwrap_or_default();
+    let refused = Host::start_refused(dir.path(), &[]).await?;
     assert!(
         refused.contains("is in use by another cairn host"),
-        "the second host started: {refused}"
+        "{refused}"
     );
     first.kill().await?;
     let second = Host::start(dir.path(), &[]).await?;
