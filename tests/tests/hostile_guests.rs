@@ -385,3 +385,44 @@ async fn a_deployment_narrows_the_modules_its_workflows_reach() -> anyhow::Resul
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_handlers_reach_is_narrowed_by_its_deployment_too() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    deploy_example(&host.client, "steps", examples::STEPS, None).await?;
+    let routes = std::fs::read(examples::EVENT_LISTENER_ROUTES)?;
+    let deployed = host
+        .client
+        .deploy_with_settings(
+            "event-listener",
+            examples::bytes(examples::EVENT_LISTENER),
+            Some(routes),
+            "reach=event-listener",
+        )
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+
+    // Starting another module's workflow is refused (the handler answers
+    // with the error as text).
+    let answer = match host.client.get("/app/events").await {
+        Ok(reply) => format!("{} {}", reply.status, reply.body),
+        Err(error) => error.to_string(),
+    };
+    assert!(answer.contains("outside this module's reach"), "{answer}");
+    // ...and another module's run is as good as absent.
+    host.client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some("theirs"),
+        )
+        .await?;
+    let relayed = host
+        .client
+        .post_json("/app/approvals/theirs/decision", &json!({"approved": true}))
+        .await?;
+    assert_eq!(relayed.status, 404, "{}", relayed.body);
+    Ok(())
+}

@@ -6,7 +6,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cursor::JournalCursor;
-use super::run_host::{Reach, RunHost};
+use super::reach::Reach;
+use super::run_host::RunHost;
 use super::{AllowList, Inner, steps};
 use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
 use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};

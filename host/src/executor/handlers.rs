@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::reach::Reach;
 use super::{EventWait, Executor, ExecutorError, StartRequest};
 use crate::domain::{Delivery, ModuleName, WorkflowId};
 use crate::runtime::{
@@ -42,10 +43,12 @@ impl Executor {
             HandlerFailure::Host(format!("module {module} is no longer deployed"))
         })?;
         let inner = &self.inner;
-        let limits = inner.guest_limits(&inner.module_settings(module, &current.version).await);
+        let settings = inner.module_settings(module, &current.version).await;
+        let limits = inner.guest_limits(&settings);
         let client = Box::new(ExecutorClient {
             executor: self.clone(),
             module: module.clone(),
+            reach: Reach::of(module, &settings),
         });
         let version = &current.version;
         inner
@@ -69,9 +72,29 @@ impl Executor {
 struct ExecutorClient {
     executor: Executor,
     module: ModuleName,
+    reach: Option<Reach>,
 }
 
 impl ExecutorClient {
+    /// Whether run `id` is hidden from this handler: it exists, in a module
+    /// outside the handler module's reach. (A run that does not exist yet
+    /// is checked again when it answers.)
+    async fn hidden(&self, id: &WorkflowId) -> Result<bool, GuestError> {
+        let Some(reach) = &self.reach else {
+            return Ok(false);
+        };
+        let run = self
+            .executor
+            .get_run(id)
+            .await
+            .map_err(ExecutorError::into_guest_error)?;
+        Ok(run.is_some_and(|run| !reach.covers(&run.module)))
+    }
+
+    fn absent(id: &WorkflowId) -> GuestError {
+        GuestError::new(GuestErrorCode::NotFound, format!("run {id} does not exist"))
+    }
+
     /// A handler may wait as long as a trigger route may.
     fn wait(&self, timeout_ms: u64) -> Duration {
         Duration::from_millis(timeout_ms.min(self.executor.limits().max_trigger_wait_ms))
@@ -92,6 +115,18 @@ impl HandlerClient for ExecutorClient {
         id: Option<String>,
     ) -> Result<String, GuestError> {
         let module = ModuleName::parse(&module).map_err(|e| invalid(e.0))?;
+        if self
+            .reach
+            .as_ref()
+            .is_some_and(|reach| !reach.covers(&module))
+        {
+            return Err(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                format!(
+                    "module {module} is outside this module's reach (its deployment's `reach` setting)"
+                ),
+            ));
+        }
         let id = id
             .as_deref()
             .map(WorkflowId::parse)
@@ -120,12 +155,17 @@ impl HandlerClient for ExecutorClient {
     ) -> Result<Option<String>, GuestError> {
         let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
         crate::domain::validate_event_key(&key).map_err(|e| invalid(e.0))?;
+        if self.hidden(&id).await? {
+            return Ok(None);
+        }
         match self
             .executor
             .wait_event(&id, &key, self.wait(timeout_ms))
             .await
             .map_err(ExecutorError::into_guest_error)?
         {
+            // The run may have come into being while the handler waited.
+            EventWait::Set(_) if self.hidden(&id).await? => Ok(None),
             EventWait::Set(value) => Ok(Some(value)),
             EventWait::TimedOut | EventWait::Finished(_) => Ok(None),
         }
@@ -137,14 +177,15 @@ impl HandlerClient for ExecutorClient {
         timeout_ms: u64,
     ) -> Result<Option<RunResult>, GuestError> {
         let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        if self.hidden(&id).await? {
+            return Err(Self::absent(&id));
+        }
         let run = self
             .executor
             .wait_result(&id, self.wait(timeout_ms))
             .await
             .map_err(ExecutorError::into_guest_error)?
-            .ok_or_else(|| {
-                GuestError::new(GuestErrorCode::NotFound, format!("run {id} does not exist"))
-            })?;
+            .ok_or_else(|| Self::absent(&id))?;
         Ok(run.status.is_terminal().then(|| RunResult {
             status: run.status.as_str().to_owned(),
             output: run.output,
@@ -160,6 +201,9 @@ impl HandlerClient for ExecutorClient {
         idempotency_key: Option<String>,
     ) -> Result<(), GuestError> {
         let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        if self.hidden(&id).await? {
+            return Err(Self::absent(&id));
+        }
         let delivery = self
             .executor
             .send_message(&id, topic, message, idempotency_key)

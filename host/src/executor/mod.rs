@@ -21,6 +21,7 @@ mod execution;
 mod handlers;
 mod lifecycle;
 mod parking;
+mod reach;
 mod run_host;
 mod steps;
 mod stranded;

@@ -15,12 +15,12 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::cursor::JournalCursor;
+use super::reach::Reach;
 use super::waiters::WaitKey;
 #[cfg(test)]
 use crate::domain::AllowList;
 use crate::domain::{
-    self, JournalEntry, JournalWrite, Millis, ModuleName, ModuleSettings, OperationKind, RunRecord,
-    WorkflowId,
+    self, JournalEntry, JournalWrite, Millis, ModuleName, OperationKind, RunRecord, WorkflowId,
 };
 use crate::runtime::wit::types;
 use crate::runtime::{
@@ -45,36 +45,6 @@ pub struct RunHost {
     /// The modules (besides its own) whose runs this one may start, read
     /// and send to, when its module's deployment narrowed them.
     reach: Option<Reach>,
-}
-
-/// A module's narrowed reach: itself, and the modules it was deployed with.
-#[derive(Debug, Clone)]
-pub(super) struct Reach {
-    own: ModuleName,
-    others: Arc<[ModuleName]>,
-}
-
-impl Reach {
-    /// The reach of runs of `module` deployed with `settings`; `None` when
-    /// they reach every module.
-    pub(super) fn of(module: &ModuleName, settings: &ModuleSettings) -> Option<Self> {
-        if settings.reach.is_empty() {
-            return None;
-        }
-        let others = settings
-            .reach
-            .iter()
-            .filter_map(|name| ModuleName::parse(name).ok())
-            .collect();
-        Some(Self {
-            own: module.clone(),
-            others,
-        })
-    }
-
-    pub(super) fn covers(&self, module: &ModuleName) -> bool {
-        *module == self.own || self.others.contains(module)
-    }
 }
 
 impl std::fmt::Debug for RunHost {
