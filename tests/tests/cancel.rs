@@ -61,7 +61,9 @@ async fn a_cancel_interrupts_a_sleep_and_a_resume_finishes_the_run() -> anyhow::
     let resumed = client.run_action("long", "resume").await?;
     assert_eq!(resumed.status, 202, "{}", resumed.body);
     assert_eq!(resumed.body["status"], "PENDING");
-    assert_eq!(resumed.body["attempts"], 2);
+    // A resume starts the recovery count again (as in DBOS): attempts
+    // counts executions since the run's start or its last resume.
+    assert_eq!(resumed.body["attempts"], 1);
     let pending = client
         .get("/v1/workflows/long/result?timeout_ms=300")
         .await?;
@@ -138,5 +140,86 @@ async fn cancel_and_resume_need_the_admin_token() -> anyhow::Result<()> {
     assert_eq!(invoke.run_action("p", "cancel").await?.status, 403);
     let admin = host.client.with_token("admin-secret-0123456789");
     assert_eq!(admin.run_action("p", "cancel").await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_run_that_timed_out_resumes_with_a_new_time_limit_and_finishes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+    let start = json!({
+        "module": "steps", "workflow": "steps_with_pause", "id": "slow",
+        "input": {"pause_ms": 1500}, "timeout_ms": 400,
+    });
+    assert_eq!(client.post_json("/v1/workflows", &start).await?.status, 202);
+    let run = host.result("slow", WAIT).await?;
+    assert_eq!(run["status"], "CANCELLED", "{run}");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("time limit"),
+        "{run}"
+    );
+
+    // Resumed with a limit too short for what is left: cancelled again, on
+    // the new limit.
+    let resumed = client
+        .post_json("/v1/workflows/slow/resume", &json!({"timeout_ms": 100}))
+        .await?;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    assert_eq!(
+        resumed.body["error"],
+        serde_json::Value::Null,
+        "{}",
+        resumed.body
+    );
+    let run = host.result("slow", WAIT).await?;
+    assert_eq!(run["status"], "CANCELLED", "{run}");
+    // Resumed without one (the module has none): it finishes.
+    let resumed = client.run_action("slow", "resume").await?;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    assert_eq!(
+        resumed.body["deadline"],
+        serde_json::Value::Null,
+        "{}",
+        resumed.body
+    );
+    let run = host.result("slow", WAIT).await?;
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    assert_eq!(run["error"], serde_json::Value::Null, "{run}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn resumes_do_not_count_as_recoveries() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let args = ["--max-recovery-attempts", "1", "--park-after-ms", "600000"];
+    let host = Host::start_with_examples(dir.path(), &args).await?;
+    let client = &host.client;
+    client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 600_000}),
+            Some("op"),
+        )
+        .await?;
+    assert_eq!(client.event("op", "step1", 30_000).await?.status, 200);
+    for _ in 0..2 {
+        assert_eq!(client.run_action("op", "cancel").await?.status, 200);
+        assert_eq!(host.result("op", WAIT).await?["status"], "CANCELLED");
+        assert_eq!(client.run_action("op", "resume").await?.status, 202);
+    }
+    // A crash now is the run's first recovery, within the limit of one.
+    host.kill().await?;
+    let host = Host::start(dir.path(), &args).await?;
+    let run = host.client.status("op").await?.body;
+    assert_eq!(run["status"], "PENDING", "{run}");
+    assert_eq!(
+        run["attempts"], 2,
+        "its start (or last resume) and one recovery: {run}"
+    );
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::{
     ClusterOptions, Executor, ExecutorError, Inner, RecoveryReport, Result, StartRequest, Started,
@@ -60,16 +61,40 @@ impl Executor {
 
     /// Resume a `CANCELLED` run: `PENDING` again, with one more attempt,
     /// executed from its journal.
-    pub async fn resume(&self, id: &WorkflowId) -> Result<RunRecord> {
-        let run = self
-            .transition(
-                id,
-                RunStatus::Cancelled,
-                RunStatus::Pending,
-                "only a CANCELLED run can be resumed",
-            )
-            .await?;
-        tracing::info!(run = %id, "run resumed");
+    /// Resume a `CANCELLED` run where it stopped: its error cleared, its
+    /// recovery count reset, and a new time limit from now — `timeout` if
+    /// given, else its module's `run_timeout_ms` (each capped by it), else
+    /// none — so a run that timed out can finish.
+    pub async fn resume(&self, id: &WorkflowId, timeout: Option<Duration>) -> Result<RunRecord> {
+        let inner = &self.inner;
+        let existing = inner
+            .store
+            .get_run(id)
+            .await?
+            .ok_or_else(|| ExecutorError::UnknownRun(id.to_string()))?;
+        let settings = inner
+            .module_settings(&existing.module, &existing.version)
+            .await;
+        let asked = timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX));
+        let timeout_ms = match (asked, settings.run_timeout_ms) {
+            (Some(asked), Some(cap)) => Some(asked.min(cap)),
+            (asked, cap) => asked.or(cap),
+        };
+        let now = inner.clock.now();
+        let deadline =
+            timeout_ms.map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+        let run = match inner.store.resume_run(id, deadline, now).await? {
+            None => return Err(ExecutorError::UnknownRun(id.to_string())),
+            Some((true, run)) => run,
+            Some((false, run)) => {
+                return Err(ExecutorError::WrongStatus {
+                    id: id.to_string(),
+                    status: run.status,
+                    what: "only a CANCELLED run can be resumed",
+                });
+            }
+        };
+        tracing::info!(run = %id, ?timeout_ms, "run resumed");
         self.inner.spawn_execution(run.clone(), None);
         Ok(run)
     }

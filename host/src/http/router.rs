@@ -239,7 +239,14 @@ impl Api {
                 self.send_message(&id, &body).await
             }
             Endpoint::Cancel => self.cancel(param(0)).await,
-            Endpoint::Resume => self.resume(param(0)).await,
+            Endpoint::Resume => {
+                let id = param(0).to_owned();
+                let body = match request_has_body(&request) {
+                    true => Some(read_json_body(request, &self.limits).await?),
+                    false => None,
+                };
+                self.resume(&id, body.as_deref()).await
+            }
             Endpoint::Fork => {
                 let id = param(0).to_owned();
                 let body = read_json_body(request, &self.limits).await?;

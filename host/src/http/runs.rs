@@ -74,9 +74,17 @@ impl Api {
         Ok(json_response(StatusCode::OK, &RunView::from(&run)))
     }
 
-    pub(super) async fn resume(&self, id: &str) -> ApiResult {
+    /// `POST /v1/workflows/{id}/resume`, with an optional body
+    /// `{"timeout_ms": N}`: the resumed run's new time limit.
+    pub(super) async fn resume(&self, id: &str, body: Option<&[u8]>) -> ApiResult {
         let id = parse_workflow_id(id)?;
-        let run = self.executor().resume(&id).await?;
+        let timeout = match body {
+            Some(body) => parse_json::<ResumeBody>(body)?
+                .timeout_ms
+                .map(Duration::from_millis),
+            None => None,
+        };
+        let run = self.executor().resume(&id, timeout).await?;
         Ok(json_response(StatusCode::ACCEPTED, &RunView::from(&run)))
     }
 
@@ -131,6 +139,13 @@ impl Api {
             ),
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    /// The resumed run's time limit, from now (within its module's).
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]

@@ -209,6 +209,16 @@ pub trait Store: Send + Sync + 'static {
         to: RunStatus,
         now: i64,
     ) -> Result<Option<(bool, RunRecord)>>;
+    /// Resume run `id` if it is `CANCELLED`: `PENDING` again with its
+    /// error cleared, `deadline` as its new time limit, and its recovery
+    /// count reset (a resume is an operator's decision, not a recovery);
+    /// whether it moved, and the run as it is afterwards.
+    async fn resume_run(
+        &self,
+        id: &WorkflowId,
+        deadline: Option<i64>,
+        now: i64,
+    ) -> Result<Option<(bool, RunRecord)>>;
     /// Count a new attempt for every `PENDING` run; those past
     /// `max_recovery_attempts` recoveries become `MAX_RECOVERY_ATTEMPTS_EXCEEDED`.
     async fn claim_recovery(&self, max_recovery_attempts: u32, now: i64) -> Result<RecoveryClaim>;

@@ -434,6 +434,32 @@ impl Store for PgStore {
         Ok(run.map(|run| (moved, run)))
     }
 
+    async fn resume_run(
+        &self,
+        id: &WorkflowId,
+        deadline: Option<i64>,
+        now: i64,
+    ) -> Result<Option<(bool, RunRecord)>> {
+        let mut conn = Checkout::take(&self.pool).await?;
+        // A resumed run is executed by the host that resumed it.
+        let moved = sqlx::query(
+            "UPDATE runs SET status = 'PENDING', updated_at = $1, attempts = 1, epoch = epoch + 1,
+                 error = NULL, output = NULL, deadline = $2, owner = $3, lease_expires_at = $4
+             WHERE id = $5 AND status = 'CANCELLED'",
+        )
+        .bind(now)
+        .bind(deadline)
+        .bind(&self.executor_id)
+        .bind(now.saturating_add(self.lease_ms))
+        .bind(id.as_str())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+            == 1;
+        let run = select_run(&mut conn, id.as_str()).await?;
+        Ok(run.map(|run| (moved, run)))
+    }
+
     async fn park_run(
         &self,
         id: &WorkflowId,

@@ -277,6 +277,30 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn resume_run(
+        &self,
+        id: &WorkflowId,
+        deadline: Option<i64>,
+        now: i64,
+    ) -> Result<Option<(bool, RunRecord)>> {
+        let id = id.clone();
+        self.write(Box::new(move |conn| {
+            let moved = conn
+                .query(
+                    "UPDATE runs SET status = 'PENDING', updated_at = ?, attempts = 1, epoch = epoch + 1,
+                         error = NULL, output = NULL, deadline = ?
+                     WHERE id = ? AND status = 'CANCELLED'",
+                )
+                .bind(now)
+                .bind(deadline)
+                .bind(id.as_str())
+                .execute()?
+                == 1;
+            Ok(select_run(conn, id.as_str())?.map(|run| (moved, run)))
+        }))
+        .await
+    }
+
     async fn finish_run_fenced(
         &self,
         id: &WorkflowId,
