@@ -321,3 +321,24 @@ async fn slow_clients_are_cut_off() -> anyhow::Result<()> {
     assert_eq!(host.client.get("/healthz").await?.status, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_too_large_input_answers_one_code_whatever_its_size() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    // Over the value limit (1 MiB), and over the JSON body limit as well.
+    for bytes in [1_100_000, 5_000_000] {
+        let reply = host
+            .client
+            .start("steps", "steps_workflow", json!("x".repeat(bytes)), None)
+            .await?;
+        assert_eq!(reply.status, 413, "{bytes}: {}", reply.body);
+        assert_eq!(
+            reply.error_code(),
+            Some("too_large"),
+            "{bytes}: {}",
+            reply.body
+        );
+    }
+    Ok(())
+}

@@ -250,3 +250,33 @@ async fn a_long_poll_ends_early_when_the_run_ends_without_the_key() -> anyhow::R
     assert_eq!(set.status, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_long_poll_waits_on_a_cancelled_run_which_may_yet_be_resumed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+    client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 1500}),
+            Some("paused"),
+        )
+        .await?;
+    assert_eq!(client.event("paused", "step1", 30_000).await?.status, 200);
+    assert_eq!(client.run_action("paused", "cancel").await?.status, 200);
+    // Not `workflow_finished`: the wait runs its course.
+    let reply = client.event("paused", "step2", 300).await?;
+    assert_eq!(reply.error_code(), Some("event_not_set"), "{}", reply.body);
+    // A waiter across the resume gets the key.
+    let waiter = {
+        let client = client.clone();
+        tokio::spawn(async move { client.event("paused", "step2", 30_000).await })
+    };
+    assert_eq!(client.run_action("paused", "resume").await?.status, 202);
+    let reply = waiter.await??;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["value"], "completed");
+    Ok(())
+}

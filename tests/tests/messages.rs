@@ -291,3 +291,47 @@ async fn a_message_is_received_exactly_once_across_a_crash() -> anyhow::Result<(
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_journal_tells_a_null_message_from_a_wait_that_timed_out() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    cairn_tests::deploy_example(&host.client, "approvals", examples::APPROVALS, None).await?;
+    let recv_step = async |id: &str| -> anyhow::Result<serde_json::Value> {
+        host.result(id, WAIT).await?;
+        let steps = host.client.steps(id).await?.body;
+        let recv = steps["steps"]
+            .as_array()
+            .and_then(|steps| steps.iter().find(|s| s["kind"] == "recv").cloned());
+        Ok(recv.unwrap_or_default())
+    };
+    host.client
+        .start(
+            "approvals",
+            "approval",
+            json!({"subject": "a", "timeout_ms": 200}),
+            Some("nobody"),
+        )
+        .await?;
+    let timed_out = recv_step("nobody").await?;
+    assert_eq!(timed_out["outcome"], serde_json::Value::Null, "{timed_out}");
+    assert_eq!(timed_out["timed_out"], true, "{timed_out}");
+
+    host.client
+        .start(
+            "approvals",
+            "approval",
+            json!({"subject": "b"}),
+            Some("null-sender"),
+        )
+        .await?;
+    let sent = host
+        .client
+        .send_message("null-sender", "decision", serde_json::Value::Null, None)
+        .await?;
+    assert_eq!(sent.status, 202, "{}", sent.body);
+    let received = recv_step("null-sender").await?;
+    assert_eq!(received["outcome"], serde_json::Value::Null, "{received}");
+    assert_eq!(received["timed_out"], false, "{received}");
+    Ok(())
+}

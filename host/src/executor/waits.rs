@@ -7,7 +7,8 @@ use tokio::time::Instant;
 
 use super::{EventWait, Executor, ExecutorError, Result, Subscription, WaitKey};
 use crate::domain::{
-    self, Delivery, EventRecord, JournalEntry, NewMessage, RunFilter, RunRecord, WorkflowId,
+    self, Delivery, EventRecord, JournalEntry, NewMessage, RunFilter, RunRecord, RunStatus,
+    WorkflowId,
 };
 use crate::store::{Change, StoreError};
 
@@ -59,7 +60,8 @@ impl Executor {
 
     /// The value of event `key` of run `id`, waiting up to `timeout` for it.
     /// A run that does not exist yet is waited for like any other; a run
-    /// that has finished without setting the key ends the wait at once.
+    /// that has finished without setting the key ends the wait at once (a
+    /// cancelled one does not: it may be resumed and set it yet).
     pub async fn wait_event(
         &self,
         id: &WorkflowId,
@@ -78,7 +80,7 @@ impl Executor {
         loop {
             match store.event_and_status(id, key).await? {
                 (Some(value), _) => return Ok(EventWait::Set(value)),
-                (None, Some(status)) if status.is_terminal() => {
+                (None, Some(status)) if status.is_terminal() && status != RunStatus::Cancelled => {
                     return Ok(EventWait::Finished(status));
                 }
                 _ => {}

@@ -61,7 +61,8 @@ impl Api {
         let name = parse_module_name(name)?;
         let form = upload_form(&request)?;
         let settings = module_settings(query)?;
-        let body = read_body(request, self.limits(), self.limits().max_upload_bytes).await?;
+        let limit = self.limits().max_upload_bytes;
+        let body = read_body(request, self.limits(), (limit, "body_too_large")).await?;
         let (component, manifest) = match form {
             None => (body.to_vec(), Manifest::default()),
             Some(boundary) => upload_parts(&body, &boundary)?,

@@ -99,13 +99,17 @@ where
     B::Error: std::error::Error + Send + Sync + 'static,
 {
     super::guard::check_json_content_type(request.headers())?;
-    read_body(request, limits, limits.max_json_body_bytes).await
+    // `too_large`, as for an input or a message over the value limit: a
+    // client sees one code for "too big" whichever limit it passed.
+    read_body(request, limits, (limits.max_json_body_bytes, "too_large")).await
 }
 
+/// The body of a request, within `limit` bytes (refused past it with
+/// `code`, 413).
 pub(super) async fn read_body<B>(
     request: Request<B>,
     limits: &ApiLimits,
-    limit: usize,
+    (limit, code): (usize, &'static str),
 ) -> Result<Bytes, ApiError>
 where
     B: hyper::body::Body<Data = Bytes>,
@@ -118,7 +122,7 @@ where
         .and_then(|v| v.parse::<u64>().ok())
         && length > limit as u64
     {
-        return Err(body_too_large(limit));
+        return Err(body_too_large(limit, code));
     }
     let timeout = limits.body_read_timeout;
     let collected =
@@ -136,7 +140,9 @@ where
             })?;
     match collected {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(body_too_large(limit)),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(body_too_large(limit, code))
+        }
         Err(error) => Err(ApiError::bad_request(
             "bad_body",
             format!("the request body could not be read: {error}"),
@@ -144,10 +150,10 @@ where
     }
 }
 
-fn body_too_large(limit: usize) -> ApiError {
+fn body_too_large(limit: usize, code: &'static str) -> ApiError {
     ApiError::of(
         ErrorKind::TooLarge,
-        "body_too_large",
+        code,
         format!("the request body is larger than the limit of {limit} bytes"),
     )
 }

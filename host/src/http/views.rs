@@ -6,7 +6,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, RunRecord, WorkflowId,
+    JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, OperationKind, RunRecord,
+    WorkflowId,
 };
 use crate::executor::Waiting;
 use crate::triggers::{Manifest, RouteSpec};
@@ -96,6 +97,11 @@ pub(super) struct StepView<'a> {
     pub(super) kind: &'static str,
     pub(super) name: &'a str,
     pub(super) outcome: Option<Box<RawValue>>,
+    /// For a finished wait (`get-event`, `recv`, `await-child`): whether it
+    /// gave up at its deadline, which tells "nothing came" from a `null`
+    /// that came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) timed_out: Option<bool>,
     /// The error of a step attempt that failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) error: Option<&'a str>,
@@ -120,6 +126,14 @@ impl<'a> From<&'a JournalEntry> for StepView<'a> {
                 .outcome
                 .clone()
                 .and_then(|o| RawValue::from_string(o).ok()),
+            timed_out: match entry.kind {
+                OperationKind::GetEvent | OperationKind::Recv | OperationKind::AwaitChild
+                    if entry.completed =>
+                {
+                    Some(entry.outcome.is_none())
+                }
+                _ => None,
+            },
             error: entry.error.as_deref(),
             attempt: entry.attempt,
             completed: entry.completed,
