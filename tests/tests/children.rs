@@ -127,3 +127,69 @@ async fn a_crash_in_the_middle_starts_no_child_twice() -> anyhow::Result<()> {
     assert_eq!(starts, 8, "each start journaled once");
     Ok(())
 }
+
+/// The children of run `parent`, as the fan-out published them.
+async fn children_of(host: &Host, parent: &str) -> anyhow::Result<Vec<String>> {
+    let reply = host.client.event(parent, "children", 30_000).await?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(serde_json::from_value(reply.body["value"].clone())?)
+}
+
+#[tokio::test]
+async fn a_parents_deadline_bounds_its_children() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    cairn_tests::deploy_example(&host.client, "fanout", examples::FANOUT, None).await?;
+    let start = json!({
+        "module": "fanout", "workflow": "fan_out", "id": "bounded",
+        "input": {"items": [1, 2], "work_ms": 60_000}, "timeout_ms": 600,
+    });
+    assert_eq!(
+        host.client.post_json("/v1/workflows", &start).await?.status,
+        202
+    );
+    let children = children_of(&host, "bounded").await?;
+    let parent = host.result("bounded", WAIT).await?;
+    assert_eq!(parent["status"], "CANCELLED", "{parent}");
+    for child in &children {
+        let run = host.result(child, WAIT).await?;
+        assert_eq!(
+            run["status"], "CANCELLED",
+            "the child ends with its parent's deadline: {run}"
+        );
+        assert_eq!(run["deadline"], parent["deadline"], "{run}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancelling_a_parent_cancels_its_tree_unless_asked_not_to() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    cairn_tests::deploy_example(&host.client, "fanout", examples::FANOUT, None).await?;
+    let fan_out = json!({"items": [1, 2], "work_ms": 600_000});
+    host.client
+        .start("fanout", "fan_out", fan_out.clone(), Some("tree"))
+        .await?;
+    let children = children_of(&host, "tree").await?;
+    assert_eq!(host.client.run_action("tree", "cancel").await?.status, 200);
+    for child in &children {
+        let run = host.result(child, WAIT).await?;
+        assert_eq!(run["status"], "CANCELLED", "{run}");
+    }
+
+    // Only the parent, when asked.
+    host.client
+        .start("fanout", "fan_out", fan_out, Some("alone"))
+        .await?;
+    let children = children_of(&host, "alone").await?;
+    let cancelled = host
+        .client
+        .post_json("/v1/workflows/alone/cancel", &json!({"tree": false}))
+        .await?;
+    assert_eq!(cancelled.status, 200, "{}", cancelled.body);
+    for child in &children {
+        assert_eq!(host.client.status(child).await?.body["status"], "PENDING");
+    }
+    Ok(())
+}

@@ -141,6 +141,7 @@ impl HandlerClient for ExecutorClient {
                 id,
                 timeout: None,
                 parent: None,
+                deadline_cap: None,
             })
             .await
             .map_err(ExecutorError::into_guest_error)?;

@@ -39,7 +39,27 @@ impl Executor {
     /// execution is stopped wherever it is (a sleep, a wait), its instance
     /// dropped. What it journaled stays; [`Executor::resume`] goes on from
     /// there.
-    pub async fn cancel(&self, id: &WorkflowId) -> Result<RunRecord> {
+    /// Cancel a `PENDING` run and, with `tree`, its `PENDING` descendants
+    /// (as DBOS cancels a workflow's children): a child left running would
+    /// go on doing work nobody awaits.
+    pub async fn cancel(&self, id: &WorkflowId, tree: bool) -> Result<RunRecord> {
+        let run = self.cancel_one(id).await?;
+        if tree {
+            let mut parents = vec![id.clone()];
+            while let Some(parent) = parents.pop() {
+                for child in self.inner.store.pending_children(&parent).await? {
+                    match self.cancel_one(&child).await {
+                        // Finished meanwhile: nothing to cancel below it.
+                        Ok(_) | Err(ExecutorError::WrongStatus { .. }) => parents.push(child),
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    async fn cancel_one(&self, id: &WorkflowId) -> Result<RunRecord> {
         let inner = &self.inner;
         let run = self
             .transition(
@@ -59,8 +79,6 @@ impl Executor {
         Ok(run)
     }
 
-    /// Resume a `CANCELLED` run: `PENDING` again, with one more attempt,
-    /// executed from its journal.
     /// Resume a `CANCELLED` run where it stopped: its error cleared, its
     /// recovery count reset, and a new time limit from now — `timeout` if
     /// given, else its module's `run_timeout_ms` (each capped by it), else
@@ -194,9 +212,12 @@ impl Inner {
             (Some(asked), Some(cap)) => Some(asked.min(cap)),
             (asked, cap) => asked.or(cap),
         };
+        let own = timeout_ms.map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
         let new_run = NewRun {
-            deadline: timeout_ms
-                .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+            deadline: match (own, request.deadline_cap) {
+                (Some(own), Some(cap)) => Some(own.min(cap)),
+                (own, cap) => own.or(cap),
+            },
             id: request.id.unwrap_or_else(WorkflowId::generate),
             module: request.module,
             version: module.version,

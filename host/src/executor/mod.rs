@@ -113,6 +113,9 @@ pub struct StartRequest {
     pub timeout: Option<Duration>,
     /// The run starting this one, for a child workflow.
     pub parent: Option<WorkflowId>,
+    /// The latest the run may end, whatever its own limit: its parent's
+    /// deadline, for a child.
+    pub deadline_cap: Option<crate::domain::Millis>,
 }
 
 /// The run a start request refers to, and whether this request created it.

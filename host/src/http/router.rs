@@ -238,13 +238,14 @@ impl Api {
                 let body = read_json_body(request, &self.limits).await?;
                 self.send_message(&id, &body).await
             }
-            Endpoint::Cancel => self.cancel(param(0)).await,
+            Endpoint::Cancel => {
+                let id = param(0).to_owned();
+                let body = self.optional_json_body(request).await?;
+                self.cancel(&id, body.as_deref()).await
+            }
             Endpoint::Resume => {
                 let id = param(0).to_owned();
-                let body = match request_has_body(&request) {
-                    true => Some(read_json_body(request, &self.limits).await?),
-                    false => None,
-                };
+                let body = self.optional_json_body(request).await?;
                 self.resume(&id, body.as_deref()).await
             }
             Endpoint::Fork => {
@@ -284,6 +285,18 @@ impl Api {
                 "waits": waits,
             }),
         ))
+    }
+
+    /// The JSON body of a request whose body is optional (cancel, resume).
+    async fn optional_json_body<B>(&self, request: Request<B>) -> Result<Option<Bytes>, ApiError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        if !request_has_body(&request) {
+            return Ok(None);
+        }
+        Ok(Some(read_json_body(request, &self.limits).await?))
     }
 
     /// The id of a run that exists, or a 404.

@@ -43,6 +43,7 @@ impl Api {
                 id,
                 timeout: request.timeout_ms.map(Duration::from_millis),
                 parent: None,
+                deadline_cap: None,
             })
             .await?;
         Ok(run_accepted(&started.run, started.created))
@@ -68,9 +69,15 @@ impl Api {
         }
     }
 
-    pub(super) async fn cancel(&self, id: &str) -> ApiResult {
+    /// `POST /v1/workflows/{id}/cancel`, with an optional body
+    /// `{"tree": false}` to cancel the run alone, not its descendants.
+    pub(super) async fn cancel(&self, id: &str, body: Option<&[u8]>) -> ApiResult {
         let id = parse_workflow_id(id)?;
-        let run = self.executor().cancel(&id).await?;
+        let tree = match body {
+            Some(body) => parse_json::<CancelBody>(body)?.tree.unwrap_or(true),
+            None => true,
+        };
+        let run = self.executor().cancel(&id, tree).await?;
         Ok(json_response(StatusCode::OK, &RunView::from(&run)))
     }
 
@@ -139,6 +146,14 @@ impl Api {
             ),
         })
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    /// Whether the run's `PENDING` descendants are cancelled with it
+    /// (default true).
+    tree: Option<bool>,
 }
 
 #[derive(Deserialize)]

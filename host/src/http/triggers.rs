@@ -118,6 +118,7 @@ impl Api {
                 id,
                 timeout: None,
                 parent: None,
+                deadline_cap: None,
             })
             .await?;
         let run = started.run.id.clone();

@@ -285,6 +285,8 @@ pub trait Store: Send + Sync + 'static {
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery>;
     /// The oldest message of run `id` on `topic` not yet received.
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>>;
+    /// The `PENDING` children of run `parent`.
+    async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>>;
     /// The bytes of the messages sent to run `id` that it has not received.
     async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64>;
 

@@ -69,6 +69,8 @@ impl wit_children::Host for RunHost {
                 id: Some(id),
                 timeout: None,
                 parent: Some(self.run.clone()),
+                // A parent's deadline bounds its children.
+                deadline_cap: self.run_deadline,
             })
             .await;
         let outcome = match started {

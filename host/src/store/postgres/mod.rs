@@ -543,6 +543,17 @@ impl Store for PgStore {
         row.as_ref().map(journal_entry_from_row).transpose()
     }
 
+    async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE parent = $1 AND status = 'PENDING'")
+                .bind(parent.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        ids.iter()
+            .map(|id| WorkflowId::parse(id).map_err(|e| crate::store::rows::corrupt(e.0)))
+            .collect()
+    }
+
     async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64> {
         let bytes: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(octet_length(message)), 0)::BIGINT FROM messages WHERE run_id = $1 AND consumed_op IS NULL",

@@ -468,6 +468,21 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {
+        let ids: Vec<String> = self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar("SELECT id FROM runs WHERE parent = ? AND status = 'PENDING'")
+                    .bind(parent.as_str())
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
+        ids.iter()
+            .map(|id| WorkflowId::parse(id).map_err(|e| crate::store::rows::corrupt(e.0)))
+            .collect()
+    }
+
     async fn pending_message_bytes(&self, id: &WorkflowId) -> Result<u64> {
         let bytes: i64 = self
             .reads
