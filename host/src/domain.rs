@@ -275,6 +275,14 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub module: Option<ModuleName>,
     pub workflow: Option<String>,
+    /// Only the children of this run.
+    pub parent: Option<WorkflowId>,
+    /// Only runs whose id starts with this.
+    pub id_prefix: Option<String>,
+    /// Only runs created at or after this time...
+    pub created_from: Option<Millis>,
+    /// ...and before this one.
+    pub created_until: Option<Millis>,
     /// Only runs older than this one: (created_at, id) of the last run of
     /// the previous page.
     pub after: Option<(Millis, WorkflowId)>,

@@ -182,3 +182,60 @@ async fn a_runs_steps_and_event_history_come_a_page_at_a_time() -> anyhow::Resul
     assert_eq!(keys[49], "key-49");
     Ok(())
 }
+
+#[tokio::test]
+async fn runs_are_listed_by_parent_by_id_prefix_and_by_time() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    cairn_tests::deploy_example(&host.client, "fanout", cairn_tests::examples::FANOUT, None)
+        .await?;
+    let wait = std::time::Duration::from_secs(30);
+    host.client
+        .start(
+            "fanout",
+            "fan_out",
+            json!({"items": [1, 2, 3]}),
+            Some("fan"),
+        )
+        .await?;
+    host.result("fan", wait).await?;
+    for id in ["batch-7-a", "batch-7-b", "batch-8-a"] {
+        host.client
+            .start("steps", "steps_workflow", json!(null), Some(id))
+            .await?;
+        host.result(id, wait).await?;
+    }
+    let ids = async |query: &str| -> anyhow::Result<Vec<String>> {
+        let page = host.client.get(&format!("/v1/workflows?{query}")).await?;
+        assert_eq!(page.status, 200, "{query}: {}", page.body);
+        let mut ids: Vec<String> = page.body["workflows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|run| run["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    };
+    assert_eq!(ids("parent=fan").await?, ["fan.0", "fan.1", "fan.2"]);
+    assert_eq!(ids("id_prefix=batch-7-").await?, ["batch-7-a", "batch-7-b"]);
+    // A time range: from the first batch run's creation, before the last's.
+    let created = async |id: &str| -> anyhow::Result<String> {
+        Ok(host.client.status(id).await?.body["created_at"]
+            .as_str()
+            .unwrap()
+            .to_owned())
+    };
+    let (from, until) = (created("batch-7-a").await?, created("batch-8-a").await?);
+    let range = ids(&format!(
+        "created_from={from}&created_until={until}&module=steps"
+    ))
+    .await?;
+    assert_eq!(range, ["batch-7-a", "batch-7-b"]);
+    let refused = host
+        .client
+        .get("/v1/workflows?created_from=yesterday")
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    Ok(())
+}

@@ -200,7 +200,8 @@ const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The filter of `GET /v1/workflows?status=&module=&workflow=&limit=&cursor=`.
 fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
-    const ACCEPTED: &str = "status, module, workflow, limit, cursor";
+    const ACCEPTED: &str =
+        "status, module, workflow, parent, id_prefix, created_from, created_until, limit, cursor";
     let invalid = |message: String| ApiError::bad_request("invalid_query", message);
     let mut filter = RunFilter {
         limit: 50,
@@ -214,6 +215,12 @@ fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
             }
             "module" => filter.module = Some(parse_module_name(&value)?),
             "workflow" => filter.workflow = Some(value),
+            "parent" => {
+                filter.parent = Some(WorkflowId::parse(&value).map_err(|e| invalid(e.0))?);
+            }
+            "id_prefix" => filter.id_prefix = Some(value),
+            "created_from" => filter.created_from = Some(parse_time(key, &value)?),
+            "created_until" => filter.created_until = Some(parse_time(key, &value)?),
             "limit" => {
                 filter.limit = value
                     .parse()
@@ -238,6 +245,26 @@ fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
         }
     }
     Ok(filter)
+}
+
+/// A time of a listing filter: RFC 3339 (`2026-12-01T15:00:00Z`, as runs
+/// show their times) or milliseconds since the Unix epoch.
+fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339_weak(value)
+        .ok()
+        .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|since| i64::try_from(since.as_millis()).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!(
+                    "{name} must be an RFC 3339 time (2026-12-01T15:00:00Z) or milliseconds since the Unix epoch, got {value:?}"
+                ),
+            )
+        })
 }
 
 /// A page's cursor: where the next page starts, opaque to clients.

@@ -382,6 +382,10 @@ impl Store for PgStore {
                AND ($2::TEXT IS NULL OR module = $2)
                AND ($3::TEXT IS NULL OR workflow = $3)
                AND ($4::BIGINT IS NULL OR created_at < $4 OR (created_at = $4 AND id < $5))
+               AND ($7::TEXT IS NULL OR parent = $7)
+               AND ($8::TEXT IS NULL OR starts_with(id, $8))
+               AND ($9::BIGINT IS NULL OR created_at >= $9)
+               AND ($10::BIGINT IS NULL OR created_at < $10)
              ORDER BY created_at DESC, id DESC
              LIMIT $6"
         ))
@@ -391,6 +395,10 @@ impl Store for PgStore {
         .bind(after_created)
         .bind(after_id)
         .bind(i64::from(filter.limit))
+        .bind(filter.parent.as_ref().map(WorkflowId::as_str))
+        .bind(filter.id_prefix.as_deref())
+        .bind(filter.created_from)
+        .bind(filter.created_until)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()

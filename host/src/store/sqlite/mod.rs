@@ -218,6 +218,10 @@ impl Store for SqliteStore {
                AND (?2 IS NULL OR module = ?2)
                AND (?3 IS NULL OR workflow = ?3)
                AND (?4 IS NULL OR created_at < ?4 OR (created_at = ?4 AND id < ?5))
+               AND (?7 IS NULL OR parent = ?7)
+               AND (?8 IS NULL OR substr(id, 1, length(?8)) = ?8)
+               AND (?9 IS NULL OR created_at >= ?9)
+               AND (?10 IS NULL OR created_at < ?10)
              ORDER BY created_at DESC, id DESC
              LIMIT ?6"
                 ))
@@ -227,6 +231,10 @@ impl Store for SqliteStore {
                 .bind(after_created)
                 .bind(after_id)
                 .bind(i64::from(filter.limit))
+                .bind(filter.parent.as_ref().map(WorkflowId::as_str))
+                .bind(filter.id_prefix.as_deref())
+                .bind(filter.created_from)
+                .bind(filter.created_until)
                 .fetch_all(conn)
                 .await
             })
