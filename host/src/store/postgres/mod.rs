@@ -13,9 +13,11 @@
 //! within a lease (NTP does).
 
 mod checkout;
+mod identity;
 mod journal;
 mod leases;
 mod notifications;
+mod runs;
 mod waits;
 
 use std::sync::atomic::AtomicBool;
@@ -41,6 +43,7 @@ use crate::domain::{
     NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
 };
 use checkout::Checkout;
+use identity::claim_executor_id;
 use notifications::start_announcer;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -93,42 +96,6 @@ pub struct PgStore {
     /// The connection that holds this host's executor id (see
     /// [`claim_executor_id`]); kept open, never used.
     _identity: Arc<tokio::sync::Mutex<PgConnection>>,
-}
-
-/// How long a starting host waits for its executor id to come free: a host
-/// restarted at once after a crash finds the id still held until
-/// PostgreSQL notices the old connection is gone.
-const EXECUTOR_ID_WAIT: Duration = Duration::from_secs(5);
-
-/// Hold `executor_id` in `schema` for as long as the returned connection
-/// lives, through a session advisory lock: two live hosts with one id would
-/// both renew the same leases and execute the same runs. PostgreSQL
-/// releases the lock when the connection ends, however the host ends.
-async fn claim_executor_id(
-    connect: &PgConnectOptions,
-    schema: &str,
-    executor_id: &str,
-) -> Result<PgConnection> {
-    let mut conn = PgConnection::connect_with(connect).await?;
-    let deadline = tokio::time::Instant::now() + EXECUTOR_ID_WAIT;
-    loop {
-        let held: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtext('cairn executor ' || $1), hashtext($2))",
-        )
-        .bind(schema)
-        .bind(executor_id)
-        .fetch_one(&mut conn)
-        .await?;
-        if held {
-            return Ok(conn);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StoreError::ExecutorIdInUse(format!(
-                "executor id {executor_id:?} is held by another live host on this database (schema {schema}); give each host its own --executor-id, or none for a fresh one"
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 impl PgStore {
@@ -271,50 +238,6 @@ impl PgStore {
             created: !known,
             module: module_version_from_row(&row)?,
         })
-    }
-}
-
-impl PgStore {
-    /// `result` of a write of a run, recorded in the store's health.
-    fn record<T>(&self, result: Result<T>) -> Result<T> {
-        match &result {
-            Ok(_) => self.health.committed(),
-            Err(error @ (StoreError::Database(_) | StoreError::StorageFull(_))) => {
-                self.health.failed(error);
-            }
-            Err(_) => {}
-        }
-        result
-    }
-
-    /// Insert a new run (taking its lease), or find the one with its id.
-    async fn insert_run(&self, run: NewRun) -> Result<CreateRun> {
-        let mut conn = Checkout::take(&self.pool).await?;
-        // The host that creates a run executes it: it takes the lease.
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at)
-             VALUES ($1, $2, $3, $4, $5, 'PENDING', 1, $6, $6, $7, $8, 1, $9, $10)
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(run.id.as_str())
-        .bind(run.module.as_str())
-        .bind(&run.version)
-        .bind(&run.workflow)
-        .bind(&run.input)
-        .bind(run.now)
-        .bind(run.deadline)
-        .bind(run.parent.as_ref().map(WorkflowId::as_str))
-        .bind(&self.executor_id)
-        .bind(run.now.saturating_add(self.lease_ms))
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            return Ok(CreateRun::Created(run.into_record()));
-        }
-        let existing = select_run(&mut conn, run.id.as_str())
-            .await?
-            .ok_or_else(|| corrupt(format!("run {} vanished during its creation", run.id)))?;
-        Ok(CreateRun::Existing(existing))
     }
 }
 
