@@ -157,3 +157,48 @@ fn body_too_large(limit: usize, code: &'static str) -> ApiError {
         format!("the request body is larger than the limit of {limit} bytes"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::Full;
+
+    use super::*;
+
+    fn request(bytes: usize, content_type: &str) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method("POST")
+            .uri("/v1/workflows")
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CONTENT_LENGTH, bytes)
+            .body(Full::new(Bytes::from(vec![b' '; bytes])))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_json_body_over_its_limit_is_too_large_like_a_value_and_an_upload_body_too_large() {
+        let limits = ApiLimits {
+            max_json_body_bytes: 1000,
+            ..ApiLimits::default()
+        };
+        let json = read_json_body(request(1001, "application/json"), &limits)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (json.status, json.code),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+        );
+        let upload = read_body(
+            request(1001, "application/wasm"),
+            &limits,
+            (1000, "body_too_large"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(upload.code, "body_too_large");
+        assert!(
+            read_json_body(request(1000, "application/json"), &limits)
+                .await
+                .is_ok()
+        );
+    }
+}
