@@ -16,7 +16,7 @@ listen="${CAIRN_LISTEN:-127.0.0.1:8080}"
 cat <<MSG
 
 Cairn is starting on http://$listen with the modules steps, orders, faulty,
-approvals, fanout, payments and event-listener. From another terminal, trigger the seed: its HTTP handler
+approvals, fanout, payments, streams and event-listener. From another terminal, trigger the seed: its HTTP handler
 starts stepsWorkflow and answers with both events,
 
   curl -s http://$listen/app/events
@@ -37,4 +37,5 @@ exec ./target/release/cairn serve --listen "$listen" --data-dir "${CAIRN_DATA_DI
   --deploy "approvals=$wasm/approvals.wasm" \
   --deploy "fanout=$wasm/fanout.wasm" \
   --deploy "payments=$wasm/payments.wasm" \
+  --deploy "streams=$wasm/streams.wasm" \
   --deploy "event-listener=$wasm/event_listener.wasm,guest-examples/event-listener/routes.json"

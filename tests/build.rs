@@ -14,6 +14,7 @@ const EXAMPLES: &[&str] = &[
     "hostile-fs",
     "event-listener",
     "payments",
+    "streams",
 ];
 
 fn main() {

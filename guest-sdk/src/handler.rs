@@ -142,6 +142,18 @@ pub fn send_message<T: Serialize + ?Sized>(
     client::send_message(workflow_id, topic, &json, idempotency_key).map_err(Error::from)
 }
 
+/// Read stream `name` of run `workflow_id` from `offset`, waiting up to
+/// `timeout` for a value or the stream's end (not journaled).
+pub fn read_stream<T: DeserializeOwned>(
+    workflow_id: &str,
+    name: &str,
+    offset: u64,
+    timeout: Duration,
+) -> Result<crate::StreamChunk<T>> {
+    let read = client::read_stream(workflow_id, name, offset, crate::millis(timeout))?;
+    crate::StreamChunk::decode(read.values, read.closed)
+}
+
 /// Wait up to `timeout` for run `workflow_id` to end; `None` while it runs.
 pub fn await_result(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {
     match client::await_result(workflow_id, crate::millis(timeout))? {

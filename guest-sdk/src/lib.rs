@@ -71,7 +71,7 @@ pub mod bindings {
 }
 
 #[cfg(feature = "workflow")]
-use bindings::cairn::workflow::{children, context, events, messages, timers, types};
+use bindings::cairn::workflow::{children, context, events, messages, streams, timers, types};
 #[cfg(all(feature = "handler", not(feature = "workflow")))]
 use handler::bindings::cairn::workflow::{context, types};
 
@@ -164,6 +164,27 @@ fn millis(timeout: Duration) -> u64 {
 #[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
 fn decode_optional<T: serde::de::DeserializeOwned>(json: Option<String>) -> Result<Option<T>> {
     Ok(json.map(|json| serde_json::from_str(&json)).transpose()?)
+}
+
+/// What a read of a stream found: its values from the offset asked for,
+/// and whether the stream has ended after them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamChunk<T> {
+    /// The values, oldest first; the next read starts `values.len()` later.
+    pub values: Vec<T>,
+    /// The stream has ended: closed by its run, or the run has ended.
+    pub closed: bool,
+}
+
+impl<T: serde::de::DeserializeOwned> StreamChunk<T> {
+    #[cfg_attr(not(any(feature = "workflow", feature = "handler")), allow(dead_code))]
+    fn decode(values: Vec<String>, closed: bool) -> Result<Self> {
+        let values = values
+            .iter()
+            .map(|json| serde_json::from_str(json))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { values, closed })
+    }
 }
 
 /// How a run ended.
@@ -356,6 +377,38 @@ pub fn send<T: Serialize + ?Sized>(
 /// received once.
 pub fn recv<T: DeserializeOwned>(topic: &str, timeout: Duration) -> Result<Option<T>> {
     decode_optional(messages::recv(topic, millis(timeout))?)
+}
+
+#[cfg(feature = "workflow")]
+/// Append `value` (serialised as JSON) to stream `name` of this run. From
+/// the workflow itself, exactly once (journaled); inside a [`step`], at
+/// least once: a step run again appends again. Fails with
+/// [`ErrorKind::NotAllowed`] once the stream is closed.
+pub fn write_stream<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<()> {
+    let json = serde_json::to_string(value)?;
+    streams::write_stream(name, &json).map_err(Error::from)
+}
+
+#[cfg(feature = "workflow")]
+/// Close stream `name` of this run: readers see its end after its last
+/// value. A run's streams are closed when it ends; close one to end it
+/// earlier. Not inside a step.
+pub fn close_stream(name: &str) -> Result<()> {
+    streams::close_stream(name).map_err(Error::from)
+}
+
+#[cfg(feature = "workflow")]
+/// Read stream `name` of run `workflow_id` from `offset` (0: the first
+/// value), waiting up to `timeout` for a value or the stream's end; an
+/// empty, open chunk when the time runs out. Journaled like [`get_event`].
+pub fn read_stream<T: DeserializeOwned>(
+    workflow_id: &str,
+    name: &str,
+    offset: u64,
+    timeout: Duration,
+) -> Result<StreamChunk<T>> {
+    let read = streams::read_stream(workflow_id, name, offset, millis(timeout))?;
+    StreamChunk::decode(read.values, read.closed)
 }
 
 #[cfg(feature = "workflow")]

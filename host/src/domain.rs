@@ -15,14 +15,16 @@ use std::str::FromStr;
 mod budget;
 mod messages;
 mod outbound;
+mod streams;
 mod waits;
 
 pub use budget::ENTRY_OVERHEAD_BYTES;
 pub use messages::{
-    Delivery, HOST_KEY_PREFIX, Message, NewMessage, SEND_DUPLICATE_OUTCOME, SEND_FULL_OUTCOME,
-    host_message_key, validate_idempotency_key,
+    Delivery, HOST_KEY_PREFIX, Message, MessageRecord, NewMessage, SEND_DUPLICATE_OUTCOME,
+    SEND_FULL_OUTCOME, host_message_key, validate_idempotency_key,
 };
 pub use outbound::AllowList;
+pub use streams::{MAX_STREAM_READ, StreamEntry, StreamInfo, StreamRead, validate_stream_name};
 pub use waits::{ParkedWait, RunWait, WaitKind};
 
 /// Longest accepted workflow id, in bytes.
@@ -155,9 +157,18 @@ pub fn validate_event_key(key: &str) -> Result<(), InvalidValue> {
     Ok(())
 }
 
-/// Check a message topic: the same rules as an event key.
+/// Check a message topic: the same rules as an event key, except that
+/// the empty topic is the default one (a `send` or `recv` that names none).
 pub fn validate_topic(topic: &str) -> Result<(), InvalidValue> {
-    validate_event_key(topic).map_err(|e| InvalidValue(e.0.replace("event key", "topic")))
+    if topic.is_empty() {
+        return Ok(());
+    }
+    validate_event_key(topic).map_err(|e| {
+        InvalidValue(
+            e.0.replace("event key", "topic")
+                .replace("must be 1 to", "must be empty (the default topic) or 1 to"),
+        )
+    })
 }
 
 /// `text` as both backends can store it: PostgreSQL's `TEXT` cannot hold a
@@ -262,6 +273,8 @@ pub struct RunRecord {
     pub deadline: Option<Millis>,
     /// The run that started this one, for a child workflow.
     pub parent: Option<WorkflowId>,
+    /// The run this one was forked from.
+    pub forked_from: Option<WorkflowId>,
     /// Counts the executions the run was handed to (its start, each
     /// recovery or takeover, each resume). An execution journals only while
     /// the run's epoch is still its own: a host that lost the run cannot
@@ -321,6 +334,7 @@ impl NewRun {
             updated_at: self.now,
             deadline: self.deadline,
             parent: self.parent,
+            forked_from: None,
             epoch: 1,
         }
     }
@@ -440,6 +454,12 @@ pub enum OperationKind {
     Clock,
     /// The seed of the random numbers a run draws outside steps.
     Random,
+    /// An append to one of the run's streams.
+    WriteStream,
+    /// The end of one of the run's streams.
+    CloseStream,
+    /// A read of a run's stream, a wait like `get-event`.
+    ReadStream,
 }
 
 impl OperationKind {
@@ -455,6 +475,9 @@ impl OperationKind {
             Self::Step => "step",
             Self::Clock => "clock",
             Self::Random => "random",
+            Self::WriteStream => "write-stream",
+            Self::CloseStream => "close-stream",
+            Self::ReadStream => "read-stream",
         }
     }
 }
@@ -474,6 +497,9 @@ impl FromStr for OperationKind {
             "step" => Ok(Self::Step),
             "clock" => Ok(Self::Clock),
             "random" => Ok(Self::Random),
+            "write-stream" => Ok(Self::WriteStream),
+            "close-stream" => Ok(Self::CloseStream),
+            "read-stream" => Ok(Self::ReadStream),
             other => Err(InvalidValue(format!("unknown operation kind {other:?}"))),
         }
     }
@@ -596,6 +622,13 @@ pub enum JournalWrite {
         output: Result<String, String>,
         retry_at: Option<Millis>,
     },
+    /// Journal a `write-stream` (a value) or `close-stream` (`None`) and
+    /// append it to the stream.
+    Stream {
+        op: u32,
+        stream: String,
+        value: Option<String>,
+    },
 }
 
 impl JournalWrite {
@@ -611,7 +644,8 @@ impl JournalWrite {
             | Self::WaitCompleted { op, .. }
             | Self::RecvStarted { op, .. }
             | Self::RecvCompleted { op, .. }
-            | Self::StepAttempt { op, .. } => *op,
+            | Self::StepAttempt { op, .. }
+            | Self::Stream { op, .. } => *op,
         }
     }
 }

@@ -36,6 +36,8 @@ pub mod examples {
     /// The seed's `eventListener`: an HTTP handler, with its routes.
     pub const EVENT_LISTENER: &str = env!("CAIRN_EXAMPLE_EVENT_LISTENER");
     pub const PAYMENTS: &str = env!("CAIRN_EXAMPLE_PAYMENTS");
+    /// Streams: a token writer, a step that writes, a follower.
+    pub const STREAMS: &str = env!("CAIRN_EXAMPLE_STREAMS");
     pub const EVENT_LISTENER_ROUTES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../guest-examples/event-listener/routes.json"

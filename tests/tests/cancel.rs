@@ -223,3 +223,85 @@ async fn resumes_do_not_count_as_recoveries() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn runs_a_filter_selects_are_cancelled_and_resumed_in_bulk() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start_with_examples(dir.path(), &[]).await?;
+    let client = &host.client;
+    for id in ["inc-1", "inc-2", "inc-3", "keep-1"] {
+        client
+            .start(
+                "steps",
+                "steps_with_pause",
+                json!({"pause_ms": 600_000}),
+                Some(id),
+            )
+            .await?;
+    }
+    let status = async |id: &str| -> anyhow::Result<String> {
+        Ok(client.status(id).await?.body["status"]
+            .as_str()
+            .unwrap()
+            .to_owned())
+    };
+    // A page at a time: `more` says others match.
+    let first = client
+        .post_json("/v1/bulk/cancel?id_prefix=inc-&limit=2", &json!({}))
+        .await?;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["cancelled"].as_array().unwrap().len(), 2);
+    assert_eq!(first.body["more"], true);
+    let rest = client
+        .post_json("/v1/bulk/cancel?id_prefix=inc-", &json!({"tree": false}))
+        .await?;
+    assert_eq!(
+        rest.body["cancelled"].as_array().unwrap().len(),
+        1,
+        "{}",
+        rest.body
+    );
+    assert_eq!(rest.body["more"], false);
+    for id in ["inc-1", "inc-2", "inc-3"] {
+        assert_eq!(status(id).await?, "CANCELLED");
+    }
+    assert_eq!(status("keep-1").await?, "PENDING");
+
+    let resumed = client
+        .post_json(
+            "/v1/bulk/resume?id_prefix=inc-",
+            &json!({"timeout_ms": 600_000}),
+        )
+        .await?;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    let mut ids: Vec<&str> = resumed.body["resumed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["inc-1", "inc-2", "inc-3"]);
+    for id in ["inc-1", "inc-2", "inc-3"] {
+        assert_eq!(status(id).await?, "PENDING");
+        assert!(client.status(id).await?.body["deadline"].is_string());
+    }
+
+    // Mistakes change nothing and say what is accepted.
+    for (path, body) in [
+        ("/v1/bulk/cancel", json!({})),
+        ("/v1/bulk/cancel?limit=5", json!({})),
+        ("/v1/bulk/cancel?id_prefix=inc-&status=SUCCESS", json!({})),
+        ("/v1/bulk/cancel?id_prefix=inc-&cursor=00", json!({})),
+        ("/v1/bulk/cancel?id_prefix=inc-", json!({"timeout_ms": 5})),
+        ("/v1/bulk/resume?id_prefix=inc-", json!({"tree": true})),
+        ("/v1/bulk/resume?id_prefix=inc-", json!({"nope": 1})),
+    ] {
+        let refused = client.post_json(path, &body).await?;
+        assert_eq!(refused.status, 400, "{path} {body}: {}", refused.body);
+    }
+    for id in ["inc-1", "inc-2", "inc-3", "keep-1"] {
+        assert_eq!(status(id).await?, "PENDING");
+    }
+    Ok(())
+}

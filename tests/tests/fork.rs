@@ -58,6 +58,12 @@ async fn a_fork_replays_what_came_before_its_step_and_runs_the_rest() -> anyhow:
     assert_eq!(forked.headers["location"], "/v1/workflows/fork-3");
     let run = host.result("fork-3", WAIT).await?;
     assert_eq!(run["status"], "SUCCESS", "{run}");
+    // Its lineage: where it was forked from; the original has none.
+    assert_eq!(run["forked_from"], "orig", "{run}");
+    assert_eq!(
+        client.status("orig").await?.body["forked_from"],
+        json!(null)
+    );
     assert_eq!(run["output"], json!({"approved": true, "by": "ann"}));
     let orig_steps = client.steps("orig").await?.body;
     let fork_steps = client.steps("fork-3").await?.body;

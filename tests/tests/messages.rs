@@ -109,6 +109,74 @@ async fn messages_arrive_in_order_and_a_key_delivers_once() -> anyhow::Result<()
     // A key stays used after its message was received.
     let late = send(&host, "c-1", "item", json!("late"), Some("k-c")).await?;
     assert_eq!(late.status, 200, "{}", late.body);
+
+    // The run's messages, received or not, in the order they were sent.
+    let listed = host.client.get("/v1/workflows/c-1/messages").await?;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let messages = listed.body["messages"].as_array().unwrap();
+    let summary: Vec<(&str, serde_json::Value, bool, Option<&str>)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["topic"].as_str().unwrap(),
+                m["message"].clone(),
+                m["received"].as_bool().unwrap(),
+                m["idempotency_key"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("item", json!("a"), true, Some("k-a")),
+            ("other", json!("x"), false, None),
+            ("item", json!("b"), true, None),
+            ("item", json!({"n": 3}), true, Some("k-c")),
+        ]
+    );
+    assert!(messages[0]["received_at"].is_string(), "{}", listed.body);
+    assert!(messages[1]["received_at"].is_null());
+    assert_eq!(listed.body["next_after_seq"], json!(null));
+    let page = host
+        .client
+        .get("/v1/workflows/c-1/messages?limit=1")
+        .await?;
+    assert_eq!(page.body["messages"].as_array().unwrap().len(), 1);
+    let after = page.body["next_after_seq"].as_i64().unwrap();
+    let next = host
+        .client
+        .get(&format!(
+            "/v1/workflows/c-1/messages?after_seq={after}&limit=1"
+        ))
+        .await?;
+    assert_eq!(next.body["messages"][0]["message"], "x", "{}", next.body);
+    let unknown = host.client.get("/v1/workflows/nobody/messages").await?;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_message_without_a_topic_goes_to_the_default_topic() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = host_with_approvals(dir.path(), &[]).await?;
+    host.client
+        .start(
+            "approvals",
+            "collect",
+            json!({"count": 2, "topic": ""}),
+            Some("d-1"),
+        )
+        .await?;
+    let untopiced = host
+        .client
+        .post_json("/v1/workflows/d-1/messages", &json!({"message": "first"}))
+        .await?;
+    assert_eq!(untopiced.status, 202, "{}", untopiced.body);
+    send(&host, "d-1", "item", json!("elsewhere"), None).await?;
+    send(&host, "d-1", "", json!("second"), None).await?;
+    let run = host.result("d-1", WAIT).await?;
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    assert_eq!(run["output"], json!(["first", "second"]));
     Ok(())
 }
 

@@ -40,7 +40,11 @@ fn approval(request: Request) -> Result<Decision> {
     };
     set_event(
         "status",
-        if decision.approved { "approved" } else { "rejected" },
+        if decision.approved {
+            "approved"
+        } else {
+            "rejected"
+        },
     )?;
     Ok(decision)
 }
@@ -48,15 +52,22 @@ fn approval(request: Request) -> Result<Decision> {
 #[derive(Deserialize)]
 struct Collect {
     count: usize,
+    /// The topic to receive on; `""` is the default topic.
+    #[serde(default = "item_topic")]
+    topic: String,
 }
 
-/// Receives `count` messages on topic `item` and returns them in order,
+fn item_topic() -> String {
+    "item".into()
+}
+
+/// Receives `count` messages on `topic` (`item` by default) and returns them in order,
 /// publishing `received` (how many so far) after each.
 fn collect(request: Collect) -> Result<Vec<serde_json::Value>> {
     let mut items = Vec::with_capacity(request.count);
     set_event("received", &0)?;
     while items.len() < request.count {
-        match recv("item", Duration::from_secs(60))? {
+        match recv(&request.topic, Duration::from_secs(60))? {
             Some(item) => items.push(item),
             None => return Err(Error::msg(format!("only {} items arrived", items.len()))),
         }

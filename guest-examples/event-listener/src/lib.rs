@@ -4,7 +4,7 @@
 //! `POST /approvals/{id}/decision` sends the body to run `id` as a message.
 use std::time::Duration;
 
-use cairn_sdk::handler::{Request, Response, get_event, send_message, start_workflow};
+use cairn_sdk::handler::{Request, Response, get_event, read_stream, send_message, start_workflow};
 use cairn_sdk::{Error, Result, log};
 use serde::Serialize;
 
@@ -23,17 +23,43 @@ fn route(request: Request) -> Result<Response> {
         ("GET", ["events"]) => event_listener(&request),
         ("POST", ["approvals", id, "decision"]) => relay_decision(id, &request),
         ("GET", ["echo"]) => echo(&request),
-        _ => Ok(Response::text(404, format!("no handler for {} {}", request.method, request.path))),
+        ("GET", ["streams", id, name]) => read_from(id, name, &request),
+        _ => Ok(Response::text(
+            404,
+            format!("no handler for {} {}", request.method, request.path),
+        )),
     }
 }
 
 /// What the handler was given of the request: its query and header names
 /// (for the tests that check the host keeps credentials from guests).
 fn echo(request: &Request) -> Result<Response> {
-    let headers: Vec<&str> = request.headers.iter().map(|(name, _)| name.as_str()).collect();
+    let headers: Vec<&str> = request
+        .headers
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .collect();
     Response::json(
         200,
         &serde_json::json!({"path": request.path, "query": request.query, "headers": headers}),
+    )
+}
+
+/// Stream `name` of run `id` from `?offset=` (0 without one), waiting up
+/// to 10 s for a value: what a handler sees of a stream.
+fn read_from(id: &str, name: &str, request: &Request) -> Result<Response> {
+    let offset = request
+        .query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("offset="))
+        .map_or(Ok(0), str::parse)
+        .map_err(|e| Error::msg(format!("offset: {e}")))?;
+    let chunk = read_stream::<serde_json::Value>(id, name, offset, WAIT)?;
+    Response::json(
+        200,
+        &serde_json::json!({"values": chunk.values, "closed": chunk.closed}),
     )
 }
 
@@ -54,7 +80,9 @@ fn event_listener(_request: &Request) -> Result<Response> {
     let wait_for = |key: &str| -> Result<String> {
         let value: Option<String> = get_event(&workflow_id, key, WAIT)?;
         let value = value.ok_or_else(|| {
-            Error::msg(format!("{key} of run {workflow_id} was not set within {WAIT:?}"))
+            Error::msg(format!(
+                "{key} of run {workflow_id} was not set within {WAIT:?}"
+            ))
         })?;
         log::info(&format!("{key}: {value}"), &[("workflow_id", &workflow_id)]);
         Ok(value)

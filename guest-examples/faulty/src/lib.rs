@@ -33,9 +33,13 @@ struct Misuse {
 fn misuse(input: Misuse) -> Result<String> {
     let answer: Result<String> = match input.case.as_str() {
         "set_event_in_step" => step("publish", || set_event("k", "v").map(|()| "set".to_owned())),
-        "nested_step" => step("outer", || step("inner", || Ok::<_, Error>(1)).map(|n| n.to_string())),
+        "nested_step" => step("outer", || {
+            step("inner", || Ok::<_, Error>(1)).map(|n| n.to_string())
+        }),
         "http_outside_step" => http::get(&input.url).and_then(http::Response::text),
-        "http_in_step" => step("fetch", || http::get(&input.url).and_then(http::Response::text)),
+        "http_in_step" => step("fetch", || {
+            http::get(&input.url).and_then(http::Response::text)
+        }),
         other => return Err(Error::msg(format!("unknown case {other:?}"))),
     };
     Ok(answer.unwrap_or_else(|error| error.to_string()))

@@ -55,10 +55,19 @@ fn order(order: Order) -> Result<Receipt> {
     };
     if !outcome.approved {
         set_event("status", "payment-declined")?;
-        return Err(Error::msg(format!("payment {} was declined", outcome.reference)));
+        return Err(Error::msg(format!(
+            "payment {} was declined",
+            outcome.reference
+        )));
     }
     set_event("status", "paid")?;
-    log::info("order paid", &[("order_id", &order.order_id), ("reference", &outcome.reference)]);
+    log::info(
+        "order paid",
+        &[
+            ("order_id", &order.order_id),
+            ("reference", &outcome.reference),
+        ],
+    );
     set_event("status", "shipped")?;
     Ok(Receipt {
         order_id: order.order_id,

@@ -37,6 +37,7 @@ impl JournalWrite {
                 Self::RecvCompleted { name, received, .. } => {
                     len(name) + received.as_ref().map_or(0, |m| len(&m.message))
                 }
+                Self::Stream { stream, value, .. } => len(stream) + opt(value),
                 Self::StepAttempt { name, output, .. } => {
                     len(name)
                         + match output {

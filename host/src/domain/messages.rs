@@ -68,3 +68,21 @@ pub enum Delivery {
     /// A message with the same idempotency key was delivered before.
     Duplicate,
 }
+
+/// A message sent to a run, as listed: received or not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRecord {
+    /// Its place among the messages sent to the run.
+    pub seq: i64,
+    pub topic: String,
+    /// JSON text.
+    pub message: String,
+    /// The sender's idempotency key (`cairn:<run>#<op>` for a workflow's
+    /// send without one).
+    pub idempotency_key: Option<String>,
+    pub sent_at: super::Millis,
+    /// The operation of the run's `recv` that received it, if one has.
+    pub received_by_op: Option<u32>,
+    /// When that `recv` was journaled.
+    pub received_at: Option<super::Millis>,
+}

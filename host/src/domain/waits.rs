@@ -19,6 +19,9 @@ pub enum WaitKind {
     Sleep,
     /// A step's next attempt, after a failed one.
     Retry,
+    /// A value of a run's stream at an offset, or the stream's end
+    /// (`read-stream`).
+    Stream,
 }
 
 impl WaitKind {
@@ -29,6 +32,7 @@ impl WaitKind {
             Self::Child => "child",
             Self::Sleep => "sleep",
             Self::Retry => "retry",
+            Self::Stream => "stream",
         }
     }
 }
@@ -43,8 +47,9 @@ impl FromStr for WaitKind {
             "child" => Ok(Self::Child),
             "sleep" => Ok(Self::Sleep),
             "retry" => Ok(Self::Retry),
+            "stream" => Ok(Self::Stream),
             other => Err(InvalidValue(format!(
-                "unknown wait kind {other:?}; expected event, message, child, sleep or retry"
+                "unknown wait kind {other:?}; expected event, message, child, sleep, retry or stream"
             ))),
         }
     }
@@ -57,9 +62,11 @@ pub struct RunWait {
     /// The run whose event or end is awaited; for a message, the waiting
     /// run itself; none for a timer.
     pub on_run: Option<WorkflowId>,
-    /// The event key or message topic; for a timer, what the guest named
-    /// (a sleep's duration, a step's name); empty for a child.
+    /// The event key, message topic or stream name; for a timer, what the
+    /// guest named (a sleep's duration, a step's name); empty for a child.
     pub on_key: String,
+    /// For a stream: the offset of the value awaited.
+    pub on_offset: Option<u64>,
     /// The wait's journaled deadline.
     pub deadline: Option<Millis>,
     /// The latest time to wake the run: the wait's deadline, or the run's
@@ -74,6 +81,9 @@ impl RunWait {
         match (self.kind, &self.on_run) {
             (WaitKind::Event, Some(run)) => format!("{run}/{}", self.on_key),
             (WaitKind::Child, Some(run)) => run.to_string(),
+            (WaitKind::Stream, Some(run)) => {
+                format!("{run}/{}@{}", self.on_key, self.on_offset.unwrap_or(0))
+            }
             _ => self.on_key.clone(),
         }
     }

@@ -139,7 +139,7 @@ impl Inner {
                     }
                 });
             }
-            Change::Event { .. } | Change::Message { .. } => {}
+            Change::Event { .. } | Change::Message { .. } | Change::Stream { .. } => {}
         }
         self.wake(&change);
     }

@@ -161,6 +161,11 @@ impl JournalCursor {
         self.lock().step.as_ref().map(|step| step.name.clone())
     }
 
+    /// The operation number of the step in progress, if any.
+    pub(super) fn current_step_op(&self) -> Option<u32> {
+        self.lock().step.as_ref().map(|step| step.op)
+    }
+
     /// A clock reading: journaled outside steps, live inside.
     fn read_clock(&self, name: &'static str, live: u64) -> u64 {
         let mut state = self.lock();

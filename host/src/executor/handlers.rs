@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::reach::Reach;
-use super::{EventWait, Executor, ExecutorError, StartRequest};
+use super::{EventWait, Executor, ExecutorError, StartRequest, StreamSpan};
 use crate::domain::{Delivery, ModuleName, WorkflowId};
+use crate::runtime::wit::types::StreamRead;
 use crate::runtime::{
     GuestError, GuestErrorCode, HandlerBounds, HandlerClient, HandlerFailure, HyperOutgoingBody,
     RunResult,
@@ -219,6 +220,44 @@ impl HandlerClient for ExecutorClient {
                 ),
             )),
         }
+    }
+
+    async fn read_stream(
+        &mut self,
+        workflow_id: String,
+        name: String,
+        offset: u64,
+        timeout_ms: u64,
+    ) -> Result<StreamRead, GuestError> {
+        let id = WorkflowId::parse(&workflow_id).map_err(|e| invalid(e.0))?;
+        if self.hidden(&id).await? {
+            return Ok(StreamRead {
+                values: Vec::new(),
+                closed: false,
+            });
+        }
+        let span = StreamSpan {
+            name: &name,
+            offset,
+            limit: crate::domain::MAX_STREAM_READ,
+            max_bytes: self.executor.limits().max_value_bytes,
+        };
+        let read = self
+            .executor
+            .read_stream(&id, span, self.wait(timeout_ms))
+            .await
+            .map_err(ExecutorError::into_guest_error)?;
+        // The run may have come into being while the handler waited.
+        if self.hidden(&id).await? {
+            return Ok(StreamRead {
+                values: Vec::new(),
+                closed: false,
+            });
+        }
+        Ok(StreamRead {
+            values: read.values.into_iter().map(|(_, value)| value).collect(),
+            closed: read.closed,
+        })
     }
 
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]) {

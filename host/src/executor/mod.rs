@@ -25,6 +25,7 @@ mod reach;
 mod run_host;
 mod steps;
 mod stranded;
+mod streams;
 mod trigger_routes;
 mod waiters;
 mod waits;
@@ -42,6 +43,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use parking::Waiting;
+pub use streams::StreamSpan;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
 use crate::domain::{ModuleName, ModuleVersion, RunRecord, RunStatus, WorkflowId};

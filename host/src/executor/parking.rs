@@ -60,14 +60,37 @@ impl Drop for WaitingGuard<'_> {
     }
 }
 
-/// What a journaled wait on `key` waits for, as a parked run stores it;
-/// none for a key no run's own wait uses.
-pub(super) fn awaited(key: &WaitKey) -> Option<(WaitKind, WorkflowId, String)> {
-    match key {
-        WaitKey::Event { run, key } => Some((WaitKind::Event, run.clone(), key.clone())),
-        WaitKey::Message { run, topic } => Some((WaitKind::Message, run.clone(), topic.clone())),
-        WaitKey::Finished(run) => Some((WaitKind::Child, run.clone(), String::new())),
-        WaitKey::Activity(_) => None,
+/// What a journaled wait waits for: the key that wakes it here, and what
+/// a parked run stores (kind, run, key, offset) so any host can wake it.
+#[derive(Debug, Clone)]
+pub(super) struct WaitOn {
+    pub key: WaitKey,
+    pub parked: Option<(WaitKind, WorkflowId, String, Option<u64>)>,
+}
+
+impl WaitOn {
+    /// A read of stream `stream` of `run` from `offset`: woken by any
+    /// append to the run's streams or by its end.
+    pub fn stream(run: WorkflowId, stream: String, offset: u64) -> Self {
+        Self {
+            key: WaitKey::Stream(run.clone()),
+            parked: Some((WaitKind::Stream, run, stream, Some(offset))),
+        }
+    }
+}
+
+impl From<WaitKey> for WaitOn {
+    fn from(key: WaitKey) -> Self {
+        let parked = match &key {
+            WaitKey::Event { run, key } => Some((WaitKind::Event, run.clone(), key.clone(), None)),
+            WaitKey::Message { run, topic } => {
+                Some((WaitKind::Message, run.clone(), topic.clone(), None))
+            }
+            WaitKey::Finished(run) => Some((WaitKind::Child, run.clone(), String::new(), None)),
+            // A stream's wait needs its name and offset: `WaitOn::stream`.
+            WaitKey::Activity(_) | WaitKey::Stream(_) => None,
+        };
+        Self { key, parked }
     }
 }
 

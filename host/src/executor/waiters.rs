@@ -31,6 +31,11 @@ pub enum WaitKey {
     Finished(WorkflowId),
     /// A message sent to a run on a topic; published without a value.
     Message { run: WorkflowId, topic: String },
+    /// An append to any stream of a run, or the run's end (which ends its
+    /// streams); published without a value. Readers read their stream
+    /// again: a run has few streams, and this key needs no name to be
+    /// published at the run's end.
+    Stream(WorkflowId),
     /// Anything a run publishes: each event write and its end. For readers
     /// that follow the whole run (event streams); published without a value.
     Activity(WorkflowId),

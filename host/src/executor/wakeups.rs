@@ -19,8 +19,10 @@ impl Inner {
                 },
                 None,
             ),
+            Change::Stream { run, .. } => self.waiters.publish(&WaitKey::Stream(run.clone()), None),
             Change::Finished(run) => {
                 self.waiters.publish(&WaitKey::Finished(run.clone()), None);
+                self.waiters.publish(&WaitKey::Stream(run.clone()), None);
                 self.waiters.publish(&WaitKey::Activity(run.clone()), None);
             }
             // Not a wait: the catalog is reloaded by whoever learns of it.

@@ -27,6 +27,11 @@ pub enum Endpoint {
     Steps,
     Events,
     Event,
+    Messages,
+    Streams,
+    Stream,
+    BulkCancel,
+    BulkResume,
     /// A route a module declared, under `/app/`.
     Trigger,
 }
@@ -75,6 +80,7 @@ pub const ROUTES: &[Route] = &[
         Invoke,
         E::SendMessage,
     ),
+    route("GET", "/v1/workflows/{id}/messages", Invoke, E::Messages),
     route("POST", "/v1/workflows/{id}/cancel", Admin, E::Cancel),
     route("POST", "/v1/workflows/{id}/resume", Admin, E::Resume),
     route("POST", "/v1/workflows/{id}/fork", Admin, E::Fork),
@@ -82,6 +88,15 @@ pub const ROUTES: &[Route] = &[
     route("GET", "/v1/workflows/{id}/steps", Invoke, E::Steps),
     route("GET", "/v1/workflows/{id}/events", Invoke, E::Events),
     route("GET", "/v1/workflows/{id}/events/{key}", Invoke, E::Event),
+    route("GET", "/v1/workflows/{id}/streams", Invoke, E::Streams),
+    route(
+        "GET",
+        "/v1/workflows/{id}/streams/{name}",
+        Invoke,
+        E::Stream,
+    ),
+    route("POST", "/v1/bulk/cancel", Admin, E::BulkCancel),
+    route("POST", "/v1/bulk/resume", Admin, E::BulkResume),
     // The routes modules declare; `{path}` spans the rest of the path.
     route("GET", "/app/{path}", Invoke, E::Trigger),
     route("POST", "/app/{path}", Invoke, E::Trigger),

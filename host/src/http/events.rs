@@ -149,7 +149,7 @@ impl Api {
 }
 
 /// Whether the client asks for Server-Sent Events rather than JSON.
-fn wants_event_stream<B>(request: &Request<B>) -> bool {
+pub(super) fn wants_event_stream<B>(request: &Request<B>) -> bool {
     request
         .headers()
         .get_all(header::ACCEPT)

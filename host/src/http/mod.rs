@@ -3,6 +3,7 @@
 
 mod access;
 mod api_routes;
+mod bulk;
 mod error;
 mod events;
 mod guard;
@@ -12,6 +13,8 @@ mod pages;
 mod query;
 mod respond;
 mod router;
+mod run_messages;
+mod run_streams;
 mod runs;
 mod stall;
 mod stream;

@@ -106,6 +106,21 @@ pub(super) fn path_segments(path: &str) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// Query parameter `name`'s `value` as a whole number from `min` to `max`,
+/// or the 400 that says so.
+pub(super) fn bounded_number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{name} must be a whole number from {min} to {max}, got {value:?}"),
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use super::access::{AccessControl, Caller};
 use super::api_routes::{self, Endpoint, UNROUTED};
+use super::bulk::BulkAction;
 use super::error::ApiError;
 use super::guard;
 use super::query::{Query, path_segments};
@@ -183,7 +184,8 @@ impl Api {
         }
         // Browsers open event streams without headers: only there may the
         // token come in the query.
-        let query_token = route.is_some_and(|route| route.endpoint == Endpoint::Events);
+        let query_token = route
+            .is_some_and(|route| matches!(route.endpoint, Endpoint::Events | Endpoint::Stream));
         let caller = self.access.check(
             &request,
             route.map_or(UNROUTED, |route| route.role),
@@ -257,6 +259,20 @@ impl Api {
             Endpoint::Steps => self.list_steps(param(0), &query).await,
             Endpoint::Events => self.events(param(0), &request, &query, caller).await,
             Endpoint::Event => self.wait_event(param(0), param(1), &query, caller).await,
+            Endpoint::Messages => self.list_messages(param(0), &query).await,
+            Endpoint::Streams => self.list_streams(param(0)).await,
+            Endpoint::Stream => {
+                self.read_stream(param(0), param(1), &request, &query, caller)
+                    .await
+            }
+            Endpoint::BulkCancel | Endpoint::BulkResume => {
+                let action = match route.endpoint {
+                    Endpoint::BulkCancel => BulkAction::Cancel,
+                    _ => BulkAction::Resume,
+                };
+                let body = self.optional_json_body(request).await?;
+                self.bulk(action, &query, body.as_deref()).await
+            }
             Endpoint::Trigger => self.serve_trigger(request, &segments[1..], caller).await,
         }
     }

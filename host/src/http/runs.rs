@@ -175,6 +175,8 @@ struct ForkBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct MessageBody {
+    /// Absent: the default topic, `""`.
+    #[serde(default)]
     topic: String,
     message: Box<RawValue>,
     #[serde(default)]
@@ -199,7 +201,7 @@ struct StartBody {
 const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The filter of `GET /v1/workflows?status=&module=&workflow=&limit=&cursor=`.
-fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
+pub(super) fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
     const ACCEPTED: &str =
         "status, module, workflow, parent, id_prefix, created_from, created_until, limit, cursor";
     let invalid = |message: String| ApiError::bad_request("invalid_query", message);

@@ -59,21 +59,38 @@ pub struct StreamRequest {
 /// Start streaming; the stream holds `slot` (a place in the streams' pool)
 /// for its whole life.
 pub fn event_stream(executor: Executor, request: StreamRequest, slot: WaitSlot) -> Response<Body> {
+    let run = request.run.clone();
+    let lifetime = request.lifetime;
+    serve_sse(slot, run, lifetime, async move |frames| {
+        pump(&executor, request, &frames).await
+    })
+}
+
+/// Serve what `pump` sends as Server-Sent Events, for at most `lifetime`
+/// (then the client reconnects with `Last-Event-ID`), holding `slot`.
+pub(super) fn serve_sse<F>(
+    slot: WaitSlot,
+    run: WorkflowId,
+    lifetime: Duration,
+    pump: impl FnOnce(mpsc::Sender<Bytes>) -> F + Send + 'static,
+) -> Response<Body>
+where
+    F: Future<Output = Result<(), PumpError>> + Send,
+{
     // A few frames of slack: the pump waits for a slow client rather than
     // buffering a run's whole history.
     let (frames, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
         let _slot = slot;
-        let run = request.run.clone();
-        let lifetime = request.lifetime;
-        match tokio::time::timeout(lifetime, pump(&executor, request, &frames)).await {
+        let ended = frames.clone();
+        match tokio::time::timeout(lifetime, pump(frames)).await {
             Ok(Err(PumpError::Store(error))) => {
                 tracing::warn!(%run, %error, "event stream ended by a store error");
             }
             // The client reconnects (EventSource does so by itself) and
             // goes on from its last event id.
             Err(_) => {
-                let _ = frames.try_send(Bytes::from_static(
+                let _ = ended.try_send(Bytes::from_static(
                     b": the stream's time is up; reconnect with Last-Event-ID\n\n",
                 ));
             }
@@ -93,7 +110,7 @@ pub fn event_stream(executor: Executor, request: StreamRequest, slot: WaitSlot) 
     response
 }
 
-enum PumpError {
+pub(super) enum PumpError {
     /// The client went away: nothing to report.
     Gone,
     Store(String),
@@ -147,7 +164,10 @@ async fn pump(
     }
 }
 
-async fn send_frame(frames: &mpsc::Sender<Bytes>, frame: String) -> Result<(), PumpError> {
+pub(super) async fn send_frame(
+    frames: &mpsc::Sender<Bytes>,
+    frame: String,
+) -> Result<(), PumpError> {
     frames
         .send(Bytes::from(frame))
         .await
@@ -206,7 +226,7 @@ fn finished_frame(run: &RunRecord) -> String {
     format!("event: {FINISHED_EVENT}\ndata: {}\n\n", one_line(&view))
 }
 
-fn one_line(json: &str) -> String {
+pub(super) fn one_line(json: &str) -> String {
     json.replace(['\r', '\n'], " ")
 }
 

@@ -35,6 +35,8 @@ pub(super) struct RunView<'a> {
     pub(super) deadline: Option<String>,
     /// The run that started this one, for a child workflow.
     pub(super) parent: Option<&'a str>,
+    /// The run this one was forked from.
+    pub(super) forked_from: Option<&'a str>,
     /// What a `PENDING` run waits for, if it waits (shown by the run's own
     /// page, not in listings).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,7 +46,7 @@ pub(super) struct RunView<'a> {
 /// What a waiting run waits for.
 #[derive(Serialize)]
 pub(super) struct WaitingView {
-    /// `event`, `message`, `child`, `sleep` or `retry`.
+    /// `event`, `message`, `child`, `sleep`, `retry` or `stream`.
     pub(super) kind: &'static str,
     /// `run/key` of an event, a message's topic, a child's id, a timer's name.
     pub(super) target: String,
@@ -85,6 +87,7 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             updated_at: timestamp(run.updated_at),
             deadline: run.deadline.map(timestamp),
             parent: run.parent.as_ref().map(WorkflowId::as_str),
+            forked_from: run.forked_from.as_ref().map(WorkflowId::as_str),
             waiting: None,
         }
     }

@@ -17,6 +17,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use super::bindings::cairn::workflow::context;
+use super::bindings::cairn::workflow::types::StreamRead;
 use super::bindings::handler::cairn::workflow::client;
 use super::bindings::{HostError, Level, RunResult, WitError};
 use super::guest_output::GuestOutput;
@@ -51,6 +52,13 @@ pub trait HandlerClient: Send + 'static {
         message: String,
         idempotency_key: Option<String>,
     ) -> Result<(), WitError>;
+    async fn read_stream(
+        &mut self,
+        workflow_id: String,
+        name: String,
+        offset: u64,
+        timeout_ms: u64,
+    ) -> Result<StreamRead, WitError>;
     fn log(&mut self, level: tracing::Level, message: &str, fields: &[(String, String)]);
 }
 
@@ -223,6 +231,20 @@ impl client::Host for HandlerState {
     > {
         self.host_called();
         Ok(self.client.await_result(workflow_id, timeout_ms).await)
+    }
+
+    async fn read_stream(
+        &mut self,
+        workflow_id: String,
+        name: String,
+        offset: u64,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Result<StreamRead, WitError>> {
+        self.host_called();
+        Ok(self
+            .client
+            .read_stream(workflow_id, name, offset, timeout_ms)
+            .await)
     }
 }
 

@@ -10,7 +10,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::cairn::workflow::{children, context, events, messages, steps, timers, types};
+use super::bindings::cairn::workflow::{
+    children, context, events, messages, steps, streams, timers, types,
+};
 use super::environment::{GuestEnvironment, OutgoingHttp};
 use super::limits::InstanceLimiter;
 
@@ -37,6 +39,7 @@ pub trait WorkflowImports:
     events::Host
     + messages::Host
     + children::Host
+    + streams::Host
     + timers::Host
     + steps::Host
     + context::Host

@@ -20,9 +20,9 @@ pub use postgres::{PgOptions, PgStore};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleKind, ModuleName,
-    ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome,
-    RunRecord, RunStatus, RunWait, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
+    ModuleKind, ModuleName, ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -130,6 +130,8 @@ pub enum Change {
     Event { run: WorkflowId, key: String },
     /// A message was delivered to a run on `topic`.
     Message { run: WorkflowId, topic: String },
+    /// Stream `stream` of a run was appended to (or closed).
+    Stream { run: WorkflowId, stream: String },
     /// A run reached a terminal status (or was cancelled).
     Finished(WorkflowId),
     /// A module was deployed.
@@ -285,6 +287,40 @@ pub trait Store: Send + Sync + 'static {
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery>;
     /// The oldest message of run `id` on `topic` not yet received.
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>>;
+    /// The messages sent to run `id`, received or not, oldest first: the
+    /// first `limit` after `after_seq`.
+    async fn list_messages(
+        &self,
+        id: &WorkflowId,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>>;
+
+    /// Append `value` to stream `stream` of run `id` outside the journal:
+    /// a write from inside step `op`, so at least once (a step run again
+    /// writes again). Only while the run is `PENDING` and, with `fence`, in
+    /// that epoch. (A workflow's own appends are journal writes.)
+    async fn append_stream(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        op: u32,
+        stream: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// The status of run `id` (`None`: no such run), read first, and up to
+    /// `limit` entries of its stream `stream` from offset `from`.
+    async fn read_stream(
+        &self,
+        id: &WorkflowId,
+        stream: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<StreamEntry>, Option<RunStatus>)>;
+    /// The streams of run `id`, by name.
+    async fn list_streams(&self, id: &WorkflowId) -> Result<Vec<StreamInfo>>;
+
     /// The `PENDING` children of run `parent`.
     async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>>;
     /// The bytes of the messages sent to run `id` that it has not received.

@@ -5,8 +5,9 @@ use sqlx::Row;
 
 use super::{Result, StoreError};
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, ModuleInfo, ModuleName, ModuleVersion, OperationKind,
-    ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, WaitKind, WorkflowId,
+    EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName, ModuleVersion,
+    OperationKind, ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, StreamInfo, WaitKind,
+    WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -48,7 +49,7 @@ pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The columns [`run_from_row`] reads.
-pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, epoch";
+pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch";
 /// The columns [`module_version_from_row`] reads.
 pub(super) const MODULE_COLUMNS: &str =
     "name, version, kind, workflows, size, deployed_at, settings";
@@ -60,6 +61,10 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
     Ok(RunRecord {
         parent: row
             .maybe_text("parent")?
+            .map(|p| WorkflowId::parse(&p).map_err(corrupt))
+            .transpose()?,
+        forked_from: row
+            .maybe_text("forked_from")?
             .map(|p| WorkflowId::parse(&p).map_err(corrupt))
             .transpose()?,
         id: WorkflowId::parse(&row.text("id")?).map_err(corrupt)?,
@@ -280,6 +285,16 @@ pub(super) fn journal_row(write: &JournalWrite) -> JournalRow<'_> {
             Some(*deadline),
             true,
         ),
+        JournalWrite::Stream {
+            stream,
+            value: Some(_),
+            ..
+        } => row(OperationKind::WriteStream, stream, None, None, true),
+        JournalWrite::Stream {
+            stream,
+            value: None,
+            ..
+        } => row(OperationKind::CloseStream, stream, None, None, true),
         JournalWrite::StepAttempt {
             name,
             attempt,
@@ -322,7 +337,8 @@ pub(super) fn event_and_status_from_row(
 }
 
 /// The columns [`parked_wait_from_row`] reads.
-pub(super) const WAIT_COLUMNS: &str = "kind, on_run, on_key, deadline, wake_at, parked_at";
+pub(super) const WAIT_COLUMNS: &str =
+    "kind, on_run, on_key, on_offset, deadline, wake_at, parked_at";
 
 pub(super) fn parked_wait_from_row(row: &impl Columns) -> Result<ParkedWait> {
     Ok(ParkedWait {
@@ -333,6 +349,7 @@ pub(super) fn parked_wait_from_row(row: &impl Columns) -> Result<ParkedWait> {
                 .map(|id| WorkflowId::parse(&id).map_err(corrupt))
                 .transpose()?,
             on_key: row.text("on_key")?,
+            on_offset: row.maybe_int("on_offset")?.map(|o| o.max(0) as u64),
             deadline: row.maybe_int("deadline")?,
             wake_at: row.int("wake_at")?,
         },
@@ -341,20 +358,81 @@ pub(super) fn parked_wait_from_row(row: &impl Columns) -> Result<ParkedWait> {
 }
 
 /// The query telling whether what a wait of `kind` waits for has happened
-/// (one row: 1 or 0), with `{p}1` the run it is on and `{p}2` its key; none
+/// (one row: 1 or 0), with `{p}1` the run it is on, `{p}2` its key and
+/// `{p}3` its offset (a stream's; 0 for the others, which ignore it); none
 /// for a timer, which only time ends. `{p}` is the placeholder sigil.
 pub(super) fn awaited_query(kind: WaitKind, p: char) -> Option<String> {
     let condition = match kind {
-        WaitKind::Event => format!("SELECT 1 FROM events WHERE run_id = {p}1 AND key = {p}2"),
-        WaitKind::Message => format!(
-            "SELECT 1 FROM messages WHERE run_id = {p}1 AND topic = {p}2 AND consumed_op IS NULL"
-        ),
-        WaitKind::Child => {
-            format!("SELECT 1 FROM runs WHERE id = {p}1 AND status <> 'PENDING' AND {p}2 = ''")
+        WaitKind::Event => {
+            format!("SELECT 1 FROM events WHERE run_id = {p}1 AND key = {p}2 AND {p}3 >= 0")
         }
+        WaitKind::Message => format!(
+            "SELECT 1 FROM messages WHERE run_id = {p}1 AND topic = {p}2 AND consumed_op IS NULL AND {p}3 >= 0"
+        ),
+        WaitKind::Child => format!(
+            "SELECT 1 FROM runs WHERE id = {p}1 AND status <> 'PENDING' AND {p}2 = '' AND {p}3 >= 0"
+        ),
+        // A value at the offset, or the end of a run (not a cancelled one).
+        WaitKind::Stream => format!(
+            "SELECT 1 FROM stream_entries WHERE run_id = {p}1 AND stream = {p}2 AND position >= {p}3
+             UNION ALL
+             SELECT 1 FROM runs WHERE id = {p}1 AND status NOT IN ('PENDING', 'CANCELLED')"
+        ),
         WaitKind::Sleep | WaitKind::Retry => return None,
     };
     Some(format!(
         "SELECT CASE WHEN EXISTS ({condition}) THEN 1 ELSE 0 END AS happened"
     ))
+}
+
+/// The statement listing a run's streams (`{p}1`: the run).
+pub(super) fn list_streams_query(p: char) -> String {
+    format!(
+        "SELECT stream,
+        CAST(SUM(CASE WHEN value IS NULL THEN 0 ELSE 1 END) AS BIGINT) AS values_count,
+        CAST(MAX(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS closed
+     FROM stream_entries WHERE run_id = {p}1 GROUP BY stream ORDER BY stream"
+    )
+}
+
+pub(super) fn stream_info_from_row(row: &impl Columns) -> Result<StreamInfo> {
+    Ok(StreamInfo {
+        name: row.text("stream")?,
+        values: row.int("values_count")?.max(0) as u64,
+        closed: row.int("closed")? == 1,
+    })
+}
+
+/// The statement listing a run's messages (`{p}1`: the run, `{p}2`: after
+/// this seq, `{p}3`: how many), with the time of the `recv` that took each.
+pub(super) fn list_messages_query(p: char) -> String {
+    format!(
+        "SELECT m.seq, m.topic, m.message, m.idempotency_key, m.sent_at, m.consumed_op, j.recorded_at AS received_at
+     FROM messages m LEFT JOIN journal j ON j.run_id = m.run_id AND j.op = m.consumed_op
+     WHERE m.run_id = {p}1 AND m.seq > {p}2 ORDER BY m.seq LIMIT {p}3"
+    )
+}
+
+pub(super) fn message_record_from_row(row: &impl Columns) -> Result<MessageRecord> {
+    Ok(MessageRecord {
+        seq: row.int("seq")?,
+        topic: row.text("topic")?,
+        message: row.text("message")?,
+        idempotency_key: row.maybe_text("idempotency_key")?,
+        sent_at: row.int("sent_at")?,
+        received_by_op: row.maybe_int("consumed_op")?.map(|op| op as u32),
+        received_at: row.maybe_int("received_at")?,
+    })
+}
+
+/// One append to a run's stream, as both backends write it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StreamAppend<'a> {
+    pub id: &'a WorkflowId,
+    /// The operation that wrote it (a step's, from inside a step).
+    pub op: u32,
+    pub stream: &'a str,
+    /// `None`: the entry that closes the stream.
+    pub value: Option<&'a str>,
+    pub now: i64,
 }

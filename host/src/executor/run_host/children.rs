@@ -147,7 +147,7 @@ impl wit_children::Host for RunHost {
                 OperationKind::AwaitChild,
                 child.to_string(),
                 timeout_ms,
-                WaitKey::Finished(child.clone()),
+                WaitKey::Finished(child.clone()).into(),
                 read,
                 // A run's end is published without a value: read it.
                 |_| None,

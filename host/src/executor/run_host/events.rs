@@ -85,7 +85,8 @@ impl events::Host for RunHost {
                 WaitKey::Event {
                     run: target.clone(),
                     key: key.clone(),
-                },
+                }
+                .into(),
                 read,
                 |value| (!narrowed).then(|| value.to_owned()),
                 |op, name, outcome, deadline| JournalWrite::GetEventCompleted {

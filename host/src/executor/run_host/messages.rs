@@ -154,7 +154,8 @@ impl messages::Host for RunHost {
                 WaitKey::Message {
                     run: run.clone(),
                     topic: topic.clone(),
-                },
+                }
+                .into(),
                 || store.next_message(&run, &topic),
                 // A wake-up only says that something arrived: read it.
                 |_| None,

@@ -8,6 +8,7 @@
 //! random seed the guest took since the last write (see `cursor.rs`) are
 //! journaled in the same transaction, ahead of it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use tokio::time::Instant;
 
 use super::Inner;
 use super::cursor::JournalCursor;
+use super::parking::WaitOn;
 use super::reach::Reach;
-use super::waiters::WaitKey;
 #[cfg(test)]
 use crate::domain::AllowList;
 use crate::domain::{
@@ -45,6 +46,10 @@ pub struct RunHost {
     /// The modules (besides its own) whose runs this one may start, read
     /// and send to, when its module's deployment narrowed them.
     reach: Option<Reach>,
+    /// The streams this run has closed, as far as this execution has
+    /// replayed or made its calls: a later write to one is refused, the
+    /// same way on every replay.
+    closed_streams: HashSet<String>,
 }
 
 impl std::fmt::Debug for RunHost {
@@ -79,6 +84,7 @@ impl RunHost {
             cursor,
             log_lines: 0,
             reach: None,
+            closed_streams: HashSet::new(),
         }
     }
 
@@ -98,6 +104,7 @@ impl RunHost {
             cursor,
             log_lines: 0,
             reach,
+            closed_streams: HashSet::new(),
         }
     }
 
@@ -191,7 +198,7 @@ impl RunHost {
         kind: OperationKind,
         name: String,
         timeout_ms: u64,
-        key: WaitKey,
+        on: WaitOn,
         mut read: F,
         from_published: impl Fn(&str) -> Option<T>,
         complete: impl FnOnce(u32, String, Option<T>, Millis) -> JournalWrite,
@@ -216,7 +223,7 @@ impl RunHost {
         };
         let read_failed =
             |e: StoreError| HostFailure::Host(format!("{} failed to read: {e}", kind.as_str()));
-        let mut subscription = self.exec.waiters.subscribe(key.clone());
+        let mut subscription = self.exec.waiters.subscribe(on.key.clone());
         let mut outcome = read().await.map_err(read_failed)?;
         if outcome.is_none() && deadline > self.exec.clock.now() {
             if !wait_journaled {
@@ -242,9 +249,9 @@ impl RunHost {
                 };
                 self.write(started).await?;
             }
-            let awaited = super::parking::awaited(&key);
-            let wait = awaited
-                .map(|(kind, on_run, on_key)| self.wait_of(kind, Some(on_run), on_key, deadline));
+            let wait = on.parked.map(|(kind, on_run, on_key, on_offset)| {
+                self.wait_of(kind, Some(on_run), on_key, on_offset, deadline)
+            });
             let _waiting = wait
                 .as_ref()
                 .map(|wait| self.exec.waiting_in(&self.run, wait));
@@ -335,6 +342,7 @@ mod context;
 mod events;
 mod messages;
 mod parking;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod timers;

@@ -18,12 +18,14 @@ impl RunHost {
         kind: WaitKind,
         on_run: Option<WorkflowId>,
         on_key: String,
+        on_offset: Option<u64>,
         deadline: Millis,
     ) -> RunWait {
         RunWait {
             kind,
             on_run,
             on_key,
+            on_offset,
             deadline: Some(deadline),
             wake_at: self
                 .run_deadline
@@ -88,7 +90,7 @@ impl RunHost {
         if self.exec.clock.now() >= until {
             return Ok(());
         }
-        let wait = self.wait_of(kind, None, name.to_owned(), until);
+        let wait = self.wait_of(kind, None, name.to_owned(), None, until);
         let _waiting = self.exec.waiting_in(&self.run, &wait);
         loop {
             let resume_at = until.min(self.park_at());

@@ -10,7 +10,9 @@ use super::{PgStore, select_run};
 use crate::domain::{
     Delivery, JournalWrite, NewMessage, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
 };
-use crate::store::rows::{completes_a_wait, corrupt, journal_row, outcome_columns, run_refusal};
+use crate::store::rows::{
+    StreamAppend, completes_a_wait, corrupt, journal_row, outcome_columns, run_refusal,
+};
 use crate::store::{Change, Result, StoreError};
 
 impl PgStore {
@@ -116,8 +118,8 @@ impl PgStore {
         let mut conn = Checkout::take(&self.pool).await?;
         let mut tx = conn.begin().await?;
         let created = sqlx::query(
-            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, epoch, owner, lease_expires_at)
-             SELECT $1, module, version, workflow, input, 'PENDING', 1, $2, $2, 1, $3, $4 FROM runs WHERE id = $5
+            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, epoch, owner, lease_expires_at, forked_from)
+             SELECT $1, module, version, workflow, input, 'PENDING', 1, $2, $2, 1, $3, $4, id FROM runs WHERE id = $5
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(new.as_str())
@@ -150,6 +152,16 @@ impl PgStore {
             "INSERT INTO event_history (run_id, op, key, value, recorded_at)
              SELECT $1, op, key, value, recorded_at
              FROM event_history WHERE run_id = $2 AND op < $3 ORDER BY seq",
+        )
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(i64::from(from_op))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO stream_entries (run_id, stream, position, value, op, recorded_at)
+             SELECT $1, stream, position, value, op, recorded_at
+             FROM stream_entries WHERE run_id = $2 AND op < $3",
         )
         .bind(new.as_str())
         .bind(source.as_str())
@@ -273,6 +285,16 @@ impl PgStore {
                         received.seq
                     )));
                 }
+            }
+            JournalWrite::Stream { stream, value, .. } => {
+                let append = StreamAppend {
+                    id,
+                    op,
+                    stream: &stream,
+                    value: value.as_deref(),
+                    now,
+                };
+                super::streams::append_journaled(conn, changes, append).await?;
             }
             _ => {}
         }

@@ -18,6 +18,7 @@ mod journal;
 mod leases;
 mod notifications;
 mod runs;
+mod streams;
 mod waits;
 
 use std::sync::atomic::AtomicBool;
@@ -30,17 +31,20 @@ use sqlx::{Connection, PgConnection, Row};
 use tokio::sync::{Notify, mpsc};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, corrupt, event_and_status_from_row,
-    event_and_status_query, event_record_from_row, journal_entry_from_row, module_version_from_row,
-    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, WAIT_COLUMNS, corrupt,
+    event_and_status_from_row, event_and_status_query, event_record_from_row,
+    journal_entry_from_row, list_messages_query, list_streams_query, message_record_from_row,
+    module_version_from_row, modules_from_rows, parked_wait_from_row, routes_from_row,
+    run_from_row, stream_info_from_row,
 };
 use super::{
     Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
     StoreError, StoreHealth, WriteHealth,
 };
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
-    NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
+    ModuleName, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus,
+    RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 use checkout::Checkout;
 use identity::claim_executor_id;
@@ -472,6 +476,60 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(journal_entry_from_row).transpose()
+    }
+
+    async fn list_messages(
+        &self,
+        id: &WorkflowId,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_messages_query('$'));
+        let rows = sqlx::query(&QUERY)
+            .bind(id.as_str())
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_record_from_row).collect()
+    }
+
+    async fn append_stream(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        op: u32,
+        stream: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()> {
+        let append = StreamAppend {
+            id,
+            op,
+            stream,
+            value: Some(value),
+            now,
+        };
+        self.append_fenced(append, fence).await
+    }
+
+    async fn read_stream(
+        &self,
+        id: &WorkflowId,
+        stream: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<StreamEntry>, Option<RunStatus>)> {
+        self.read_stream_entries(id, stream, from, limit).await
+    }
+
+    async fn list_streams(&self, id: &WorkflowId) -> Result<Vec<StreamInfo>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_streams_query('$'));
+        let rows = sqlx::query(&QUERY)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stream_info_from_row).collect()
     }
 
     async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {

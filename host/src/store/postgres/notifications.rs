@@ -50,6 +50,7 @@ fn encode_change(change: &Change) -> String {
     let payload = match change {
         Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key]),
         Change::Message { run, topic } => serde_json::json!(["m", run.as_str(), topic]),
+        Change::Stream { run, stream } => serde_json::json!(["s", run.as_str(), stream]),
         Change::Finished(run) => serde_json::json!(["f", run.as_str()]),
         Change::Deployed(module) => serde_json::json!(["d", module.as_str()]),
     };
@@ -67,6 +68,10 @@ fn parse_change(payload: &str) -> Option<Change> {
         "m" => Some(Change::Message {
             run: run(1)?,
             topic: parts.get(2)?.clone(),
+        }),
+        "s" => Some(Change::Stream {
+            run: run(1)?,
+            stream: parts.get(2)?.clone(),
         }),
         "f" => Some(Change::Finished(run(1)?)),
         "d" => Some(Change::Deployed(ModuleName::parse(parts.get(1)?).ok()?)),

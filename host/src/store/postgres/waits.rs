@@ -5,7 +5,7 @@
 
 use super::PgStore;
 use super::checkout::Checkout;
-use crate::domain::{RunRecord, RunWait, WorkflowId};
+use crate::domain::{RunRecord, RunWait, WaitKind, WorkflowId};
 use crate::store::rows::{RUN_COLUMNS, awaited_query, run_from_row, run_refusal};
 use crate::store::{Parking, Result};
 
@@ -45,10 +45,15 @@ impl PgStore {
             );
         }
         if let (Some(on_run), Some(query)) = (&wait.on_run, awaited_query(wait.kind, '$')) {
+            // Every stream wait of a run shares one lock (migration 0006).
+            let lock_key = match wait.kind {
+                WaitKind::Stream => "",
+                _ => wait.on_key.as_str(),
+            };
             sqlx::query("SELECT pg_advisory_xact_lock(wait_lock($1, $2, $3))")
                 .bind(wait.kind.as_str())
                 .bind(on_run.as_str())
-                .bind(&wait.on_key)
+                .bind(lock_key)
                 .execute(&mut *tx)
                 .await?;
             // A statement after the lock: its snapshot has every commit
@@ -56,6 +61,7 @@ impl PgStore {
             let happened: i32 = sqlx::query_scalar(&query)
                 .bind(on_run.as_str())
                 .bind(&wait.on_key)
+                .bind(wait.on_offset.unwrap_or(0) as i64)
                 .fetch_one(&mut *tx)
                 .await?;
             if happened == 1 {
@@ -64,16 +70,17 @@ impl PgStore {
             }
         }
         sqlx::query(
-            "INSERT INTO run_waits (run_id, kind, on_run, on_key, deadline, wake_at, parked_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO run_waits (run_id, kind, on_run, on_key, on_offset, deadline, wake_at, parked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (run_id) DO UPDATE SET kind = excluded.kind, on_run = excluded.on_run,
-                 on_key = excluded.on_key, deadline = excluded.deadline,
+                 on_key = excluded.on_key, on_offset = excluded.on_offset, deadline = excluded.deadline,
                  wake_at = excluded.wake_at, parked_at = excluded.parked_at",
         )
         .bind(id.as_str())
         .bind(wait.kind.as_str())
         .bind(wait.on_run.as_ref().map(WorkflowId::as_str))
         .bind(&wait.on_key)
+        .bind(wait.on_offset.map(|o| o as i64))
         .bind(wait.deadline)
         .bind(wait.wake_at)
         .bind(now)

@@ -27,23 +27,26 @@ use tokio::sync::mpsc;
 use tokio::sync::Notify;
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, event_and_status_from_row,
-    event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
-    parked_wait_from_row, routes_from_row, run_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, WAIT_COLUMNS,
+    event_and_status_from_row, event_and_status_query, event_record_from_row,
+    journal_entry_from_row, list_messages_query, list_streams_query, message_record_from_row,
+    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row, stream_info_from_row,
 };
 use super::{
     CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store, StoreHealth,
     WriteHealth,
 };
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, ModuleInfo, ModuleName, NewMessage,
-    NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
+    ModuleName, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus,
+    RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 
 mod messages;
 #[allow(unsafe_code)]
 mod raw;
 mod reads;
+mod streams;
 mod waits;
 mod writer;
 mod writes;
@@ -474,6 +477,71 @@ impl Store for SqliteStore {
         self.reads
             .read(async |conn| messages::next(conn, id, topic).await)
             .await
+    }
+
+    async fn list_messages(
+        &self,
+        id: &WorkflowId,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_messages_query('?'));
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&QUERY)
+                    .bind(id.as_str())
+                    .bind(after_seq.unwrap_or(0))
+                    .bind(limit)
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
+        rows.iter().map(message_record_from_row).collect()
+    }
+
+    async fn append_stream(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        op: u32,
+        stream: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<()> {
+        let (id, stream, value) = (id.clone(), stream.to_owned(), value.to_owned());
+        self.write(Box::new(move |conn| {
+            let append = StreamAppend {
+                id: &id,
+                op,
+                stream: &stream,
+                value: Some(&value),
+                now,
+            };
+            streams::append_fenced(conn, append, fence)
+        }))
+        .await
+    }
+
+    async fn read_stream(
+        &self,
+        id: &WorkflowId,
+        stream: &str,
+        from: u64,
+        limit: u32,
+    ) -> Result<(Vec<StreamEntry>, Option<RunStatus>)> {
+        self.reads
+            .read(async |conn| streams::read(conn, id, stream, from, limit).await)
+            .await
+    }
+
+    async fn list_streams(&self, id: &WorkflowId) -> Result<Vec<StreamInfo>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_streams_query('?'));
+        let rows = self
+            .reads
+            .read(async |conn| sqlx::query(&QUERY).bind(id.as_str()).fetch_all(conn).await)
+            .await?;
+        rows.iter().map(stream_info_from_row).collect()
     }
 
     async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {

@@ -20,6 +20,7 @@ pub(super) fn park(
             .query(&query)
             .bind(on_run.as_str())
             .bind(wait.on_key.as_str())
+            .bind(wait.on_offset.unwrap_or(0) as i64)
             .fetch_one()?
             .first()
             .as_int();
@@ -48,13 +49,14 @@ pub(super) fn park(
             .unwrap_or_else(|| corrupt(format!("run {id} could not be parked"))));
     }
     conn.query(
-        "INSERT OR REPLACE INTO run_waits (run_id, kind, on_run, on_key, deadline, wake_at, parked_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO run_waits (run_id, kind, on_run, on_key, on_offset, deadline, wake_at, parked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id.as_str())
     .bind(wait.kind.as_str())
     .bind(wait.on_run.as_ref().map(WorkflowId::as_str))
     .bind(wait.on_key.as_str())
+    .bind(wait.on_offset.map(|o| o as i64))
     .bind(wait.deadline)
     .bind(wait.wake_at)
     .bind(now)

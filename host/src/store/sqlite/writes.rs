@@ -4,13 +4,13 @@
 
 use std::borrow::Cow;
 
-use super::messages;
 use super::raw::RawConnection;
+use super::{messages, streams};
 use crate::domain::{
     Delivery, JournalWrite, NewRun, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
 };
 use crate::store::rows::{
-    Columns, MODULE_COLUMNS, RUN_COLUMNS, completes_a_wait, corrupt, journal_row,
+    Columns, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, completes_a_wait, corrupt, journal_row,
     module_version_from_row, outcome_columns, run_from_row, run_refusal,
 };
 use crate::store::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, StoreError};
@@ -212,8 +212,8 @@ pub(super) fn fork_run(
         return Err(StoreError::RunExists(new.to_string()));
     }
     let created = conn.query(
-        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at)
-         SELECT ?, module, version, workflow, input, 'PENDING', 1, ?, ? FROM runs WHERE id = ?",
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, forked_from)
+         SELECT ?, module, version, workflow, input, 'PENDING', 1, ?, ?, id FROM runs WHERE id = ?",
     )
     .bind(new.as_str())
     .bind(now)
@@ -239,6 +239,15 @@ pub(super) fn fork_run(
         "INSERT INTO event_history (run_id, op, key, value, recorded_at)
          SELECT ?, op, key, value, recorded_at
          FROM event_history WHERE run_id = ? AND op < ? ORDER BY seq",
+    )
+    .bind(new.as_str())
+    .bind(source.as_str())
+    .bind(from_op)
+    .execute()?;
+    conn.query(
+        "INSERT INTO stream_entries (run_id, stream, position, value, op, recorded_at)
+         SELECT ?, stream, position, value, op, recorded_at
+         FROM stream_entries WHERE run_id = ? AND op < ?",
     )
     .bind(new.as_str())
     .bind(source.as_str())
@@ -355,6 +364,16 @@ pub(super) fn write_journal(
             received: Some(received),
             ..
         } => messages::consume(conn, &id, op, &received)?,
+        JournalWrite::Stream { stream, value, .. } => {
+            let append = StreamAppend {
+                id: &id,
+                op,
+                stream: &stream,
+                value: value.as_deref(),
+                now,
+            };
+            streams::append_journaled(conn, append)?;
+        }
         _ => {}
     }
     Ok(())
