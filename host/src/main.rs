@@ -177,6 +177,10 @@ struct ServeArgs {
     /// Largest linear memory of a guest instance, in bytes.
     #[arg(long, env = "CAIRN_MAX_MEMORY_BYTES", default_value_t = 64 * 1024 * 1024)]
     max_memory_bytes: usize,
+    /// Most core WebAssembly instances one component may create: a Rust
+    /// guest creates a handful, CPython's (componentize-py) about 40.
+    #[arg(long, env = "CAIRN_MAX_CORE_INSTANCES", default_value_t = 128)]
+    max_core_instances: u32,
     /// Longest a guest may compute without calling the host, in milliseconds.
     #[arg(long, env = "CAIRN_CPU_SLICE_MS", default_value_t = 5_000)]
     cpu_slice_ms: u64,
@@ -312,6 +316,7 @@ async fn main() -> anyhow::Result<()> {
             config.api.header_read_timeout = Duration::from_millis(args.header_read_timeout_ms);
             config.api.body_read_timeout = Duration::from_millis(args.body_read_timeout_ms);
             config.guest.max_memory_bytes = args.max_memory_bytes;
+            config.guest.max_core_instances_per_component = args.max_core_instances.max(1);
             config.guest.cpu_slice = Duration::from_millis(args.cpu_slice_ms);
             config.guest.cpu_budget = Duration::from_millis(args.max_cpu_ms.max(1));
             config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token)

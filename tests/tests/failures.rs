@@ -100,7 +100,7 @@ async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
             b"\0asm\x0d\0\x01\0".to_vec(),
             400,
             "wrong_world",
-            "must export cairn:workflow/workflows@0.1.0",
+            "a workflow module exports cairn:workflow/workflows@0.1.0",
         ),
         (
             "too-big",
@@ -128,7 +128,7 @@ async fn broken_uploads_are_refused_and_store_nothing() -> anyhow::Result<()> {
     let text = reply.body["error"]["message"].as_str().unwrap();
     assert!(text.contains("evil:net/raw-socket"), "{text}");
     assert!(
-        text.contains("must export cairn:workflow/workflows@0.1.0"),
+        text.contains("a workflow module exports cairn:workflow/workflows@0.1.0"),
         "{text}"
     );
     assert_eq!(client.get("/v1/modules/foreign").await?.status, 404);

@@ -78,19 +78,65 @@ async fn hostile_guests_fail_alone_and_the_host_recovers() -> anyhow::Result<()>
     Ok(())
 }
 
+/// Language runtimes import the WASI file system whether or not the
+/// program uses it: such a guest deploys, and finds no file to read.
 #[tokio::test]
-async fn a_guest_that_imports_the_file_system_is_refused_at_upload() -> anyhow::Result<()> {
+async fn a_guest_that_imports_the_file_system_finds_no_files() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let host = Host::start(dir.path(), &[]).await?;
     let reply = host
         .client
         .deploy("reader", examples::bytes(examples::HOSTILE_FS))
         .await?;
-    assert_eq!(reply.status, 400, "{}", reply.body);
-    assert_eq!(reply.error_code(), Some("wrong_world"));
-    let message = reply.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("wasi:filesystem/"), "{message}");
-    assert!(message.contains("no file system, no sockets"), "{message}");
-    assert_eq!(host.client.get("/v1/modules/reader").await?.status, 404);
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "the host's secret")?;
+    for path in [secret.to_str().unwrap(), "/etc/passwd", "secret.txt", "."] {
+        let id = format!("read-{}", path.len());
+        host.client
+            .start("reader", "read_secrets", json!(path), Some(&id))
+            .await?;
+        let run = host.result(&id, Duration::from_secs(30)).await?;
+        assert_eq!(run["status"], "ERROR", "{path}: {run}");
+        assert!(!run.to_string().contains("the host's secret"), "{run}");
+    }
+    Ok(())
+}
+
+/// An upload whose imports the host cannot serve is refused before it is
+/// compiled, naming each import; bytes already stored are not compiled
+/// again.
+#[tokio::test]
+async fn uploads_are_checked_before_compiling_and_compiled_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let steps = examples::bytes(examples::STEPS);
+    for name in ["steps", "steps-again", "steps"] {
+        let reply = host.client.deploy(name, steps.clone()).await?;
+        assert!(reply.status.is_success(), "{}", reply.body);
+    }
+    let compiles = host.log_contents().matches("compiling an upload").count();
+    assert_eq!(compiles, 1, "{}", host.log_contents());
+
+    let refused = host
+        .client
+        .deploy(
+            "keyvalue",
+            wat::parse_str(r#"(component (import "wasi:keyvalue/store@0.2.0" (func)))"#)?,
+        )
+        .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.error_code(), Some("wrong_world"));
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("wasi:keyvalue/store@0.2.0: the host has no implementation of it"),
+        "{message}"
+    );
+    assert_eq!(
+        host.log_contents().matches("compiling an upload").count(),
+        1,
+        "a refused upload was compiled"
+    );
+    assert_eq!(host.client.get("/v1/modules/keyvalue").await?.status, 404);
     Ok(())
 }

@@ -10,6 +10,14 @@
 //! one; a replay draws the same numbers in the same order. Inside a step the
 //! guest gets the live clock and fresh randomness: the step's output is what
 //! is journaled.
+//!
+//! The monotonic clock is not journaled: language runtimes read it for
+//! themselves (StarlingMonkey a few times per call), and a journal entry per
+//! reading would grow every run. Outside a step it reads the run's own
+//! time: the time of the latest durable operation the execution has passed
+//! (replayed or written; the run's creation before the first), plus one
+//! nanosecond per reading since. That is a function of the journal, so a
+//! replay reads the same values, and it keeps counting up across restarts.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -47,6 +55,9 @@ struct CursorState {
     /// Seeded at the first draw outside a step.
     random: Option<StdRng>,
     last_monotonic: u64,
+    /// The time of the latest durable operation passed (ms), the origin of
+    /// the monotonic clock's readings.
+    journal_time: Millis,
 }
 
 /// A step between `begin-step` and the end of its current attempt.
@@ -80,8 +91,25 @@ impl JournalCursor {
                 failure: None,
                 random: None,
                 last_monotonic: 0,
+                journal_time: 0,
             }),
         })
+    }
+
+    /// The run's creation time: the monotonic clock's origin until the
+    /// first durable operation.
+    pub(super) fn start_at(&self, created_at: Millis) {
+        let mut state = self.lock();
+        state.journal_time = state.journal_time.max(created_at);
+    }
+
+    /// `writes` committed at `now`: unless they are only readings (which a
+    /// replay passes without taking their time), the run's time is `now`.
+    pub(super) fn committed(&self, writes: &[JournalWrite], now: Millis) {
+        if writes.iter().any(|write| !is_reading(write)) {
+            let mut state = self.lock();
+            state.journal_time = state.journal_time.max(now);
+        }
     }
 
     /// Replay `journal`: given before the first operation, once it is read.
@@ -223,6 +251,9 @@ impl CursorState {
         let Some(entry) = self.journal.get(op as usize) else {
             return Ok((op, None));
         };
+        if !matches!(entry.kind, OperationKind::Clock | OperationKind::Random) {
+            self.journal_time = self.journal_time.max(entry.recorded_at);
+        }
         if entry.kind != kind || entry.name != name {
             return Err(HostFailure::Run(format!(
                 "non-determinism in run {run}: operation {op} is {}({:?}) in the journal, but the workflow now calls {}({name:?})",
@@ -237,6 +268,20 @@ impl CursorState {
 
 /// The name of the journal entry that holds a run's random seed.
 const SEED: &str = "seed";
+/// The name of a monotonic clock reading in journals written before the
+/// monotonic clock was derived from the journal.
+const MONOTONIC: &str = "monotonic";
+
+/// Whether `write` journals a clock reading or the random seed.
+fn is_reading(write: &JournalWrite) -> bool {
+    matches!(
+        write,
+        JournalWrite::Recorded {
+            kind: OperationKind::Clock | OperationKind::Random,
+            ..
+        }
+    )
+}
 
 impl GuestEnvironment for JournalCursor {
     fn wall_clock(&self) -> Duration {
@@ -244,9 +289,28 @@ impl GuestEnvironment for JournalCursor {
     }
 
     fn monotonic_clock(&self) -> u64 {
-        // Derived from the wall clock, so that it keeps counting up across
-        // a restart of the host; never backwards within an execution.
-        let reading = self.read_clock("monotonic", nanos(system_time()));
+        let live = nanos(system_time());
+        let reading = {
+            let state = self.lock();
+            if state.step.is_some() || state.failure.is_some() {
+                live
+            } else if state
+                .journal
+                .get(state.next_op as usize)
+                .is_some_and(|entry| entry.kind == OperationKind::Clock && entry.name == MONOTONIC)
+            {
+                // A run journaled before the clock was derived: its readings
+                // are in its journal, and are replayed from there.
+                drop(state);
+                self.read_clock(MONOTONIC, live)
+            } else {
+                // The run's time: a function of its journal.
+                let origin = u64::try_from(state.journal_time.max(0)).unwrap_or(0);
+                origin
+                    .saturating_mul(1_000_000)
+                    .max(state.last_monotonic + 1)
+            }
+        };
         let mut state = self.lock();
         state.last_monotonic = state.last_monotonic.max(reading);
         state.last_monotonic
@@ -395,9 +459,10 @@ mod tests {
         first.fill_random(&mut more);
         let monotonic = first.monotonic_clock();
         let journal = as_entries(first.take_pending());
-        // One entry per clock reading, one for the seed of all draws.
+        // One entry per wall clock reading, one for the seed of all draws;
+        // none for the monotonic clock, which is the run's own time.
         let kinds: Vec<_> = journal.iter().map(|e| e.kind.as_str()).collect();
-        assert_eq!(kinds, ["clock", "random", "clock"]);
+        assert_eq!(kinds, ["clock", "random"]);
 
         std::thread::sleep(Duration::from_millis(2));
         let replay = cursor(journal);
@@ -410,6 +475,60 @@ mod tests {
         assert_eq!(replay.monotonic_clock(), monotonic);
         assert!(replay.take_pending().is_empty());
         assert!(replay.failure().is_none());
+    }
+
+    #[test]
+    fn the_monotonic_clock_is_the_runs_time_and_replays_the_same() {
+        let first = cursor(Vec::new());
+        first.start_at(1_000);
+        let before = [first.monotonic_clock(), first.monotonic_clock()];
+        assert_eq!(before, [1_000_000_000, 1_000_000_001]);
+        let (op, _) = first.next_operation(OperationKind::SetEvent, "k").unwrap();
+        let write = JournalWrite::SetEvent {
+            op,
+            key: "k".into(),
+            value: "1".into(),
+        };
+        first.committed(std::slice::from_ref(&write), 5_000);
+        let after = first.monotonic_clock();
+        assert_eq!(after, 5_000_000_000);
+        assert!(first.take_pending().is_empty(), "nothing journaled");
+
+        let replay = cursor(vec![JournalEntry {
+            op,
+            kind: OperationKind::SetEvent,
+            name: "k".into(),
+            outcome: None,
+            deadline: None,
+            completed: true,
+            error: None,
+            attempt: None,
+            started_at: None,
+            recorded_at: 5_000,
+        }]);
+        replay.start_at(1_000);
+        assert_eq!([replay.monotonic_clock(), replay.monotonic_clock()], before);
+        replay.next_operation(OperationKind::SetEvent, "k").unwrap();
+        assert_eq!(replay.monotonic_clock(), after);
+    }
+
+    #[test]
+    fn a_journal_with_monotonic_readings_replays_them() {
+        let old = cursor(vec![JournalEntry {
+            op: 0,
+            kind: OperationKind::Clock,
+            name: "monotonic".into(),
+            outcome: Some("42".into()),
+            deadline: None,
+            completed: true,
+            error: None,
+            attempt: None,
+            started_at: None,
+            recorded_at: 0,
+        }]);
+        assert_eq!(old.monotonic_clock(), 42);
+        assert!(old.failure().is_none());
+        assert!(old.monotonic_clock() > 42);
     }
 
     #[test]

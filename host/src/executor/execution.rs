@@ -66,6 +66,7 @@ impl Inner {
             (self.limits.max_journal_entries, self.limits.max_run_bytes),
             allowed_hosts,
         );
+        cursor.start_at(run.created_at);
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
             let slot = self.instance_slots.clone().acquire_owned().await;

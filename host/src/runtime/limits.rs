@@ -28,6 +28,9 @@ pub struct GuestLimits {
     /// Guest instances alive at once, across the host: the size of the
     /// pooling allocator, whose memory is reserved when the host starts.
     pub max_instances: u32,
+    /// Most core instances one component instance may create (language
+    /// runtimes compose many: CPython's about 40).
+    pub max_core_instances_per_component: u32,
 }
 
 impl Default for GuestLimits {
@@ -38,6 +41,7 @@ impl Default for GuestLimits {
             cpu_slice: Duration::from_secs(5),
             cpu_budget: Duration::from_secs(300),
             max_instances: 2048,
+            max_core_instances_per_component: 128,
         }
     }
 }
@@ -120,14 +124,16 @@ const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 
 pub(super) fn pooling(limits: &GuestLimits) -> wasmtime::PoolingAllocationConfig {
     // A component built by Rust for wasm32-wasip2 holds a few core
-    // instances (the program, the WASI adapter, shims); each has at most a
-    // memory and a table.
-    const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+    // instances (the program, the WASI adapter, shims), CPython's about 40
+    // (most without a memory); each has at most a memory and a table. The
+    // pool's total is an average per instance: it reserves address space,
+    // not memory.
+    const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
     let instances = limits.max_instances.max(1);
     let mut pool = wasmtime::PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .total_core_instances(instances * CORE_INSTANCES_PER_COMPONENT)
-        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT * 4)
+        .max_core_instances_per_component(limits.max_core_instances_per_component)
         .total_memories(instances * 2)
         .total_tables(instances * CORE_INSTANCES_PER_COMPONENT)
         .total_stacks(instances)

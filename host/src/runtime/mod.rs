@@ -11,6 +11,7 @@ mod instance;
 mod limits;
 mod outgoing;
 mod validate;
+mod world;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -31,6 +32,7 @@ pub use handler::{HandlerBounds, HandlerClient, HandlerFailure};
 pub use instance::{HostFailure, WorkflowImports};
 pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+pub use world::NEWEST_WASI;
 
 use crate::domain::ModuleKind;
 use bindings::WorkflowPre;
@@ -64,7 +66,7 @@ pub enum UploadError {
     CoreModule,
     #[error("the component is invalid: {0}")]
     Invalid(String),
-    #[error("the component is neither a workflow module nor an HTTP handler: {0}")]
+    #[error("the component cannot run on this host: {0}")]
     WrongWorld(String),
     #[error("the module's workflows could not be listed: {0}")]
     Names(String),
@@ -244,18 +246,30 @@ impl<H: WorkflowImports> Runtime<H> {
         &self.inner.limits
     }
 
-    /// Check that `bytes` are a workflow module and list its workflows. This
-    /// compiles the component (on a blocking thread) and runs its `names`.
+    /// Check that `bytes` are a workflow module or a handler and list its
+    /// workflows. Its imports and exports are checked from the bytes first,
+    /// so a component that cannot run here costs no compile; then it is
+    /// compiled (on a blocking thread), unless a compiled form of the same
+    /// bytes is at hand, and its `names` are run.
     pub async fn validate(&self, bytes: &[u8]) -> Result<ValidatedModule<H>, UploadError> {
         validate::check_header(bytes)?;
-        let runtime = self.clone();
-        let owned = bytes.to_vec();
-        let component = tokio::task::spawn_blocking(move || {
-            Component::new(&runtime.inner.engine, &owned)
-                .map_err(|e| UploadError::Invalid(format!("{e:#}")))
-        })
-        .await
-        .map_err(|e| UploadError::Invalid(format!("compilation was interrupted: {e}")))??;
+        let (imports, exports) = world::names_in(bytes)?;
+        world::classify(&imports, &exports)?;
+        let version = crate::domain::module_version(bytes);
+        let component = match self.compiled(&version) {
+            Some(component) => component,
+            None => {
+                tracing::info!(%version, bytes = bytes.len(), "compiling an upload");
+                let runtime = self.clone();
+                let owned = bytes.to_vec();
+                tokio::task::spawn_blocking(move || {
+                    Component::new(&runtime.inner.engine, &owned)
+                        .map_err(|e| UploadError::Invalid(format!("{e:#}")))
+                })
+                .await
+                .map_err(|e| UploadError::Invalid(format!("compilation was interrupted: {e}")))??
+            }
+        };
         let kind = self.check_world(&component)?;
         let pre = self
             .prepare(&component, kind)
@@ -280,6 +294,19 @@ impl<H: WorkflowImports> Runtime<H> {
             .lock()
             .expect("module cache lock")
             .insert(version.to_owned(), module.pre.clone());
+    }
+
+    /// The compiled form of `version`, if this host has one: in memory, or
+    /// in the cache on disk.
+    fn compiled(&self, version: &str) -> Option<Component> {
+        let loaded = self
+            .inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .get(version)
+            .map(|pre| pre.component().clone());
+        loaded.or_else(|| self.load_compiled(version))
     }
 
     /// The runnable form of `version`, compiling `bytes` (or loading the

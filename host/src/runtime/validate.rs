@@ -1,7 +1,7 @@
 //! What an upload must be: a component (not a core module or junk) that
 //! exports the workflow interface or an HTTP handler and imports nothing
-//! the host does not offer; a workflow module's workflows are listed from
-//! an instance whose Cairn imports trap.
+//! the host does not serve (`world.rs`); a workflow module's workflows are
+//! listed from an instance whose Cairn imports trap.
 
 use std::sync::Arc;
 
@@ -15,29 +15,9 @@ use super::{
 };
 use crate::domain::ModuleKind;
 
-/// The interface a workflow module exports.
-const WORKFLOWS_EXPORT: &str = "cairn:workflow/workflows@0.1.0";
-/// The interface a handler module exports (any WASI 0.2 version).
-const HANDLER_EXPORT_PREFIX: &str = "wasi:http/incoming-handler@0.2.";
-/// Imports a guest may have, workflow or handler alike: the Cairn
-/// interfaces, the WASI 0.2 interfaces that Rust's std (and other
-/// languages' runtimes) link against, and `wasi:http` (a workflow's steps
-/// make outgoing requests; a handler serves one). WASI is linked with a
-/// context that grants nothing: no files, no environment, no sockets;
-/// clocks and random numbers are journaled, and outgoing HTTP is refused
-/// outside steps and beyond the module's allow-list.
-const GUEST_IMPORT_PREFIXES: &[&str] = &[
-    "cairn:workflow/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:http/",
-];
-
 impl<H: WorkflowImports> Runtime<H> {
-    /// What kind of module the component is, from its exports, and whether
-    /// its imports stay within what that kind is offered.
+    /// What kind of module a compiled component is, and whether its
+    /// imports stay within what the host serves (see `world.rs`).
     pub(super) fn check_world(&self, component: &Component) -> Result<ModuleKind, UploadError> {
         let ty = component.component_type();
         let engine = &self.inner.engine;
@@ -45,44 +25,11 @@ impl<H: WorkflowImports> Runtime<H> {
             .exports(engine)
             .map(|(name, _)| name.to_owned())
             .collect();
-        let kind = if exports.iter().any(|name| name == WORKFLOWS_EXPORT) {
-            Some(ModuleKind::Workflow)
-        } else if exports
-            .iter()
-            .any(|name| name.starts_with(HANDLER_EXPORT_PREFIX))
-        {
-            Some(ModuleKind::Handler)
-        } else {
-            None
-        };
-        let allowed = GUEST_IMPORT_PREFIXES;
-        let offered = "cairn:workflow/*@0.1.0 and WASI 0.2 cli, io, clocks, random and http";
-        let to = match kind {
-            Some(ModuleKind::Workflow) | None => "workflows",
-            Some(ModuleKind::Handler) => "handlers",
-        };
-        let unexpected: Vec<String> = ty
+        let imports: Vec<String> = ty
             .imports(engine)
             .map(|(name, _)| name.to_owned())
-            .filter(|name| !allowed.iter().any(|p| name.starts_with(p)))
             .collect();
-        let mut problems = Vec::new();
-        if kind.is_none() {
-            problems.push(format!(
-                "it must export {WORKFLOWS_EXPORT} (a workflow module) or wasi:http/incoming-handler@0.2 (an HTTP handler), but exports [{}]",
-                exports.join(", ")
-            ));
-        }
-        if !unexpected.is_empty() {
-            problems.push(format!(
-                "it imports [{}], which the host does not offer to {to} (allowed: {offered}; no file system, no sockets)",
-                unexpected.join(", "),
-            ));
-        }
-        match kind {
-            Some(kind) if problems.is_empty() => Ok(kind),
-            _ => Err(UploadError::WrongWorld(problems.join("; "))),
-        }
+        super::world::classify(&imports, &exports)
     }
 
     /// The workflows a workflow module lists, from an instance that runs
