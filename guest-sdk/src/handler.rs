@@ -38,7 +38,7 @@ pub mod bindings {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
         path: "wit",
-        world: "handler",
+        world: "handler-imports",
         default_bindings_module: "::cairn_sdk::handler::bindings",
         runtime_path: "::cairn_sdk::__private::wit_bindgen::rt",
     });

@@ -21,7 +21,7 @@ wasmtime::component::bindgen!({
 pub mod handler {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "handler",
+        world: "handler-imports",
         imports: { default: async | trappable },
         with: {
             "cairn:workflow/types": super::cairn::workflow::types,

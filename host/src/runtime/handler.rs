@@ -256,7 +256,7 @@ pub(super) fn linker(
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    super::bindings::handler::Handler::add_to_linker::<
+    super::bindings::handler::HandlerImports::add_to_linker::<
         _,
         wasmtime::component::HasSelf<HandlerState>,
     >(&mut linker, |state| state)?;
