@@ -13,3 +13,15 @@ if [ ! -x /usr/bin/chromium ]; then
   as_root apt-get install -y -q chromium >/dev/null 2>&1 \
     || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q chromium >/dev/null; }
 fi
+
+# Python (with venv) and Node.js with npm, for the Python and JavaScript
+# guests' toolchains (componentize-py from PyPI, componentize-js from npm).
+missing=()
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+command -v npm >/dev/null || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} (for the Python and JavaScript guests) ..." >&2
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 \
+    || { as_root apt-get update -q >/dev/null && as_root apt-get install -y -q "${missing[@]}" >/dev/null; }
+fi

@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null
 bash scripts/install-test-deps.sh
+# The Python and JavaScript guests, with their toolchains from PyPI and npm.
+bash scripts/build-polyglot.sh
 # Every store test and the multi-host tests also run on PostgreSQL.
 CAIRN_TEST_POSTGRES_URL="$(bash scripts/start-postgres.sh)"
 export CAIRN_TEST_POSTGRES_URL

@@ -150,6 +150,11 @@ struct ServeArgs {
     /// Where the database and compiled modules live.
     #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
     data_dir: PathBuf,
+    /// Where compiled modules are kept (default: `compiled/` in the data
+    /// directory); hosts of one build may share one, and compile a module
+    /// once between them.
+    #[arg(long, env = "CAIRN_COMPILED_DIR")]
+    compiled_dir: Option<PathBuf>,
     /// Deploy a module at start-up, as NAME=FILE.wasm, or
     /// NAME=FILE.wasm,ROUTES.json with its routes manifest (repeatable).
     #[arg(long, value_name = "NAME=FILE[,ROUTES]")]
@@ -277,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             init_tracing();
             let mut config = ServeConfig::new(args.listen, args.data_dir);
+            config.compiled_dir = args.compiled_dir;
             config.synchronous = args.sqlite_synchronous;
             if let Some(url) = &args.database {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

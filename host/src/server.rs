@@ -47,6 +47,9 @@ impl std::str::FromStr for DeploySpec {
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    /// Where compiled modules are kept; `None`: `data_dir/compiled`. Hosts
+    /// of one build may share one (files are written whole, then renamed).
+    pub compiled_dir: Option<PathBuf>,
     /// `postgres://...` to share a PostgreSQL database with other hosts;
     /// `None`: the embedded SQLite file in `data_dir`.
     pub database: Option<String>,
@@ -73,6 +76,7 @@ impl ServeConfig {
         Self {
             listen,
             data_dir,
+            compiled_dir: None,
             database: None,
             database_schema: "cairn".into(),
             database_connections: 10,
@@ -188,7 +192,11 @@ pub async fn serve(
         }
     };
     // Each host compiles the modules it runs and keeps its own copies.
-    let runtime = Runtime::new(Some(config.data_dir.join("compiled")), config.guest.clone())?;
+    let compiled = config
+        .compiled_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("compiled"));
+    let runtime = Runtime::new(Some(compiled), config.guest.clone())?;
     let executor = Executor::new(
         store.clone(),
         runtime,

@@ -55,6 +55,54 @@ pub mod examples {
     }
 }
 
+/// The Python and JavaScript guests, built by `scripts/build-polyglot.sh`
+/// (which `scripts/test.sh` runs) with componentize-py and componentize-js
+/// from their registries, nothing composed into them by hand.
+pub mod polyglot {
+    use std::path::PathBuf;
+
+    /// A guest language's components: a workflow module with the seed's
+    /// workflows (`steps_workflow`, `steps_with_pause`, `fail`, `approve`)
+    /// and the seed's handler (`GET /events`).
+    #[derive(Debug, Clone, Copy)]
+    pub struct Guest {
+        pub language: &'static str,
+        dir: &'static str,
+    }
+
+    pub const PYTHON: Guest = Guest {
+        language: "python",
+        dir: "python",
+    };
+    pub const JS: Guest = Guest {
+        language: "js",
+        dir: "js",
+    };
+
+    impl Guest {
+        fn component(&self, name: &str) -> Vec<u8> {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/polyglot")
+                .join(self.dir)
+                .join(format!("{name}.wasm"));
+            std::fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{} ({e}): build the Python and JS guests with `bash scripts/build-polyglot.sh` (scripts/test.sh does)",
+                    path.display()
+                )
+            })
+        }
+
+        pub fn steps(&self) -> Vec<u8> {
+            self.component("steps")
+        }
+
+        pub fn handler(&self) -> Vec<u8> {
+            self.component("handler")
+        }
+    }
+}
+
 /// The `cairn` binary of this build profile, built once per test process so
 /// the tests always drive the current code.
 pub fn cairn_binary() -> &'static Path {
