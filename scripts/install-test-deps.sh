@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs beyond the Rust toolchain: Chromium,
-# for the browser test of the run page. Installs only what is missing.
+# for the browser test of the run page, and Python and Node.js for the
+# Python and JavaScript guests. Installs only what is missing.
 set -euo pipefail
 
 as_root() {

@@ -5,7 +5,7 @@
 //! settings unless told otherwise).
 //!
 //! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16]
-//!     [--hosts N] [--server URL | -- serve args]
+//!     [--hosts N] [--steps-module FILE] [--server URL | -- serve args]
 //!
 //! With `--hosts N`, N hosts are started with the same serve args (give them
 //! one PostgreSQL database: `-- --database postgres://...`), and the clients
@@ -23,6 +23,9 @@ struct Options {
     server: Option<String>,
     clients: Vec<usize>,
     hosts: usize,
+    /// The component deployed as `steps` (default: the Rust example); it
+    /// must define `steps_workflow`.
+    steps_module: Option<String>,
     serve_args: Vec<String>,
 }
 
@@ -32,6 +35,7 @@ fn parse_options() -> anyhow::Result<Options> {
         server: None,
         clients: vec![1, 16],
         hosts: 1,
+        steps_module: None,
         serve_args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -48,6 +52,9 @@ fn parse_options() -> anyhow::Result<Options> {
             }
             "--hosts" => options.hosts = args.next().context("--hosts N")?.parse()?,
             "--server" => options.server = Some(args.next().context("--server URL")?),
+            "--steps-module" => {
+                options.steps_module = Some(args.next().context("--steps-module FILE")?)
+            }
             "--" => options.serve_args.extend(args.by_ref()),
             other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
         }
@@ -70,10 +77,31 @@ async fn main() -> anyhow::Result<()> {
             hosts.iter().map(|host| host.client.clone()).collect()
         }
     };
-    let deployed = clients[0]
-        .deploy("steps", examples::bytes(examples::STEPS))
-        .await?;
+    let component = examples::bytes(options.steps_module.as_deref().unwrap_or(examples::STEPS));
+    let uploaded = std::time::Instant::now();
+    let deployed = clients[0].deploy("steps", component.clone()).await?;
     ensure!(deployed.status.is_success(), "deploy: {}", deployed.body);
+    println!(
+        "upload (validate + compile) of {} bytes: {:.2} s",
+        component.len(),
+        uploaded.elapsed().as_secs_f64()
+    );
+    // The first run after the upload, then a later one.
+    for which in ["first", "later"] {
+        let started = std::time::Instant::now();
+        let id = format!("latency-{which}");
+        clients[0]
+            .start("steps", "steps_workflow", serde_json::json!(null), Some(&id))
+            .await?;
+        let done = clients[0]
+            .get(&format!("/v1/workflows/{id}/result?timeout_ms=30000"))
+            .await?;
+        ensure!(done.status == 200, "{}", done.body);
+        println!(
+            "{which} run (start + result): {:.2} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     println!(
         "seed benchmark: start steps_workflow + read step1 + read step2, over HTTP; {} s per setting; {} host(s); serve args: {:?}",
         options.seconds,
