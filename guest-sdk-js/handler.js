@@ -14,28 +14,9 @@ import {
   readStream as hostReadStream,
 } from 'cairn:workflow/client@0.1.0';
 import { log as hostLog } from 'cairn:workflow/context@0.1.0';
+import { CairnError, call, decode, encode, ms, runResult, streamRead } from './common.js';
 
-export class CairnError extends Error {
-  constructor(code, message) {
-    super(`${code}: ${message}`);
-    this.code = code;
-    this.detail = message;
-  }
-}
-
-function call(fn, ...args) {
-  try {
-    return fn(...args);
-  } catch (error) {
-    const refusal = error && error.payload;
-    if (refusal && refusal.code !== undefined) throw new CairnError(refusal.code, refusal.message);
-    throw error;
-  }
-}
-
-const decode = (text) => (text === undefined || text === null ? null : JSON.parse(text));
-const ms = (n) => BigInt(Math.max(0, Math.floor(n)));
-const encode = (value) => JSON.stringify(value === undefined ? null : value);
+export { CairnError };
 
 /** Serve every request with `handle(request) -> Response` (or a promise of
  * one); a throw answers 500 with its message. */
@@ -55,15 +36,11 @@ export function serve(handle) {
 
 export const startWorkflow = (module, workflow, input, id) => call(hostStart, module, workflow, encode(input), id);
 export const getEvent = (workflowId, key, timeoutMs = 60000) => decode(call(hostGetEvent, workflowId, key, ms(timeoutMs)));
-export function awaitResult(workflowId, timeoutMs = 60000) {
-  const result = call(hostAwait, workflowId, ms(timeoutMs));
-  return result === undefined ? null : { status: result.status, output: decode(result.output), error: result.error ?? null };
-}
+export const awaitResult = (workflowId, timeoutMs = 60000) =>
+  runResult(call(hostAwait, workflowId, ms(timeoutMs)));
 export const sendMessage = (workflowId, topic, message, idempotencyKey) =>
   call(hostSend, workflowId, topic, encode(message), idempotencyKey);
-export function readStream(workflowId, name, offset = 0, timeoutMs = 60000) {
-  const read = call(hostReadStream, workflowId, name, BigInt(offset), ms(timeoutMs));
-  return { values: read.values.map((v) => JSON.parse(v)), closed: read.closed };
-}
+export const readStream = (workflowId, name, offset = 0, timeoutMs = 60000) =>
+  streamRead(call(hostReadStream, workflowId, name, BigInt(offset), ms(timeoutMs)));
 export const log = (level, message, fields = {}) =>
   hostLog(level, message, Object.entries(fields).map(([k, v]) => [k, String(v)]));

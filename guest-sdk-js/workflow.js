@@ -18,30 +18,10 @@ import { beginStep, endAttempt } from 'cairn:workflow/steps@0.1.0';
 import { writeStream as hostWriteStream, closeStream as hostCloseStream, readStream as hostReadStream } from 'cairn:workflow/streams@0.1.0';
 import { sleep as hostSleep } from 'cairn:workflow/timers@0.1.0';
 import { workflowId as hostWorkflowId, log as hostLog } from 'cairn:workflow/context@0.1.0';
+import { CairnError, call, decode, encode, ms, runResult, streamRead } from './common.js';
 
 /** A call the host refused: `code` says why, `message` what was wrong. */
-export class CairnError extends Error {
-  constructor(code, message) {
-    super(`${code}: ${message}`);
-    this.code = code;
-    this.detail = message;
-  }
-}
-
-function call(fn, ...args) {
-  try {
-    return fn(...args);
-  } catch (error) {
-    // componentize-js throws a host `error` as { payload: { code, message } }.
-    const refusal = error && error.payload;
-    if (refusal && refusal.code !== undefined) throw new CairnError(refusal.code, refusal.message);
-    throw error;
-  }
-}
-
-const decode = (text) => (text === undefined || text === null ? null : JSON.parse(text));
-const ms = (n) => BigInt(Math.max(0, Math.floor(n)));
-const encode = (value) => JSON.stringify(value === undefined ? null : value);
+export { CairnError };
 
 /** The module's export: `export const workflows = register({ name(input) {...}, ... })`.
  * A workflow's return value is its run's output; a throw ends the run ERROR
@@ -71,17 +51,13 @@ export const send = (workflowId, topic, message, idempotencyKey) =>
 export const recv = (topic = '', timeoutMs = 60000) => decode(call(hostRecv, topic, ms(timeoutMs)));
 export const startChild = (module, workflow, input, id) =>
   call(hostStartChild, module, workflow, encode(input), id);
-export function awaitChild(workflowId, timeoutMs = 60000) {
-  const result = call(hostAwaitChild, workflowId, ms(timeoutMs));
-  return result === undefined ? null : { status: result.status, output: decode(result.output), error: result.error ?? null };
-}
+export const awaitChild = (workflowId, timeoutMs = 60000) =>
+  runResult(call(hostAwaitChild, workflowId, ms(timeoutMs)));
 export const sleep = (durationMs) => hostSleep(ms(durationMs));
 export const writeStream = (name, value) => call(hostWriteStream, name, encode(value));
 export const closeStream = (name) => call(hostCloseStream, name);
-export function readStream(workflowId, name, offset = 0, timeoutMs = 60000) {
-  const read = call(hostReadStream, workflowId, name, BigInt(offset), ms(timeoutMs));
-  return { values: read.values.map((v) => JSON.parse(v)), closed: read.closed };
-}
+export const readStream = (workflowId, name, offset = 0, timeoutMs = 60000) =>
+  streamRead(call(hostReadStream, workflowId, name, BigInt(offset), ms(timeoutMs)));
 export const workflowId = () => hostWorkflowId();
 export const log = (level, message, fields = {}) =>
   hostLog(level, message, Object.entries(fields).map(([k, v]) => [k, String(v)]));

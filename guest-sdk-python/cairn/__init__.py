@@ -23,3 +23,18 @@ def _refusal(err) -> CairnError:
     error = getattr(err, "value", err)
     code = getattr(getattr(error, "code", None), "name", "unknown")
     return CairnError(code.lower().replace("_", "-"), getattr(error, "message", str(error)))
+
+
+def _call(function, *args):
+    """Call a host import, raising its refusal as a CairnError."""
+    from componentize_py_types import Err
+
+    try:
+        return function(*args)
+    except Err as err:
+        raise _refusal(err) from None
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as the host's milliseconds."""
+    return max(0, int(seconds * 1000))

@@ -21,7 +21,7 @@ from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports import client, context, wasi_http_types as http
 
-from . import CairnError, _refusal
+from . import CairnError, _call, _ms
 
 _HANDLER: list = []
 
@@ -105,17 +105,6 @@ class IncomingHandler(exports.IncomingHandler):
             for start in range(0, len(response.body), _CHUNK):
                 stream.blocking_write_and_flush(response.body[start:start + _CHUNK])
         http.OutgoingBody.finish(body, None)
-
-
-def _ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000))
-
-
-def _call(function, *args):
-    try:
-        return function(*args)
-    except Err as err:
-        raise _refusal(err) from None
 
 
 def start_workflow(module: str, workflow: str, input: Any = None, id: Optional[str] = None) -> str:

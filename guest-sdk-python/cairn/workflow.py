@@ -21,7 +21,7 @@ from componentize_py_types import Err, Ok
 from wit_world import exports
 from wit_world.imports import children, context, events, messages, steps, streams, timers
 
-from . import CairnError, _refusal
+from . import CairnError, _call, _ms
 
 _WORKFLOWS: dict = {}
 
@@ -50,17 +50,6 @@ class Workflows(exports.Workflows):
             raise
         except Exception as error:  # the run's error, for people to read
             raise Err(f"{type(error).__name__}: {error}")
-
-
-def _ms(seconds: float) -> int:
-    return max(0, int(seconds * 1000))
-
-
-def _call(function, *args):
-    try:
-        return function(*args)
-    except Err as err:
-        raise _refusal(err) from None
 
 
 def _decode(text: Optional[str]) -> Any:
