@@ -91,7 +91,12 @@ async fn main() -> anyhow::Result<()> {
         let started = std::time::Instant::now();
         let id = format!("latency-{which}");
         clients[0]
-            .start("steps", "steps_workflow", serde_json::json!(null), Some(&id))
+            .start(
+                "steps",
+                "steps_workflow",
+                serde_json::json!(null),
+                Some(&id),
+            )
             .await?;
         let done = clients[0]
             .get(&format!("/v1/workflows/{id}/result?timeout_ms=30000"))
