@@ -6,8 +6,8 @@ use sqlx::Row;
 use super::{Result, StoreError};
 use crate::domain::{
     EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName, ModuleVersion,
-    OperationKind, ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, StreamInfo, WaitKind,
-    WorkflowId,
+    OperationKind, ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo,
+    WaitKind, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -393,6 +393,17 @@ pub(super) fn list_streams_query(p: char) -> String {
         CAST(MAX(CASE WHEN value IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS closed
      FROM stream_entries WHERE run_id = {p}1 GROUP BY stream ORDER BY stream"
     )
+}
+
+/// The columns [`stream_entry_from_row`] reads.
+pub(super) const STREAM_ENTRY_COLUMNS: &str = "position, value, recorded_at";
+
+pub(super) fn stream_entry_from_row(row: &impl Columns) -> Result<StreamEntry> {
+    Ok(StreamEntry {
+        offset: row.int("position")?.max(0) as u64,
+        value: row.maybe_text("value")?,
+        recorded_at: row.int("recorded_at")?,
+    })
 }
 
 pub(super) fn stream_info_from_row(row: &impl Columns) -> Result<StreamInfo> {

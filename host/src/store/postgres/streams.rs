@@ -4,11 +4,13 @@
 //! a time (its epoch fences any other), so the next position is its
 //! stream's last plus one.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use super::PgStore;
 use crate::domain::{RunStatus, StreamEntry, WorkflowId};
-use crate::store::rows::{StreamAppend, corrupt, run_refusal};
+use crate::store::rows::{
+    STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, run_refusal, stream_entry_from_row,
+};
 use crate::store::{Change, Result, StoreError};
 
 /// Write `append` at its stream's next position when `writable` (SQL on
@@ -92,10 +94,10 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await?;
         let status = status.map(|s| s.parse().map_err(corrupt)).transpose()?;
-        let rows = sqlx::query(
-            "SELECT position, value, recorded_at FROM stream_entries
-             WHERE run_id = $1 AND stream = $2 AND position >= $3 ORDER BY position LIMIT $4",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {STREAM_ENTRY_COLUMNS} FROM stream_entries
+             WHERE run_id = $1 AND stream = $2 AND position >= $3 ORDER BY position LIMIT $4"
+        ))
         .bind(id.as_str())
         .bind(stream)
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
@@ -104,13 +106,7 @@ impl PgStore {
         .await?;
         let entries = rows
             .iter()
-            .map(|row| {
-                Ok(StreamEntry {
-                    offset: row.try_get::<i64, _>("position")?.max(0) as u64,
-                    value: row.try_get("value")?,
-                    recorded_at: row.try_get("recorded_at")?,
-                })
-            })
+            .map(stream_entry_from_row)
             .collect::<Result<_>>()?;
         Ok((entries, status))
     }

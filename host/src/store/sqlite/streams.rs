@@ -2,11 +2,13 @@
 //! fenced on their own from inside a step), reads from an offset, and a
 //! run's list of streams.
 
-use sqlx::{Row, SqliteConnection};
+use sqlx::SqliteConnection;
 
 use super::raw::RawConnection;
 use crate::domain::{RunStatus, StreamEntry, WorkflowId};
-use crate::store::rows::{Columns, StreamAppend, corrupt, run_refusal};
+use crate::store::rows::{
+    Columns, STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, run_refusal, stream_entry_from_row,
+};
 use crate::store::{Result, StoreError};
 
 /// Write `append` at its stream's next position when `writable` (SQL on
@@ -75,10 +77,10 @@ pub(super) async fn read(
         .fetch_optional(&mut *conn)
         .await?;
     let status = status.map(|s| s.parse().map_err(corrupt)).transpose()?;
-    let rows = sqlx::query(
-        "SELECT position, value, recorded_at FROM stream_entries
-         WHERE run_id = ? AND stream = ? AND position >= ? ORDER BY position LIMIT ?",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {STREAM_ENTRY_COLUMNS} FROM stream_entries
+         WHERE run_id = ? AND stream = ? AND position >= ? ORDER BY position LIMIT ?"
+    ))
     .bind(id.as_str())
     .bind(stream)
     .bind(i64::try_from(from).unwrap_or(i64::MAX))
@@ -87,13 +89,7 @@ pub(super) async fn read(
     .await?;
     let entries = rows
         .iter()
-        .map(|row| {
-            Ok(StreamEntry {
-                offset: row.try_get::<i64, _>("position")?.max(0) as u64,
-                value: row.try_get("value")?,
-                recorded_at: row.try_get("recorded_at")?,
-            })
-        })
+        .map(stream_entry_from_row)
         .collect::<Result<_>>()?;
     Ok((entries, status))
 }
