@@ -24,8 +24,7 @@ impl PgStore {
         now: i64,
     ) -> Result<()> {
         let (status, output, error) = outcome_columns(outcome);
-        let mut conn = Checkout::take(&self.pool).await?;
-        let mut tx = conn.begin().await?;
+        // One statement, in autocommit: no transaction's round trips.
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error = $3, updated_at = $4, owner = NULL, lease_expires_at = NULL
              WHERE id = $5 AND status = 'PENDING' AND ($6::BIGINT IS NULL OR epoch = $6)",
@@ -36,12 +35,14 @@ impl PgStore {
         .bind(now)
         .bind(id.as_str())
         .bind(fence.map(|e| e as i64))
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
+            // A run's epoch only grows: read after the update, it tells
+            // whether another execution had it.
             let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = $1")
                 .bind(id.as_str())
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
             if let (Some(mine), Some(current)) = (fence, current)
                 && current as u64 != mine
@@ -54,7 +55,6 @@ impl PgStore {
             }
             return Ok(());
         }
-        tx.commit().await?;
         self.announce([Change::Finished(id.clone())]);
         Ok(())
     }
@@ -66,6 +66,12 @@ impl PgStore {
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()> {
+        if let [write] = writes.as_slice()
+            && super::single::is_single(write)
+        {
+            let write = writes.into_iter().next().expect("one write");
+            return self.write_single(id, fence, write, now).await;
+        }
         let mut conn = Checkout::take(&self.pool).await?;
         let mut tx = conn.begin().await?;
         if let Some(mine) = fence {
@@ -177,7 +183,7 @@ impl PgStore {
     }
 
     /// Why a journal write of `op` changed nothing.
-    async fn refusal(
+    pub(super) async fn refusal(
         conn: &mut PgConnection,
         id: &WorkflowId,
         fence: Option<u64>,

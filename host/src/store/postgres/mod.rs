@@ -18,6 +18,7 @@ mod journal;
 mod leases;
 mod notifications;
 mod runs;
+mod single;
 mod streams;
 mod waits;
 
