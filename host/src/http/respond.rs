@@ -122,6 +122,9 @@ where
         .and_then(|v| v.parse::<u64>().ok())
         && length > limit as u64
     {
+        if length <= DRAIN_BYTES {
+            drain(request.into_body(), limits.body_read_timeout).await;
+        }
         return Err(body_too_large(limit, code));
     }
     let timeout = limits.body_read_timeout;
@@ -148,6 +151,23 @@ where
             format!("the request body could not be read: {error}"),
         )),
     }
+}
+
+/// The most of a refused body read (and dropped) before the refusal is
+/// sent: a client still sending a body the host closed the connection on
+/// would see a reset instead of the answer. Larger ones are refused unread.
+const DRAIN_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Read what the client sends of `body` and drop it, within `timeout`.
+async fn drain<B>(body: B, timeout: std::time::Duration)
+where
+    B: hyper::body::Body<Data = Bytes>,
+{
+    let mut body = std::pin::pin!(body);
+    let _ = tokio::time::timeout(timeout, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
 }
 
 fn body_too_large(limit: usize, code: &'static str) -> ApiError {
