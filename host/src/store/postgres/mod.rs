@@ -28,15 +28,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection};
 use tokio::sync::{Notify, mpsc};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, WAIT_COLUMNS, corrupt,
-    event_and_status_from_row, event_and_status_query, event_record_from_row,
-    journal_entry_from_row, list_messages_query, list_streams_query, message_record_from_row,
-    module_version_from_row, modules_from_rows, parked_wait_from_row, routes_from_row,
-    run_from_row, stream_info_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, corrupt, event_and_status_from_row,
+    event_and_status_query, event_record_from_row, journal_entry_from_row, module_version_from_row,
+    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row,
 };
 use super::{
     Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
@@ -485,14 +483,7 @@ impl Store for PgStore {
         after_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<MessageRecord>> {
-        static QUERY: LazyLock<String> = LazyLock::new(|| list_messages_query('$'));
-        let rows = sqlx::query(&QUERY)
-            .bind(id.as_str())
-            .bind(after_seq.unwrap_or(0))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(message_record_from_row).collect()
+        self.messages_of(id, after_seq, limit).await
     }
 
     async fn append_stream(
@@ -504,14 +495,7 @@ impl Store for PgStore {
         value: &str,
         now: i64,
     ) -> Result<()> {
-        let append = StreamAppend {
-            id,
-            op,
-            stream,
-            value: Some(value),
-            now,
-        };
-        self.append_fenced(append, fence).await
+        self.append_fenced(id, fence, op, stream, value, now).await
     }
 
     async fn read_stream(
@@ -525,12 +509,7 @@ impl Store for PgStore {
     }
 
     async fn list_streams(&self, id: &WorkflowId) -> Result<Vec<StreamInfo>> {
-        static QUERY: LazyLock<String> = LazyLock::new(|| list_streams_query('$'));
-        let rows = sqlx::query(&QUERY)
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(stream_info_from_row).collect()
+        self.streams_of(id).await
     }
 
     async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {
@@ -555,22 +534,7 @@ impl Store for PgStore {
     }
 
     async fn next_message(&self, id: &WorkflowId, topic: &str) -> Result<Option<Message>> {
-        let row = sqlx::query(
-            "SELECT seq, message FROM messages
-             WHERE run_id = $1 AND topic = $2 AND consumed_op IS NULL
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(id.as_str())
-        .bind(topic)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(Message {
-                seq: row.try_get("seq")?,
-                message: row.try_get("message")?,
-            })
-        })
-        .transpose()
+        self.next_message_of(id, topic).await
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {

@@ -1,15 +1,21 @@
-//! Streams on PostgreSQL: appends (journaled with the workflow's call, or
-//! fenced on their own from inside a step), reads from an offset, and a
-//! run's list of streams. A run's appends come from its one execution at
-//! a time (its epoch fences any other), so the next position is its
-//! stream's last plus one.
+//! Streams and message reads on PostgreSQL: appends (journaled with the
+//! workflow's call, or fenced on their own from inside a step), reads from
+//! an offset, a run's list of streams, and a run's messages. A run's
+//! appends come from its one execution at a time (its epoch fences any
+//! other), so the next position is its stream's last plus one.
 
 use sqlx::PgConnection;
 
 use super::PgStore;
 use crate::domain::{RunStatus, StreamEntry, WorkflowId};
+use std::sync::LazyLock;
+
+use sqlx::Row;
+
+use crate::domain::{Message, MessageRecord, StreamInfo};
 use crate::store::rows::{
-    STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, run_refusal, stream_entry_from_row,
+    STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, list_messages_query, list_streams_query,
+    message_record_from_row, run_refusal, stream_entry_from_row, stream_info_from_row,
 };
 use crate::store::{Change, Result, StoreError};
 
@@ -53,14 +59,24 @@ pub(super) async fn append_journaled(
 }
 
 impl PgStore {
-    /// An append from inside a step: only while the run is `PENDING` and,
-    /// with `fence`, in that epoch.
+    /// An append of `value` to `stream` from inside step `op`: only while
+    /// the run is `PENDING` and, with `fence`, in that epoch.
     pub(super) async fn append_fenced(
         &self,
-        append: StreamAppend<'_>,
+        id: &WorkflowId,
         fence: Option<u64>,
+        op: u32,
+        stream: &str,
+        value: &str,
+        now: i64,
     ) -> Result<()> {
-        let (id, stream) = (append.id, append.stream);
+        let append = StreamAppend {
+            id,
+            op,
+            stream,
+            value: Some(value),
+            now,
+        };
         let mut conn = self.pool.acquire().await?;
         let writable = "EXISTS (SELECT 1 FROM runs WHERE id = $1 AND status = 'PENDING' AND ($6::BIGINT IS NULL OR epoch = $6))";
         if insert(&mut conn, append, fence, writable).await? == 1 {
@@ -78,6 +94,57 @@ impl PgStore {
         Err(run_refusal(id, row, fence).unwrap_or_else(|| {
             StoreError::Corrupt(format!("stream {stream:?} of run {id} refused an append"))
         }))
+    }
+
+    /// The streams of run `id`, by name.
+    pub(super) async fn streams_of(&self, id: &WorkflowId) -> Result<Vec<StreamInfo>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_streams_query('$'));
+        let rows = sqlx::query(&QUERY)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(stream_info_from_row).collect()
+    }
+
+    /// The oldest message of run `id` on `topic` not yet received.
+    pub(super) async fn next_message_of(
+        &self,
+        id: &WorkflowId,
+        topic: &str,
+    ) -> Result<Option<Message>> {
+        let row = sqlx::query(
+            "SELECT seq, message FROM messages
+             WHERE run_id = $1 AND topic = $2 AND consumed_op IS NULL
+             ORDER BY seq LIMIT 1",
+        )
+        .bind(id.as_str())
+        .bind(topic)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(Message {
+                seq: row.try_get("seq")?,
+                message: row.try_get("message")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The messages sent to run `id`, oldest first, after `after_seq`.
+    pub(super) async fn messages_of(
+        &self,
+        id: &WorkflowId,
+        after_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<MessageRecord>> {
+        static QUERY: LazyLock<String> = LazyLock::new(|| list_messages_query('$'));
+        let rows = sqlx::query(&QUERY)
+            .bind(id.as_str())
+            .bind(after_seq.unwrap_or(0))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(message_record_from_row).collect()
     }
 
     /// The status of run `id` (read first: an ended run's entries are all
