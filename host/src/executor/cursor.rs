@@ -103,10 +103,16 @@ impl JournalCursor {
         state.journal_time = state.journal_time.max(created_at);
     }
 
-    /// `writes` committed at `now`: unless they are only readings (which a
-    /// replay passes without taking their time), the run's time is `now`.
-    pub(super) fn committed(&self, writes: &[JournalWrite], now: Millis) {
-        if writes.iter().any(|write| !is_reading(write)) {
+    /// Whether committing `writes` moves the run's time: unless they are
+    /// only readings (which a replay passes without taking their time).
+    pub(super) fn advance_time(writes: &[JournalWrite]) -> bool {
+        writes.iter().any(|write| !is_reading(write))
+    }
+
+    /// A batch committed at `now`; with `advances` (see
+    /// [`JournalCursor::advance_time`]) the run's time is `now`.
+    pub(super) fn committed(&self, advances: bool, now: Millis) {
+        if advances {
             let mut state = self.lock();
             state.journal_time = state.journal_time.max(now);
         }
@@ -489,7 +495,10 @@ mod tests {
             key: "k".into(),
             value: "1".into(),
         };
-        first.committed(std::slice::from_ref(&write), 5_000);
+        first.committed(
+            JournalCursor::advance_time(std::slice::from_ref(&write)),
+            5_000,
+        );
         let after = first.monotonic_clock();
         assert_eq!(after, 5_000_000_000);
         assert!(first.take_pending().is_empty(), "nothing journaled");

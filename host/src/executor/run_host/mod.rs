@@ -165,7 +165,7 @@ impl RunHost {
         // or its host lost the run) cannot cut the write off halfway; the
         // write ends, and its answer goes nowhere.
         let (store, run, epoch) = (self.exec.store.clone(), self.run.clone(), self.epoch);
-        let batch = writes.clone();
+        let advances = JournalCursor::advance_time(&writes);
         let written =
             tokio::spawn(
                 async move { store.write_journal_entries(&run, epoch, writes, now).await },
@@ -173,7 +173,7 @@ impl RunHost {
             .await
             .map_err(|failed| HostFailure::Host(format!("journal write failed: {failed}")))?;
         if written.is_ok() {
-            self.cursor.committed(&batch, now);
+            self.cursor.committed(advances, now);
         }
         written.map_err(|error| match error {
             // Another execution of this run got there first (or the run
