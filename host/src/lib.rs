@@ -18,6 +18,7 @@
 //! Layers: [`domain`] (ids, statuses, records), [`store`] (persistence),
 //! [`runtime`] (wasmtime), [`executor`] (run lifecycle), [`http`] (the API).
 pub mod client;
+pub mod cpu;
 pub mod domain;
 pub mod executor;
 pub mod http;

@@ -747,3 +747,110 @@ async fn an_abandoned_store_call_leaves_no_transaction_for_the_next_write() {
 async fn postgres_store_for(schema: &str) -> Arc<dyn Store> {
     Arc::new(postgres(schema, "observer", Duration::from_secs(60)).await)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_of_many_runs_share_commits_and_each_gets_its_own_answer() {
+    for (_dir, store) in backends().await {
+        // 40 runs created at once, each id asked for twice: one creation
+        // each, the second answered with the run that exists.
+        let creations: Vec<_> = (0..80)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(
+                    async move { store.create_run(new_run(&format!("g{}", n % 40), 1)).await },
+                )
+            })
+            .collect();
+        let mut created = 0;
+        for creation in creations {
+            if let CreateRun::Created(_) = creation.await.unwrap().unwrap() {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 40);
+        // Runs g30..g39 end first: their journal writes are refused alone.
+        for n in 30..40 {
+            let ended = RunOutcome::Success { output: "0".into() };
+            store
+                .finish_run_fenced(&id(&format!("g{n}")), Some(1), ended, 2)
+                .await
+                .unwrap();
+        }
+        let before = store.health();
+        let writes: Vec<_> = (0..40)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let run = id(&format!("g{n}"));
+                    // Runs g20..g29 are written by an execution of an old epoch.
+                    let fence = if (20..30).contains(&n) { 7 } else { 1 };
+                    store
+                        .write_journal_entries(
+                            &run,
+                            Some(fence),
+                            vec![set_event(0, "k", &n.to_string())],
+                            3,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for write in writes {
+            answers.push(write.await.unwrap());
+        }
+        for (n, answer) in answers.iter().enumerate() {
+            match n {
+                0..20 => assert!(answer.is_ok(), "g{n}: {answer:?}"),
+                20..30 => assert!(
+                    matches!(
+                        answer,
+                        Err(StoreError::Fenced {
+                            current: 1,
+                            mine: 7,
+                            ..
+                        })
+                    ),
+                    "g{n}: {answer:?}"
+                ),
+                _ => assert!(
+                    matches!(answer, Err(StoreError::RunNotPending { .. })),
+                    "g{n}: {answer:?}"
+                ),
+            }
+        }
+        for n in 0..40 {
+            let value = store.get_event(&id(&format!("g{n}")), "k").await.unwrap();
+            assert_eq!(value, (n < 20).then(|| n.to_string()), "g{n}");
+        }
+        // Ends of 20 runs at once, each asked for twice: the second finds
+        // the run ended and changes nothing.
+        let ends: Vec<_> = (0..40)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let output = RunOutcome::Success {
+                        output: format!("{}", n / 20),
+                    };
+                    store
+                        .finish_run_fenced(&id(&format!("g{}", n % 20)), Some(1), output, 4)
+                        .await
+                })
+            })
+            .collect();
+        for end in ends {
+            end.await.unwrap().unwrap();
+        }
+        for n in 0..20 {
+            let run = store.get_run(&id(&format!("g{n}"))).await.unwrap().unwrap();
+            assert_eq!(run.status, RunStatus::Success);
+        }
+        let after = store.health();
+        let (writes, commits) = (after.writes - before.writes, after.commits - before.commits);
+        assert!(writes >= 60, "{writes} writes counted");
+        assert!(
+            commits < writes,
+            "{writes} concurrent writes took {commits} commits: none grouped"
+        );
+    }
+}

@@ -299,6 +299,7 @@ impl Api {
                 "parked_runs": parked_runs,
                 "pending_waits": waits.total(),
                 "waits": waits,
+                "process": { "cpu_us": crate::cpu::process_cpu_micros() },
             }),
         ))
     }

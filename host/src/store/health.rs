@@ -9,6 +9,7 @@
 //! executions retry until they succeed).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -31,6 +32,12 @@ pub struct StoreHealth {
     pub disk_full: bool,
     /// Failed writes (or batches) since the last one that committed.
     pub failures: u64,
+    /// Writes committed since the host started (a start, a run's journal
+    /// writes of one call, a run's end, ...).
+    pub writes: u64,
+    /// Transactions (or autocommitted statements) that committed them:
+    /// `writes / commits` is how well writes are grouped.
+    pub commits: u64,
 }
 
 impl StoreHealth {
@@ -40,6 +47,8 @@ impl StoreHealth {
             error: None,
             disk_full: false,
             failures: 0,
+            writes: 0,
+            commits: 0,
         }
     }
 }
@@ -55,10 +64,15 @@ struct State {
 #[derive(Debug, Default)]
 pub struct WriteHealth {
     state: Mutex<State>,
+    writes: AtomicU64,
+    commits: AtomicU64,
 }
 
 impl WriteHealth {
-    pub fn committed(&self) {
+    /// One commit made `writes` writes durable.
+    pub fn committed(&self, writes: u64) {
+        self.writes.fetch_add(writes, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().expect("health lock");
         if state.failures > 0 {
             tracing::info!(after = state.failures, "the store's writes succeed again");
@@ -82,6 +96,8 @@ impl WriteHealth {
             error: state.last_error.clone(),
             disk_full: state.full_at.is_some(),
             failures: state.failures,
+            writes: self.writes.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
         }
     }
 
@@ -116,8 +132,10 @@ mod tests {
         assert!(!snapshot.ok && snapshot.disk_full && snapshot.failures == 2);
         let refused = health.admit_new_work().unwrap_err().to_string();
         assert!(refused.contains("free space"), "{refused}");
-        health.committed();
-        assert_eq!(health.snapshot(), StoreHealth::ok());
+        health.committed(3);
+        let snapshot = health.snapshot();
+        assert!(snapshot.ok && !snapshot.disk_full && snapshot.failures == 0);
+        assert_eq!((snapshot.writes, snapshot.commits), (3, 1));
         assert!(health.admit_new_work().is_ok());
     }
 }

@@ -8,57 +8,12 @@ use sqlx::PgConnection;
 use super::checkout::Checkout;
 use super::{PgStore, select_run};
 use crate::domain::{
-    Delivery, JournalWrite, NewMessage, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
+    Delivery, JournalWrite, NewMessage, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
 };
-use crate::store::rows::{
-    StreamAppend, completes_a_wait, corrupt, journal_row, outcome_columns, run_refusal,
-};
+use crate::store::rows::{StreamAppend, completes_a_wait, corrupt, journal_row, run_refusal};
 use crate::store::{Change, Result, StoreError};
 
 impl PgStore {
-    pub(super) async fn finish(
-        &self,
-        id: &WorkflowId,
-        fence: Option<u64>,
-        outcome: RunOutcome,
-        now: i64,
-    ) -> Result<()> {
-        let (status, output, error) = outcome_columns(outcome);
-        // One statement, in autocommit: no transaction's round trips.
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $1, output = $2, error = $3, updated_at = $4, owner = NULL, lease_expires_at = NULL
-             WHERE id = $5 AND status = 'PENDING' AND ($6::BIGINT IS NULL OR epoch = $6)",
-        )
-        .bind(status.as_str())
-        .bind(output)
-        .bind(error)
-        .bind(now)
-        .bind(id.as_str())
-        .bind(fence.map(|e| e as i64))
-        .execute(&self.pool)
-        .await?;
-        if updated.rows_affected() == 0 {
-            // A run's epoch only grows: read after the update, it tells
-            // whether another execution had it.
-            let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            if let (Some(mine), Some(current)) = (fence, current)
-                && current as u64 != mine
-            {
-                return Err(StoreError::Fenced {
-                    run: id.to_string(),
-                    current: current as u64,
-                    mine,
-                });
-            }
-            return Ok(());
-        }
-        self.announce([Change::Finished(id.clone())]);
-        Ok(())
-    }
-
     pub(super) async fn write_entries(
         &self,
         id: &WorkflowId,
@@ -67,11 +22,35 @@ impl PgStore {
         now: i64,
     ) -> Result<()> {
         if let [write] = writes.as_slice()
-            && super::single::is_single(write)
+            && super::group_commit::is_single(write)
         {
             let write = writes.into_iter().next().expect("one write");
             return self.write_single(id, fence, write, now).await;
         }
+        let written = self.write_transaction(id, fence, writes, now).await;
+        self.record(written)
+    }
+
+    /// `result` of a write of a run, recorded in the store's health.
+    fn record<T>(&self, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => self.health.committed(1),
+            Err(error @ (StoreError::Database(_) | StoreError::StorageFull(_))) => {
+                self.health.failed(error);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Several journal writes of one run, in one transaction of their own.
+    async fn write_transaction(
+        &self,
+        id: &WorkflowId,
+        fence: Option<u64>,
+        writes: Vec<JournalWrite>,
+        now: i64,
+    ) -> Result<()> {
         let mut conn = Checkout::take(&self.pool).await?;
         let mut tx = conn.begin().await?;
         if let Some(mine) = fence {

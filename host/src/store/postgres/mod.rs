@@ -13,12 +13,11 @@
 //! within a lease (NTP does).
 
 mod checkout;
+mod group_commit;
 mod identity;
 mod journal;
 mod leases;
 mod notifications;
-mod runs;
-mod single;
 mod streams;
 mod waits;
 
@@ -96,6 +95,9 @@ pub struct PgStore {
     woken: Arc<Notify>,
     /// Whether the writes of runs (starts, journal writes, ends) succeed.
     health: Arc<WriteHealth>,
+    /// The group-commit writer's queue: runs' creations, single journal
+    /// writes and ends.
+    writer: mpsc::Sender<group_commit::Job>,
     /// The connection that holds this host's executor id (see
     /// [`claim_executor_id`]); kept open, never used.
     _identity: Arc<tokio::sync::Mutex<PgConnection>>,
@@ -137,17 +139,28 @@ impl PgStore {
             .connect_with(connect.clone())
             .await?;
         let identity = claim_executor_id(&connect, &schema, &options.executor_id).await?;
+        let announcer = start_announcer(pool.clone(), schema.clone());
+        let health = Arc::new(WriteHealth::default());
+        let lease_ms = i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX);
+        let writer = group_commit::spawn(group_commit::Writer {
+            pool: pool.clone(),
+            executor_id: options.executor_id.clone(),
+            lease_ms,
+            announcer: announcer.clone(),
+            health: health.clone(),
+        });
         Ok(Self {
             _identity: Arc::new(tokio::sync::Mutex::new(identity)),
-            announcer: start_announcer(pool.clone(), schema.clone()),
+            announcer,
             pool,
             lease_pool,
             schema,
             executor_id: options.executor_id,
-            lease_ms: i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX),
+            lease_ms,
             claimed_once: Arc::new(AtomicBool::new(false)),
-            health: Arc::new(WriteHealth::default()),
+            health,
             woken: Arc::new(Notify::new()),
+            writer,
         })
     }
 
@@ -288,8 +301,8 @@ impl Store for PgStore {
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
         self.health.admit_new_work()?;
-        let created = self.insert_run(run).await;
-        self.record(created)
+        // The group-commit writer records its own health.
+        self.insert_run(run).await
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
@@ -594,8 +607,7 @@ impl Store for PgStore {
         outcome: RunOutcome,
         now: i64,
     ) -> Result<()> {
-        let finished = self.finish(id, fence, outcome, now).await;
-        self.record(finished)
+        self.finish(id, fence, outcome, now).await
     }
 
     async fn fork_run(
@@ -619,8 +631,7 @@ impl Store for PgStore {
         writes: Vec<JournalWrite>,
         now: i64,
     ) -> Result<()> {
-        let written = self.write_entries(id, fence, writes, now).await;
-        self.record(written)
+        self.write_entries(id, fence, writes, now).await
     }
 
     async fn send_message(&self, message: NewMessage, now: i64) -> Result<Delivery> {

@@ -191,7 +191,7 @@ fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>, heal
     })();
     match &commit {
         Ok(()) => match &failed_write {
-            None => health.committed(),
+            None => health.committed(jobs.len() as u64),
             Some(error) => health.failed(error),
         },
         Err(error) => {
