@@ -117,6 +117,7 @@ impl Inner {
         let renewed: HashSet<WorkflowId> = renewed.into_iter().collect();
         let mut executions = self.executions.lock().expect("executions lock");
         for run in running.iter().filter(|run| !renewed.contains(*run)) {
+            self.known.forget(run);
             if let Some(execution) = executions.remove(run) {
                 execution.abort();
                 tracing::warn!(run = %run, "stopped an execution: this host no longer holds the run");
@@ -128,7 +129,13 @@ impl Inner {
     /// what only a change made elsewhere asks of this host.
     async fn apply(self: &Arc<Self>, change: Change) {
         match &change {
-            Change::Finished(run) => self.stop_if_finished(run).await,
+            // Another host wrote to the run: what this one knew of it may
+            // be out of date (forgotten before anyone is woken to read it).
+            Change::Event { run, .. } => self.known.forget(run),
+            Change::Finished(run) => {
+                self.known.forget(run);
+                self.stop_if_finished(run).await
+            }
             Change::Deployed(_) => {
                 // Apart: a reload waits for a deployment in progress here,
                 // and wake-ups must not wait behind it.
@@ -139,7 +146,7 @@ impl Inner {
                     }
                 });
             }
-            Change::Event { .. } | Change::Message { .. } | Change::Stream { .. } => {}
+            Change::Message { .. } | Change::Stream { .. } => {}
         }
         self.wake(&change);
     }

@@ -9,7 +9,7 @@ use super::cursor::JournalCursor;
 use super::reach::Reach;
 use super::run_host::RunHost;
 use super::{AllowList, Inner, steps};
-use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord};
+use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord, RunStatus};
 use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};
 use crate::store::Change;
 
@@ -162,6 +162,11 @@ impl Inner {
         {
             tracing::warn!(run = %run.id, %error, "cannot journal the run's last clock readings");
         }
+        let status = match &outcome {
+            RunOutcome::Success { .. } => RunStatus::Success,
+            RunOutcome::Error { .. } => RunStatus::Error,
+            RunOutcome::Cancelled { .. } => RunStatus::Cancelled,
+        };
         if let Err(error) = self
             .store
             .finish_run_fenced(&run.id, Some(run.epoch), outcome, self.clock.now())
@@ -171,6 +176,7 @@ impl Inner {
             self.retry_stranded(run);
             return;
         }
+        self.known.ended(&run.id, status);
         self.forget_stranded(&run.id);
         self.wake(&Change::Finished(run.id.clone()));
     }

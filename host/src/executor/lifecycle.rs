@@ -74,6 +74,7 @@ impl Executor {
         if let Some(execution) = inner.executions.lock().expect("executions lock").remove(id) {
             execution.abort();
         }
+        inner.known.forget(id);
         tracing::info!(run = %id, "run cancelled");
         inner.wake(&Change::Finished(id.clone()));
         Ok(run)
@@ -112,6 +113,7 @@ impl Executor {
                 });
             }
         };
+        inner.known.forget(id);
         tracing::info!(run = %id, ?timeout_ms, "run resumed");
         self.inner.spawn_execution(run.clone(), None);
         Ok(run)
@@ -228,6 +230,7 @@ impl Inner {
         };
         match self.store.create_run(new_run.clone()).await? {
             CreateRun::Created(run) => {
+                self.known.begin(&run.id);
                 self.spawn_execution(run.clone(), Some(Vec::new()));
                 Ok(Started { run, created: true })
             }

@@ -19,6 +19,7 @@ mod cursor;
 mod error;
 mod execution;
 mod handlers;
+mod known_events;
 mod lifecycle;
 mod parking;
 mod reach;
@@ -206,6 +207,8 @@ pub(crate) struct Inner {
     parking: parking::Parking,
     /// Retries so far of the runs stopped by a host failure.
     stranded: std::sync::Mutex<HashMap<WorkflowId, u32>>,
+    /// The events of runs this host started, answered without a read.
+    known: known_events::KnownEvents,
 }
 
 /// What the host has in flight; served by `/healthz`.
@@ -247,6 +250,7 @@ impl Executor {
                 executions: std::sync::Mutex::new(HashMap::new()),
                 parking: parking::Parking::default(),
                 stranded: std::sync::Mutex::new(HashMap::new()),
+                known: known_events::KnownEvents::default(),
             }),
         })
     }

@@ -28,6 +28,8 @@ impl Inner {
     /// not parked, and still in the epoch it was handed over in (no other
     /// execution, here or on another host, took it meanwhile).
     pub(super) fn retry_stranded(self: &Arc<Self>, run: RunRecord) {
+        // It may be taken over before the retry.
+        self.known.forget(&run.id);
         let attempt = {
             let mut stranded = self.stranded.lock().expect("stranded lock");
             let count = stranded.entry(run.id.clone()).or_insert(0);

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::known_events::Known;
 use super::{EventWait, Executor, ExecutorError, Result, Subscription, WaitKey};
 use crate::domain::{
     self, Delivery, EventRecord, JournalEntry, NewMessage, RunFilter, RunRecord, RunStatus,
@@ -78,7 +79,13 @@ impl Executor {
         });
         let mut finished = self.inner.waiters.subscribe(WaitKey::Finished(id.clone()));
         loop {
-            match store.event_and_status(id, key).await? {
+            let current = match self.inner.known.get(id, key) {
+                Some(Known::Set(value)) => (Some(value), None),
+                // The run has not set it: no need to read that.
+                Some(Known::Unset(ended)) => (None, ended),
+                None => store.event_and_status(id, key).await?,
+            };
+            match current {
                 (Some(value), _) => return Ok(EventWait::Set(value)),
                 (None, Some(status)) if status.is_terminal() && status != RunStatus::Cancelled => {
                     return Ok(EventWait::Finished(status));

@@ -33,6 +33,9 @@ impl Inner {
     /// Wake the readers of event `key` of `run`; with the `value` this host
     /// wrote, they need not read it back.
     pub(crate) fn wake_event(&self, run: &WorkflowId, key: &str, value: Option<&str>) {
+        if let Some(value) = value {
+            self.known.set(run, key, value);
+        }
         self.waiters.publish(&WaitKey::Activity(run.clone()), None);
         self.waiters.publish(
             &WaitKey::Event {

@@ -182,6 +182,7 @@ impl RunHost {
             StoreError::DuplicateOperation { .. }
             | StoreError::RunNotPending { .. }
             | StoreError::Fenced { .. } => {
+                self.exec.known.forget(&self.run);
                 HostFailure::Host(format!("run {} was taken over: {error}", self.run))
             }
             error => HostFailure::Host(format!("journal write failed: {error}")),

@@ -47,6 +47,10 @@ impl RunHost {
     pub(super) async fn park(&self, wait: RunWait) -> Result<(), HostFailure> {
         // A replay takes the same readings again: they are journaled first.
         self.flush_readings().await?;
+        if self.exec.store.shared() {
+            // Any host may wake and execute it.
+            self.exec.known.forget(&self.run);
+        }
         let wake_at = wait.wake_at;
         let (store, run, epoch, now) = (
             self.exec.store.clone(),

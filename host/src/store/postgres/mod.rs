@@ -139,7 +139,7 @@ impl PgStore {
             .connect_with(connect.clone())
             .await?;
         let identity = claim_executor_id(&connect, &schema, &options.executor_id).await?;
-        let announcer = start_announcer(pool.clone(), schema.clone());
+        let announcer = start_announcer(pool.clone(), schema.clone(), options.executor_id.clone());
         let health = Arc::new(WriteHealth::default());
         let lease_ms = i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX);
         let writer = group_commit::spawn(group_commit::Writer {

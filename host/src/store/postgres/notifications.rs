@@ -2,7 +2,9 @@
 //! on the schema's channel after the commit, by one announcer task that
 //! sends whatever has queued up in one statement (a `NOTIFY` inside the
 //! transaction would serialise every commit on PostgreSQL's notification
-//! lock); every host listens, and turns what it hears into wake-ups.
+//! lock); every host listens, and turns what it hears from the others into
+//! wake-ups (each names the host it comes from: a host has woken its own
+//! waiters already, and must not take its own changes for another's).
 
 use std::time::Duration;
 
@@ -23,12 +25,19 @@ const ANNOUNCE_BATCH: usize = 256;
 
 /// Send the changes queued on `queue` as notifications on `channel`, as
 /// many at a time as have queued up.
-pub(super) fn start_announcer(pool: PgPool, channel: String) -> mpsc::UnboundedSender<Change> {
+pub(super) fn start_announcer(
+    pool: PgPool,
+    channel: String,
+    origin: String,
+) -> mpsc::UnboundedSender<Change> {
     let (sender, mut queue) = mpsc::unbounded_channel::<Change>();
     tokio::spawn(async move {
         let mut batch = Vec::new();
         while queue.recv_many(&mut batch, ANNOUNCE_BATCH).await > 0 {
-            let payloads: Vec<String> = batch.drain(..).map(|c| encode_change(&c)).collect();
+            let payloads: Vec<String> = batch
+                .drain(..)
+                .map(|c| encode_change(&c, &origin))
+                .collect();
             let sent =
                 sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::TEXT[]) AS payload")
                     .bind(&channel)
@@ -45,20 +54,31 @@ pub(super) fn start_announcer(pool: PgPool, channel: String) -> mpsc::UnboundedS
 }
 
 /// A notification's payload: a JSON array, well under PostgreSQL's 8000
-/// bytes (ids and keys are bounded).
-fn encode_change(change: &Change) -> String {
+/// bytes (ids, keys and executor ids are bounded), the origin last.
+fn encode_change(change: &Change, origin: &str) -> String {
     let payload = match change {
-        Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key]),
-        Change::Message { run, topic } => serde_json::json!(["m", run.as_str(), topic]),
-        Change::Stream { run, stream } => serde_json::json!(["s", run.as_str(), stream]),
-        Change::Finished(run) => serde_json::json!(["f", run.as_str()]),
-        Change::Deployed(module) => serde_json::json!(["d", module.as_str()]),
+        Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key, origin]),
+        Change::Message { run, topic } => serde_json::json!(["m", run.as_str(), topic, origin]),
+        Change::Stream { run, stream } => serde_json::json!(["s", run.as_str(), stream, origin]),
+        Change::Finished(run) => serde_json::json!(["f", run.as_str(), origin]),
+        Change::Deployed(module) => serde_json::json!(["d", module.as_str(), origin]),
     };
     payload.to_string()
 }
 
-fn parse_change(payload: &str) -> Option<Change> {
+/// The change and the executor id of the host that made it (`None` from a
+/// host of an older version, which did not say).
+fn parse_change(payload: &str) -> Option<(Change, Option<String>)> {
     let parts: Vec<String> = serde_json::from_str(payload).ok()?;
+    let change = change_of(&parts)?;
+    let fields = match change {
+        Change::Finished(_) | Change::Deployed(_) => 2,
+        _ => 3,
+    };
+    Some((change, parts.get(fields).cloned()))
+}
+
+fn change_of(parts: &[String]) -> Option<Change> {
     let run = |i: usize| WorkflowId::parse(parts.get(i)?).ok();
     match parts.first()?.as_str() {
         "e" => Some(Change::Event {
@@ -93,6 +113,7 @@ impl PgStore {
         listener.listen(&self.schema).await?;
         let (sender, receiver) = mpsc::channel(4096);
         let woken = self.woken.clone();
+        let own = self.executor_id.clone();
         tokio::spawn(async move {
             loop {
                 // `recv` reconnects by itself after a lost connection;
@@ -101,13 +122,16 @@ impl PgStore {
                 match listener.recv().await {
                     Ok(notification) if notification.payload() == WOKEN => woken.notify_one(),
                     Ok(notification) => {
-                        let Some(change) = parse_change(notification.payload()) else {
+                        let Some((change, origin)) = parse_change(notification.payload()) else {
                             tracing::warn!(
                                 payload = notification.payload(),
                                 "unknown change notification"
                             );
                             continue;
                         };
+                        if origin.as_deref() == Some(own.as_str()) {
+                            continue;
+                        }
                         if sender.send(change).await.is_err() {
                             return;
                         }
@@ -142,8 +166,20 @@ mod tests {
             Change::Finished(run.clone()),
             Change::Deployed(ModuleName::parse("m").unwrap()),
         ] {
-            assert_eq!(parse_change(&encode_change(&change)), Some(change));
+            let decoded = parse_change(&encode_change(&change, "host-a"));
+            assert_eq!(decoded, Some((change, Some("host-a".to_owned()))));
         }
         assert_eq!(parse_change("nonsense"), None);
+        let older = parse_change(r#"["e","r","k"]"#);
+        assert_eq!(
+            older,
+            Some((
+                Change::Event {
+                    run: WorkflowId::parse("r").unwrap(),
+                    key: "k".into()
+                },
+                None
+            ))
+        );
     }
 }
