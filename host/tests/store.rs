@@ -854,3 +854,60 @@ async fn concurrent_writes_of_many_runs_share_commits_and_each_gets_its_own_answ
         );
     }
 }
+
+/// Batched writes lock many runs' rows, as a renewal of leases does: both
+/// must take them in one order, or each can hold a row the other waits for
+/// (PostgreSQL breaks the cycle after a second, failing one of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_and_batched_writes_of_the_same_runs_never_deadlock() {
+    if !postgres_configured() {
+        return;
+    }
+    let store = Arc::new(postgres(&fresh_schema(), "host-a", Duration::from_secs(60)).await);
+    let runs: Vec<WorkflowId> = (0..40).map(|n| id(&format!("d{n:02}"))).collect();
+    for run in &runs {
+        store.create_run(new_run(run.as_str(), 1)).await.unwrap();
+    }
+    let renewer = tokio::spawn({
+        let (store, runs) = (store.clone(), runs.clone());
+        async move {
+            for round in 0..150 {
+                // Each renewal names the runs in another order.
+                let mut order = runs.clone();
+                order.rotate_left(round % runs.len());
+                if round % 2 == 1 {
+                    order.reverse();
+                }
+                store.renew_leases(&order, 2).await?;
+            }
+            Ok::<_, StoreError>(())
+        }
+    });
+    let writers: Vec<_> = runs
+        .iter()
+        .rev()
+        .map(|run| {
+            let (store, run) = (store.clone(), run.clone());
+            tokio::spawn(async move {
+                for op in 0..30 {
+                    store
+                        .write_journal_entries(&run, Some(1), vec![set_event(op, "k", "1")], 3)
+                        .await?;
+                }
+                store
+                    .finish_run_fenced(&run, Some(1), RunOutcome::Success { output: "1".into() }, 4)
+                    .await
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    renewer.await.unwrap().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}: statements waited on each other",
+        started.elapsed()
+    );
+}

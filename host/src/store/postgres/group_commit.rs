@@ -7,6 +7,11 @@
 //! gathers: one WAL flush and three round trips for dozens of writes,
 //! where each was its own autocommitted statement before.
 //!
+//! Statements that lock several runs' rows lock them in the order of the
+//! runs' ids (these, and the renewal of leases): otherwise two of them
+//! could each hold a row the other waits for, and PostgreSQL would break
+//! the cycle only after its `deadlock_timeout` (a second), failing one.
+//!
 //! A write that is refused (the run is gone, finished, or in another epoch;
 //! the operation or the run's id exists already) changes nothing in the
 //! statement and is told why after the commit. A batch that fails as a
@@ -288,6 +293,21 @@ impl Writer {
     async fn write(&self, conn: &mut Checkout, batch: &Batch) -> Result<Applied> {
         if batch.kinds() > 1 {
             let mut tx = conn.begin().await?;
+            if !batch.entries.is_empty() && !batch.finishes.is_empty() {
+                // The journal's statement and the ends' each lock their
+                // runs in order, but one after the other they would not:
+                // all of them first, in one order.
+                let runs: Vec<&str> = batch
+                    .entries
+                    .iter()
+                    .map(|e| e.id.as_str())
+                    .chain(batch.finishes.iter().map(|f| f.id.as_str()))
+                    .collect();
+                sqlx::query("SELECT 1 FROM runs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+                    .bind(&runs)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let applied = self.statements(&mut tx, batch).await?;
             tx.commit().await?;
             Ok(applied)
@@ -395,7 +415,7 @@ impl Writer {
              ), allowed AS (
                  SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id
                  WHERE r.status = 'PENDING' AND (i.epoch IS NULL OR r.epoch = i.epoch)
-                 ORDER BY i.ord
+                 ORDER BY r.id, i.ord
                  FOR SHARE OF r
              ), entry AS (
                  INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, writer)
@@ -459,11 +479,19 @@ impl Writer {
             .map(|f| outcome_columns(f.outcome.clone()))
             .collect();
         let ended: Vec<String> = sqlx::query_scalar(
-            "UPDATE runs r SET status = u.status, output = u.output, error = u.error, updated_at = u.now, owner = NULL, lease_expires_at = NULL
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
-                 AS u(id, status, output, error, now, fence)
-             WHERE r.id = u.id AND r.status = 'PENDING' AND (u.fence IS NULL OR r.epoch = u.fence)
-              RETURNING r.id",
+            "WITH u AS (
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
+                     AS u(id, status, output, error, now, fence)
+             ), ending AS (
+                 SELECT r.id FROM runs r JOIN u ON r.id = u.id
+                 WHERE r.status = 'PENDING' AND (u.fence IS NULL OR r.epoch = u.fence)
+                 ORDER BY r.id
+                 FOR NO KEY UPDATE OF r
+             )
+             UPDATE runs r SET status = u.status, output = u.output, error = u.error, updated_at = u.now, owner = NULL, lease_expires_at = NULL
+             FROM u JOIN ending ON ending.id = u.id
+             WHERE r.id = u.id
+             RETURNING r.id",
         )
         .bind(chosen.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
         .bind(columns.iter().map(|(status, _, _)| status.as_str()).collect::<Vec<_>>())

@@ -85,10 +85,19 @@ impl PgStore {
 
     pub(super) async fn renew(&self, running: &[WorkflowId], now: i64) -> Result<Vec<WorkflowId>> {
         let ids: Vec<&str> = running.iter().map(WorkflowId::as_str).collect();
+        // The rows are locked in the order of their ids, as every statement
+        // that locks several runs does (see `group_commit.rs`): two such
+        // statements never wait on each other in a cycle.
         let renewed: Vec<String> = sqlx::query_scalar(
-            "UPDATE runs SET lease_expires_at = $1
-             WHERE owner = $2 AND status = 'PENDING' AND id = ANY($3)
-             RETURNING id",
+            "WITH mine AS (
+                 SELECT id FROM runs
+                 WHERE owner = $2 AND status = 'PENDING' AND id = ANY($3)
+                 ORDER BY id
+                 FOR NO KEY UPDATE
+             )
+             UPDATE runs SET lease_expires_at = $1
+             FROM mine WHERE runs.id = mine.id
+             RETURNING runs.id",
         )
         .bind(now.saturating_add(self.lease_ms))
         .bind(&self.executor_id)
