@@ -49,24 +49,29 @@ const MAX_BATCH: usize = 256;
 /// One queued write and where its answer goes.
 #[derive(Debug)]
 pub(super) enum Job {
-    Create {
-        run: NewRun,
-        reply: oneshot::Sender<Result<CreateRun>>,
-    },
-    Entry {
-        id: WorkflowId,
-        fence: Option<u64>,
-        write: JournalWrite,
-        now: i64,
-        reply: oneshot::Sender<Result<()>>,
-    },
-    Finish {
-        id: WorkflowId,
-        fence: Option<u64>,
-        outcome: RunOutcome,
-        now: i64,
-        reply: oneshot::Sender<Result<()>>,
-    },
+    Create(CreateJob),
+    Entry(EntryJob),
+    Finish(FinishJob),
+}
+
+type CreateJob = (NewRun, oneshot::Sender<Result<CreateRun>>);
+
+#[derive(Debug)]
+pub(super) struct EntryJob {
+    id: WorkflowId,
+    fence: Option<u64>,
+    write: JournalWrite,
+    now: i64,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Debug)]
+pub(super) struct FinishJob {
+    id: WorkflowId,
+    fence: Option<u64>,
+    outcome: RunOutcome,
+    now: i64,
+    reply: oneshot::Sender<Result<()>>,
 }
 
 /// What the writer needs of the store; not the store itself, whose queue
@@ -109,7 +114,7 @@ impl PgStore {
 
     /// Insert a new run (taking its lease), or find the one with its id.
     pub(super) async fn insert_run(&self, run: NewRun) -> Result<CreateRun> {
-        self.queue(|reply| Job::Create { run, reply }).await
+        self.queue(|reply| Job::Create((run, reply))).await
     }
 
     /// A journal write for which [`is_single`] holds.
@@ -121,12 +126,14 @@ impl PgStore {
         now: i64,
     ) -> Result<()> {
         let id = id.clone();
-        self.queue(|reply| Job::Entry {
-            id,
-            fence,
-            write,
-            now,
-            reply,
+        self.queue(|reply| {
+            Job::Entry(EntryJob {
+                id,
+                fence,
+                write,
+                now,
+                reply,
+            })
         })
         .await
     }
@@ -140,12 +147,14 @@ impl PgStore {
         now: i64,
     ) -> Result<()> {
         let id = id.clone();
-        self.queue(|reply| Job::Finish {
-            id,
-            fence,
-            outcome,
-            now,
-            reply,
+        self.queue(|reply| {
+            Job::Finish(FinishJob {
+                id,
+                fence,
+                outcome,
+                now,
+                reply,
+            })
         })
         .await
     }
@@ -157,25 +166,9 @@ impl PgStore {
 /// the next batch.
 #[derive(Default)]
 struct Batch {
-    creates: Vec<(NewRun, oneshot::Sender<Result<CreateRun>>)>,
+    creates: Vec<CreateJob>,
     entries: Vec<EntryJob>,
     finishes: Vec<FinishJob>,
-}
-
-struct EntryJob {
-    id: WorkflowId,
-    fence: Option<u64>,
-    write: JournalWrite,
-    now: i64,
-    reply: oneshot::Sender<Result<()>>,
-}
-
-struct FinishJob {
-    id: WorkflowId,
-    fence: Option<u64>,
-    outcome: RunOutcome,
-    now: i64,
-    reply: oneshot::Sender<Result<()>>,
 }
 
 impl Batch {
@@ -183,33 +176,9 @@ impl Batch {
         let mut batch = Batch::default();
         for job in jobs {
             match job {
-                Job::Create { run, reply } => batch.creates.push((run, reply)),
-                Job::Entry {
-                    id,
-                    fence,
-                    write,
-                    now,
-                    reply,
-                } => batch.entries.push(EntryJob {
-                    id,
-                    fence,
-                    write,
-                    now,
-                    reply,
-                }),
-                Job::Finish {
-                    id,
-                    fence,
-                    outcome,
-                    now,
-                    reply,
-                } => batch.finishes.push(FinishJob {
-                    id,
-                    fence,
-                    outcome,
-                    now,
-                    reply,
-                }),
+                Job::Create(create) => batch.creates.push(create),
+                Job::Entry(entry) => batch.entries.push(entry),
+                Job::Finish(finish) => batch.finishes.push(finish),
             }
         }
         batch
@@ -232,24 +201,9 @@ impl Batch {
 
     /// Back into single jobs, for applying them one at a time.
     fn into_jobs(self) -> Vec<Job> {
-        let creates = self
-            .creates
-            .into_iter()
-            .map(|(run, reply)| Job::Create { run, reply });
-        let entries = self.entries.into_iter().map(|e| Job::Entry {
-            id: e.id,
-            fence: e.fence,
-            write: e.write,
-            now: e.now,
-            reply: e.reply,
-        });
-        let finishes = self.finishes.into_iter().map(|f| Job::Finish {
-            id: f.id,
-            fence: f.fence,
-            outcome: f.outcome,
-            now: f.now,
-            reply: f.reply,
-        });
+        let creates = self.creates.into_iter().map(Job::Create);
+        let entries = self.entries.into_iter().map(Job::Entry);
+        let finishes = self.finishes.into_iter().map(Job::Finish);
         creates.chain(entries).chain(finishes).collect()
     }
 }
@@ -328,7 +282,7 @@ impl Writer {
     async fn create_runs(
         &self,
         conn: &mut PgConnection,
-        creates: &[(NewRun, oneshot::Sender<Result<CreateRun>>)],
+        creates: &[CreateJob],
     ) -> Result<Vec<bool>> {
         if creates.is_empty() {
             return Ok(Vec::new());
