@@ -193,3 +193,55 @@ async fn two_hosts_cannot_share_a_data_directory() -> anyhow::Result<()> {
     assert_eq!(second.client.get("/healthz").await?.status, 200);
     Ok(())
 }
+
+/// The host that starts a run answers waits for its events from memory
+/// (`executor/known_events.rs`); once another host has taken the run over,
+/// that memory must not answer for it any more.
+#[tokio::test]
+async fn a_stalled_host_that_started_a_run_sees_what_the_host_that_took_it_over_wrote()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let schema = fresh_schema();
+    // A keeps its sleeping run in its instance (no parking, which would
+    // make it forget the run at once): only another host's change, or its
+    // own fenced write, can tell it.
+    let a = Host::start_shared(
+        dir.path(),
+        "host-a",
+        &schema,
+        (LEASE_MS, POLL_MS),
+        &["--park-after-ms", "60000"],
+    )
+    .await?;
+    let b = start_host(dir.path(), "host-b", &schema).await?;
+    let deployed = a
+        .client
+        .deploy("steps", examples::bytes(examples::STEPS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    let started = a
+        .client
+        .start(
+            "steps",
+            "steps_with_pause",
+            json!({"pause_ms": 3000}),
+            Some("known-1"),
+        )
+        .await?;
+    assert_eq!(started.status, 202, "{}", started.body);
+    a.expect_event("known-1", "step1", json!("completed"))
+        .await?;
+    // A stalls past its lease; B takes the run over and finishes it.
+    a.pause()?;
+    let run = b.result("known-1", Duration::from_secs(60)).await?;
+    a.resume()?;
+    assert_eq!(run["status"], "SUCCESS", "{run}");
+    assert_eq!(run["attempts"], 2, "taken over once: {run}");
+    // A answers with what B wrote, not with what it knew before it stalled.
+    let step2 = a.client.event("known-1", "step2", 10_000).await?;
+    assert_eq!(step2.status, 200, "{}", step2.body);
+    assert_eq!(step2.body["value"], "completed");
+    let done = a.result("known-1", Duration::from_secs(10)).await?;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    Ok(())
+}
