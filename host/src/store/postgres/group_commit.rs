@@ -25,6 +25,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkout::Checkout;
+use super::notifications::encode_change;
 use super::{PgStore, select_run};
 use crate::domain::{JournalWrite, NewRun, RunOutcome, WorkflowId};
 use crate::store::rows::{completes_a_wait, corrupt, journal_row, outcome_columns};
@@ -80,7 +81,8 @@ pub(super) struct Writer {
     pub(super) pool: PgPool,
     pub(super) executor_id: String,
     pub(super) lease_ms: i64,
-    pub(super) announcer: mpsc::UnboundedSender<Change>,
+    /// The channel of change notifications (the schema).
+    pub(super) channel: String,
     pub(super) health: Arc<WriteHealth>,
 }
 
@@ -359,13 +361,28 @@ impl Writer {
                 _ => (None, None),
             })
             .collect();
+        // Each event's notification, sent by the statement for the events
+        // it writes: delivered at its commit, with no statement of its own.
+        let notices: Vec<Option<String>> = chosen
+            .iter()
+            .map(|e| match &e.write {
+                JournalWrite::SetEvent { key, .. } => Some(encode_change(
+                    &Change::Event {
+                        run: e.id.clone(),
+                        key: key.clone(),
+                    },
+                    &self.executor_id,
+                )),
+                _ => None,
+            })
+            .collect();
         // Each row's run is held `FOR SHARE` until the commit, so no claim
         // can hand the run to another execution between the fence's check
         // and the commit.
         let written: Vec<(String, i64)> = sqlx::query_as(
             "WITH input AS (
-                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BOOLEAN[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[])
-                     WITH ORDINALITY AS i(run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, event_key, event_value, ord)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BOOLEAN[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $16::TEXT[])
+                     WITH ORDINALITY AS i(run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, event_key, event_value, notice, ord)
              ), allowed AS (
                  SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id
                  WHERE r.status = 'PENDING' AND (i.epoch IS NULL OR r.epoch = i.epoch)
@@ -384,8 +401,12 @@ impl Writer {
                  FROM allowed a JOIN entry e ON e.run_id = a.run_id AND e.op = a.op
                  WHERE a.event_key IS NOT NULL
                  ORDER BY a.ord
+             ), notified AS (
+                 SELECT count(pg_notify($17, a.notice)) AS sent
+                 FROM allowed a JOIN entry e ON e.run_id = a.run_id AND e.op = a.op
+                 WHERE a.notice IS NOT NULL
              )
-             SELECT run_id, op FROM entry",
+             SELECT run_id, op FROM entry, notified",
         )
         .bind(chosen.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
         .bind(chosen.iter().map(|e| i64::from(e.write.op())).collect::<Vec<_>>())
@@ -402,6 +423,8 @@ impl Writer {
         .bind(events.iter().map(|(key, _)| *key).collect::<Vec<_>>())
         .bind(events.iter().map(|(_, value)| *value).collect::<Vec<_>>())
         .bind(&self.executor_id)
+        .bind(&notices)
+        .bind(&self.channel)
         .fetch_all(&mut *conn)
         .await?;
         let written: HashSet<(String, i64)> = written.into_iter().collect();
@@ -432,20 +455,28 @@ impl Writer {
             .iter()
             .map(|f| outcome_columns(f.outcome.clone()))
             .collect();
+        let notices: Vec<String> = chosen
+            .iter()
+            .map(|f| encode_change(&Change::Finished(f.id.clone()), &self.executor_id))
+            .collect();
         let ended: Vec<String> = sqlx::query_scalar(
             "WITH u AS (
-                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[])
-                     AS u(id, status, output, error, now, fence)
+                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::TEXT[])
+                     AS u(id, status, output, error, now, fence, notice)
              ), ending AS (
                  SELECT r.id FROM runs r JOIN u ON r.id = u.id
                  WHERE r.status = 'PENDING' AND (u.fence IS NULL OR r.epoch = u.fence)
                  ORDER BY r.id
                  FOR NO KEY UPDATE OF r
+             ), ended AS (
+                 UPDATE runs r SET status = u.status, output = u.output, error = u.error, updated_at = u.now, owner = NULL, lease_expires_at = NULL
+                 FROM u JOIN ending ON ending.id = u.id
+                 WHERE r.id = u.id
+                 RETURNING r.id, u.notice
+             ), notified AS (
+                 SELECT count(pg_notify($8, notice)) AS sent FROM ended
              )
-             UPDATE runs r SET status = u.status, output = u.output, error = u.error, updated_at = u.now, owner = NULL, lease_expires_at = NULL
-             FROM u JOIN ending ON ending.id = u.id
-             WHERE r.id = u.id
-             RETURNING r.id",
+             SELECT id FROM ended, notified",
         )
         .bind(chosen.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
         .bind(columns.iter().map(|(status, _, _)| status.as_str()).collect::<Vec<_>>())
@@ -453,6 +484,8 @@ impl Writer {
         .bind(columns.iter().map(|(_, _, error)| error.as_deref()).collect::<Vec<_>>())
         .bind(chosen.iter().map(|f| f.now).collect::<Vec<_>>())
         .bind(chosen.iter().map(|f| f.fence.map(|e| e as i64)).collect::<Vec<_>>())
+        .bind(&notices)
+        .bind(&self.channel)
         .fetch_all(&mut *conn)
         .await?;
         let ended: HashSet<String> = ended.into_iter().collect();
@@ -475,9 +508,7 @@ impl Writer {
         }
         for (entry, journaled) in batch.entries.into_iter().zip(applied.journaled) {
             let answer = if journaled {
-                if let JournalWrite::SetEvent { key, .. } = entry.write {
-                    let _ = self.announcer.send(Change::Event { run: entry.id, key });
-                }
+                // Other hosts were notified by the statement itself.
                 Ok(())
             } else {
                 let refusal =
@@ -488,7 +519,6 @@ impl Writer {
         }
         for (finish, ended) in batch.finishes.into_iter().zip(applied.finished) {
             let answer = if ended {
-                let _ = self.announcer.send(Change::Finished(finish.id));
                 Ok(())
             } else {
                 not_ended(conn, &finish.id, finish.fence).await

@@ -146,7 +146,7 @@ impl PgStore {
             pool: pool.clone(),
             executor_id: options.executor_id.clone(),
             lease_ms,
-            announcer: announcer.clone(),
+            channel: schema.clone(),
             health: health.clone(),
         });
         Ok(Self {

@@ -1,8 +1,10 @@
 //! Change notifications: what a commit changed is announced with `NOTIFY`
 //! on the schema's channel after the commit, by one announcer task that
-//! sends whatever has queued up in one statement (a `NOTIFY` inside the
+//! sends whatever has queued up in one statement (a `NOTIFY` inside each
 //! transaction would serialise every commit on PostgreSQL's notification
-//! lock); every host listens, and turns what it hears from the others into
+//! lock) — except the group-commit writer's batches, whose statements
+//! notify for what they write (one writer: nothing to serialise, and a
+//! statement less per batch); every host listens, and turns what it hears from the others into
 //! wake-ups (each names the host it comes from: a host has woken its own
 //! waiters already, and must not take its own changes for another's).
 
@@ -55,7 +57,7 @@ pub(super) fn start_announcer(
 
 /// A notification's payload: a JSON array, well under PostgreSQL's 8000
 /// bytes (ids, keys and executor ids are bounded), the origin last.
-fn encode_change(change: &Change, origin: &str) -> String {
+pub(super) fn encode_change(change: &Change, origin: &str) -> String {
     let payload = match change {
         Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key, origin]),
         Change::Message { run, topic } => serde_json::json!(["m", run.as_str(), topic, origin]),
