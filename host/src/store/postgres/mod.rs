@@ -1,13 +1,15 @@
 //! PostgreSQL: for several hosts on one database.
 //!
 //! Everything lives in the schema `cairn` (migrations included), so Cairn can
-//! share a database with other applications. Each write is one transaction
-//! on a pooled connection (`checkout.rs` says why a connection is sometimes
-//! closed instead of given back); PostgreSQL commits concurrent transactions
-//! together by itself. The parts: `journal.rs` (journal writes and their
-//! effects, a run's end, messages, forks), `leases.rs` (renewing and
-//! claiming runs, epochs), `notifications.rs` (announcing committed changes
-//! to every host). Modules, run creation and every read are here.
+//! share a database with other applications. The hot writes (a run's
+//! creation, a single journal write, a run's end) are group-committed
+//! (`group_commit.rs`); every other write is one transaction on a pooled
+//! connection (`checkout.rs` says why a connection is sometimes closed
+//! instead of given back). The parts: `journal.rs` (journal writes with
+//! more effects, messages, forks), `leases.rs` (renewing and claiming runs,
+//! epochs), `notifications.rs` (announcing committed changes to every
+//! host), `modules.rs` (deployments), `streams.rs`, `waits.rs`. The `Store`
+//! implementation and the reads are here.
 //!
 //! Lease times are each host's wall clock: hosts' clocks must agree to well
 //! within a lease (NTP does).
@@ -17,6 +19,7 @@ mod group_commit;
 mod identity;
 mod journal;
 mod leases;
+mod modules;
 mod notifications;
 mod streams;
 mod waits;
@@ -31,9 +34,9 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::{Notify, mpsc};
 
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, corrupt, event_and_status_from_row,
-    event_and_status_query, event_record_from_row, journal_entry_from_row, module_version_from_row,
-    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row,
+    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, event_and_status_from_row,
+    event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
+    parked_wait_from_row, routes_from_row, run_from_row,
 };
 use super::{
     Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
@@ -175,86 +178,6 @@ async fn select_run(conn: &mut PgConnection, id: &str) -> Result<Option<RunRecor
         .fetch_optional(conn)
         .await?;
     row.as_ref().map(run_from_row).transpose()
-}
-
-impl PgStore {
-    async fn put_module(&self, m: NewModuleVersion) -> Result<PutModule> {
-        let mut conn = Checkout::take(&self.pool).await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query(
-            "INSERT INTO module_blobs (version, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(&m.version)
-        .bind(&m.bytes)
-        .execute(&mut *tx)
-        .await?;
-        // Deployments of one module are serialised by this row lock.
-        sqlx::query(
-            "INSERT INTO module_routes (name, manifest) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET manifest = excluded.manifest",
-        )
-        .bind(m.name.as_str())
-        .bind(&m.routes)
-        .execute(&mut *tx)
-        .await?;
-        let current: Option<String> = sqlx::query_scalar(
-            "SELECT version FROM module_versions WHERE name = $1 ORDER BY deployed_at DESC, seq DESC LIMIT 1",
-        )
-        .bind(m.name.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = $1 AND version = $2)",
-        )
-        .bind(m.name.as_str())
-        .bind(&m.version)
-        .fetch_one(&mut *tx)
-        .await?;
-        let settings = serde_json::to_string(&m.settings).map_err(corrupt)?;
-        if known {
-            let is_current = current.as_deref() == Some(m.version.as_str());
-            sqlx::query(
-                "UPDATE module_versions SET settings = $1,
-                     deployed_at = CASE WHEN $2 THEN deployed_at ELSE $3 END,
-                     seq = CASE WHEN $2 THEN seq ELSE nextval('module_versions_seq_seq') END
-                 WHERE name = $4 AND version = $5",
-            )
-            .bind(&settings)
-            .bind(is_current)
-            .bind(m.now)
-            .bind(m.name.as_str())
-            .bind(&m.version)
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            sqlx::query(
-                "INSERT INTO module_versions (name, version, kind, workflows, size, deployed_at, settings)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(m.name.as_str())
-            .bind(&m.version)
-            .bind(m.kind.as_str())
-            .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
-            .bind(m.bytes.len() as i64)
-            .bind(m.now)
-            .bind(&settings)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = $1 AND version = $2"
-        ))
-        .bind(m.name.as_str())
-        .bind(&m.version)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.announce([Change::Deployed(m.name.clone())]);
-        Ok(PutModule {
-            created: !known,
-            module: module_version_from_row(&row)?,
-        })
-    }
 }
 
 #[async_trait]
