@@ -16,6 +16,7 @@ mod budget;
 mod journal;
 mod messages;
 mod outbound;
+mod queues;
 mod streams;
 mod waits;
 
@@ -26,6 +27,9 @@ pub use messages::{
     SEND_FULL_OUTCOME, host_message_key, validate_idempotency_key,
 };
 pub use outbound::AllowList;
+pub use queues::{
+    Admission, MAX_ADMISSION_KEY_LEN, QueueDepth, QueueInfo, QueueName, QueueSettings, RateLimit,
+};
 pub use streams::{MAX_STREAM_READ, StreamEntry, StreamInfo, StreamRead, validate_stream_name};
 pub use waits::{ParkedWait, RunWait, WaitKind};
 
@@ -198,6 +202,8 @@ pub fn module_version(bytes: &[u8]) -> String {
 /// The status of a run. Terminal states never change again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RunStatus {
+    /// Stored, waiting for its start time or for room in its queue.
+    Enqueued,
     Pending,
     Success,
     Error,
@@ -206,7 +212,8 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 5] = [
+    pub const ALL: [RunStatus; 6] = [
+        Self::Enqueued,
         Self::Pending,
         Self::Success,
         Self::Error,
@@ -216,6 +223,7 @@ impl RunStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Enqueued => "ENQUEUED",
             Self::Pending => "PENDING",
             Self::Success => "SUCCESS",
             Self::Error => "ERROR",
@@ -225,7 +233,7 @@ impl RunStatus {
     }
 
     pub fn is_terminal(self) -> bool {
-        self != Self::Pending
+        !matches!(self, Self::Enqueued | Self::Pending)
     }
 }
 
@@ -282,6 +290,11 @@ pub struct RunRecord {
     /// the run's epoch is still its own: a host that lost the run cannot
     /// write for it any more.
     pub epoch: u64,
+    /// How the run was admitted, if not at once: its queue, priority and
+    /// start time.
+    pub admission: Option<Admission>,
+    /// When it left `ENQUEUED`, for a run that was.
+    pub dequeued_at: Option<Millis>,
 }
 
 /// Which runs to list, newest first.
@@ -292,6 +305,8 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     /// Only the children of this run.
     pub parent: Option<WorkflowId>,
+    /// Only runs admitted through this queue.
+    pub queue: Option<QueueName>,
     /// Only runs whose id starts with this.
     pub id_prefix: Option<String>,
     /// Only runs created at or after this time...
@@ -313,31 +328,46 @@ pub struct NewRun {
     pub workflow: String,
     pub input: String,
     pub now: Millis,
+    /// For a run admitted at once, when it must have finished; for an
+    /// `ENQUEUED` one, the latest it may end whatever its own limit (a
+    /// parent's deadline).
     pub deadline: Option<Millis>,
     /// The run that starts this one, for a child workflow.
     pub parent: Option<WorkflowId>,
+    /// How the run is admitted, if not at once: it is created `ENQUEUED`.
+    pub admission: Option<Admission>,
+    /// For an `ENQUEUED` run, its own time limit, counted from when it
+    /// leaves the queue.
+    pub timeout_ms: Option<u64>,
 }
 
 impl NewRun {
     /// The record of the run as created: `PENDING`, its first attempt
-    /// counted, its first epoch.
+    /// counted, its first epoch; or `ENQUEUED`, with no attempt yet.
     pub fn into_record(self) -> RunRecord {
+        let status = if self.admission.is_some() {
+            RunStatus::Enqueued
+        } else {
+            RunStatus::Pending
+        };
         RunRecord {
             id: self.id,
             module: self.module,
             version: self.version,
             workflow: self.workflow,
             input: self.input,
-            status: RunStatus::Pending,
+            status,
             output: None,
             error: None,
-            attempts: 1,
+            attempts: u32::from(status == RunStatus::Pending),
             created_at: self.now,
             updated_at: self.now,
             deadline: self.deadline,
             parent: self.parent,
             forked_from: None,
             epoch: 1,
+            admission: self.admission,
+            dequeued_at: None,
         }
     }
 }

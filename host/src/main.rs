@@ -52,8 +52,14 @@ enum Command {
         #[arg(long)]
         id: Option<String>,
         #[command(flatten)]
+        admission: AdmissionArgs,
+        #[command(flatten)]
         server: ServerArg,
     },
+    /// Manage queues: how many runs of theirs execute at once, how fast
+    /// they start.
+    #[command(subcommand)]
+    Queue(QueueCommand),
     /// Wait for an event of a run and print its value.
     Event {
         id: String,
@@ -95,9 +101,13 @@ enum Command {
     },
     /// List runs, newest first.
     List {
-        /// PENDING, SUCCESS, ERROR, CANCELLED or MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+        /// ENQUEUED, PENDING, SUCCESS, ERROR, CANCELLED or
+        /// MAX_RECOVERY_ATTEMPTS_EXCEEDED.
         #[arg(long)]
         status: Option<String>,
+        /// Only runs admitted through this queue.
+        #[arg(long)]
+        queue: Option<String>,
         #[arg(long)]
         module: Option<String>,
         #[arg(long)]
@@ -127,6 +137,103 @@ enum Command {
         /// delivered again.
         #[arg(long)]
         idempotency_key: Option<String>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+/// How `cairn start` asks for a run to be admitted, if not at once.
+#[derive(clap::Args, Debug)]
+struct AdmissionArgs {
+    /// Admit the run through this queue: ENQUEUED until it has room.
+    #[arg(long)]
+    queue: Option<String>,
+    /// Lower leaves first, in a queue that honours priorities.
+    #[arg(long)]
+    priority: Option<i32>,
+    /// Refused while a run of the queue with this id is ENQUEUED or PENDING.
+    #[arg(long)]
+    deduplication_id: Option<String>,
+    /// The partition of a partitioned queue.
+    #[arg(long)]
+    partition_key: Option<String>,
+    /// Start no earlier than this (RFC 3339, or ms since the epoch).
+    #[arg(long)]
+    start_at: Option<String>,
+    /// Start no earlier than this many ms from now.
+    #[arg(long)]
+    delay_ms: Option<u64>,
+}
+
+impl AdmissionArgs {
+    /// Add the admission's fields to a start request's body.
+    fn add_to(self, body: &mut serde_json::Value) {
+        let start_at = self.start_at.map(|at| match at.parse::<i64>() {
+            Ok(ms) => serde_json::Value::from(ms),
+            Err(_) => serde_json::Value::from(at),
+        });
+        let fields = [
+            ("queue", self.queue.map(serde_json::Value::from)),
+            ("priority", self.priority.map(serde_json::Value::from)),
+            (
+                "deduplication_id",
+                self.deduplication_id.map(serde_json::Value::from),
+            ),
+            (
+                "partition_key",
+                self.partition_key.map(serde_json::Value::from),
+            ),
+            ("start_at", start_at),
+            ("delay_ms", self.delay_ms.map(serde_json::Value::from)),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                body[name] = value;
+            }
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum QueueCommand {
+    /// Create a queue or replace its settings (admin); a limit left out is
+    /// no limit.
+    Put {
+        name: String,
+        /// Runs of the queue PENDING at once, across all hosts.
+        #[arg(long)]
+        concurrency: Option<u32>,
+        /// Runs of the queue executing on one host at once.
+        #[arg(long)]
+        per_host_concurrency: Option<u32>,
+        /// At most this many runs leave per --rate-period-ms.
+        #[arg(long, requires = "rate_period_ms")]
+        rate_limit: Option<u32>,
+        #[arg(long, requires = "rate_limit")]
+        rate_period_ms: Option<u64>,
+        /// Runs leave by priority (lower first), then in arrival order.
+        #[arg(long)]
+        priority: bool,
+        /// The limits hold per partition key.
+        #[arg(long)]
+        partitioned: bool,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the queues with their depths.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a queue and its depth.
+    Get {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Delete a queue no run waits in (admin).
+    Delete {
+        name: String,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -368,16 +475,20 @@ async fn main() -> anyhow::Result<()> {
             workflow,
             input,
             id,
+            admission,
             server,
         } => {
             let input: serde_json::Value = serde_json::from_str(&input)
                 .context("--input must be JSON, e.g. '{\"a\": 1}' or '\"text\"'")?;
-            print_reply(
-                client(&server)?
-                    .start(&module, &workflow, input, id.as_deref())
-                    .await?,
-            )
+            let mut body =
+                serde_json::json!({"module": module, "workflow": workflow, "input": input});
+            if let Some(id) = id {
+                body["id"] = id.into();
+            }
+            admission.add_to(&mut body);
+            print_reply(client(&server)?.post_json("/v1/workflows", &body).await?)
         }
+        Command::Queue(command) => queue_command(command).await,
         Command::Event {
             id,
             key,
@@ -387,6 +498,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Status { id, server } => print_reply(client(&server)?.status(&id).await?),
         Command::List {
             status,
+            queue,
             module,
             workflow,
             limit,
@@ -396,6 +508,7 @@ async fn main() -> anyhow::Result<()> {
             let mut query = vec![("limit", limit.to_string())];
             for (name, value) in [
                 ("status", status),
+                ("queue", queue),
                 ("module", module),
                 ("workflow", workflow),
                 ("cursor", cursor),
@@ -450,6 +563,58 @@ fn client(server: &ServerArg) -> anyhow::Result<Client> {
         Some(token) => client.with_token(token),
         None => client,
     })
+}
+
+async fn queue_command(command: QueueCommand) -> anyhow::Result<()> {
+    let path = |name: &str| format!("/v1/queues/{}", cairn::http::encode_segment(name));
+    match command {
+        QueueCommand::Put {
+            name,
+            concurrency,
+            per_host_concurrency,
+            rate_limit,
+            rate_period_ms,
+            priority,
+            partitioned,
+            server,
+        } => {
+            let mut body = serde_json::json!({"priority": priority, "partitioned": partitioned});
+            if let Some(n) = concurrency {
+                body["concurrency"] = n.into();
+            }
+            if let Some(n) = per_host_concurrency {
+                body["per_host_concurrency"] = n.into();
+            }
+            if let (Some(limit), Some(period_ms)) = (rate_limit, rate_period_ms) {
+                body["rate_limit"] = serde_json::json!({"limit": limit, "period_ms": period_ms});
+            }
+            let bytes = bytes::Bytes::from(serde_json::to_vec(&body)?);
+            let reply = client(&server)?
+                .send(
+                    hyper::Method::PUT,
+                    &path(&name),
+                    Some("application/json"),
+                    bytes,
+                )
+                .await?;
+            print_reply(reply)
+        }
+        QueueCommand::List { server } => print_reply(client(&server)?.get("/v1/queues").await?),
+        QueueCommand::Get { name, server } => {
+            print_reply(client(&server)?.get(&path(&name)).await?)
+        }
+        QueueCommand::Delete { name, server } => {
+            let reply = client(&server)?
+                .send(
+                    hyper::Method::DELETE,
+                    &path(&name),
+                    None,
+                    bytes::Bytes::new(),
+                )
+                .await?;
+            print_reply(reply)
+        }
+    }
 }
 
 /// Print the JSON answer; an error answer makes the command fail.

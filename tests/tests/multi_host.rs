@@ -245,3 +245,108 @@ async fn a_stalled_host_that_started_a_run_sees_what_the_host_that_took_it_over_
     assert_eq!(done["status"], "SUCCESS", "{done}");
     Ok(())
 }
+
+/// A queue's limit holds across hosts: runs enqueued through either of two
+/// hosts, executed by both, never more than two at once (seen from inside
+/// the runs: each one's first journaled event to its end).
+#[tokio::test]
+async fn two_hosts_dequeueing_one_queue_never_run_more_than_its_concurrency() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let schema = fresh_schema();
+    let hosts = [
+        Host::start_shared(dir.path(), "queue-a", &schema, (LEASE_MS, 500), &[]).await?,
+        Host::start_shared(dir.path(), "queue-b", &schema, (LEASE_MS, 500), &[]).await?,
+    ];
+    let deployed = hosts[0]
+        .client
+        .deploy("approvals", examples::bytes(examples::APPROVALS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    let body = bytes::Bytes::from(serde_json::to_vec(&json!({"concurrency": 2}))?);
+    let created = hosts[1]
+        .client
+        .send(
+            hyper::Method::PUT,
+            "/v1/queues/shared",
+            Some("application/json"),
+            body,
+        )
+        .await?;
+    assert_eq!(created.status, 201, "{}", created.body);
+
+    let ids: Vec<String> = (0..8).map(|i| format!("shared-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let started = hosts[i % 2]
+            .client
+            .post_json(
+                "/v1/workflows",
+                &json!({"module": "approvals", "workflow": "approval", "id": id,
+                        "input": {"subject": id}, "queue": "shared"}),
+            )
+            .await?;
+        assert_eq!(started.status, 202, "{}", started.body);
+    }
+    for done in 0..ids.len() {
+        // Two running (fewer at the end), seen from either host.
+        let want = 2.min(ids.len() - done);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let running = loop {
+            let listed = hosts[done % 2]
+                .client
+                .get("/v1/workflows?queue=shared&status=PENDING")
+                .await?
+                .body;
+            let running: Vec<String> = listed["workflows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_owned())
+                .collect();
+            assert!(running.len() <= 2, "more than two at once: {running:?}");
+            if running.len() >= want {
+                break running;
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "runs did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let id = &running[0];
+        hosts[0]
+            .expect_event(id, "status", json!("awaiting-decision"))
+            .await?;
+        let sent = hosts[1]
+            .client
+            .post_json(
+                &format!("/v1/workflows/{id}/messages"),
+                &json!({"topic": "decision", "message": {"approved": true, "by": "t"}}),
+            )
+            .await?;
+        assert_eq!(sent.status, 202, "{}", sent.body);
+        let run = hosts[0].result(id, Duration::from_secs(60)).await?;
+        assert_eq!(run["status"], "SUCCESS", "{run}");
+    }
+    // From inside the runs: at most two between first event and end.
+    let mut edges: Vec<(String, i32)> = Vec::new();
+    for id in &ids {
+        let steps = hosts[0].client.steps(id).await?.body;
+        edges.push((
+            steps["steps"][0]["recorded_at"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            1,
+        ));
+        let run = hosts[0].client.status(id).await?.body;
+        edges.push((run["updated_at"].as_str().unwrap().to_owned(), -1));
+    }
+    // RFC 3339 in UTC with milliseconds sorts as time; an end before a
+    // start at the same millisecond.
+    edges.sort();
+    let (mut now, mut most) = (0, 0);
+    for (_, step) in edges {
+        now += step;
+        most = most.max(now);
+    }
+    assert_eq!(most, 2);
+    Ok(())
+}

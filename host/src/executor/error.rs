@@ -32,6 +32,20 @@ pub enum ExecutorError {
         module: String,
         workflow: String,
     },
+    #[error("queue {0} does not exist; create it with PUT /v1/queues/{0}")]
+    UnknownQueue(String),
+    /// A start with a deduplication id that a run of the queue holds.
+    #[error(
+        "run {existing} of queue {queue} holds deduplication id {deduplication_id:?} (it is ENQUEUED or PENDING); start again once it has ended"
+    )]
+    Duplicate {
+        queue: String,
+        deduplication_id: String,
+        existing: String,
+    },
+    /// A queue that runs still wait in cannot be deleted.
+    #[error("queue {queue} holds {waiting} ENQUEUED runs; cancel them or let them start first")]
+    QueueBusy { queue: String, waiting: u64 },
     #[error("{0}")]
     InvalidInput(String),
     #[error("{0}")]
@@ -68,10 +82,13 @@ impl From<InvalidValue> for ExecutorError {
 impl ExecutorError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::UnknownModule(_) | Self::UnknownRun(_) | Self::UnknownWorkflow { .. } => {
-                ErrorKind::NotFound
-            }
+            Self::UnknownModule(_)
+            | Self::UnknownRun(_)
+            | Self::UnknownWorkflow { .. }
+            | Self::UnknownQueue(_) => ErrorKind::NotFound,
             Self::RunExists(_)
+            | Self::Duplicate { .. }
+            | Self::QueueBusy { .. }
             | Self::Conflict { .. }
             | Self::WrongStatus { .. }
             | Self::RouteConflict(_)
@@ -90,6 +107,9 @@ impl ExecutorError {
             Self::UnknownModule(_) => "module_not_found",
             Self::UnknownRun(_) => "run_not_found",
             Self::UnknownWorkflow { .. } => "workflow_not_found",
+            Self::UnknownQueue(_) => "queue_not_found",
+            Self::Duplicate { .. } => "duplicate",
+            Self::QueueBusy { .. } => "queue_busy",
             Self::RunExists(_) | Self::Conflict { .. } => "conflict",
             Self::WrongStatus { .. } => "wrong_status",
             Self::RouteConflict(_) => "route_conflict",

@@ -107,7 +107,7 @@ impl Inner {
             None => RunOutcome::Cancelled {
                 message: format!(
                     "the run did not finish within its time limit of {} ms",
-                    run.deadline.unwrap_or_default() - run.created_at
+                    run.deadline.unwrap_or_default() - run.dequeued_at.unwrap_or(run.created_at)
                 ),
             },
             // A clock or random reading that did not match the journal.
@@ -179,6 +179,9 @@ impl Inner {
         self.known.ended(&run.id, status);
         self.forget_stranded(&run.id);
         self.wake(&Change::Finished(run.id.clone()));
+        if Self::frees_a_queue_slot(&run) {
+            self.look_at_queues();
+        }
     }
 
     /// The host's guest limits, with the overrides of a module version

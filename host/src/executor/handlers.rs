@@ -143,6 +143,7 @@ impl HandlerClient for ExecutorClient {
                 timeout: None,
                 parent: None,
                 deadline_cap: None,
+                admission: None,
             })
             .await
             .map_err(ExecutorError::into_guest_error)?;

@@ -23,8 +23,10 @@ impl Executor {
     /// recovered too often.
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let report = self.inner.recover().await?;
-        // Parked runs are not recovered but woken, by the waker from now on.
+        // Parked runs are not recovered but woken, by the waker from now on;
+        // enqueued ones are dequeued.
         self.inner.start_waking();
+        self.inner.start_dequeueing();
         Ok(report)
     }
 
@@ -61,14 +63,24 @@ impl Executor {
 
     async fn cancel_one(&self, id: &WorkflowId) -> Result<RunRecord> {
         let inner = &self.inner;
-        let run = self
-            .transition(
-                id,
-                RunStatus::Pending,
-                RunStatus::Cancelled,
-                "only a PENDING run can be cancelled",
-            )
-            .await?;
+        const WHAT: &str = "only a PENDING or ENQUEUED run can be cancelled";
+        let run = match self
+            .transition(id, RunStatus::Pending, RunStatus::Cancelled, WHAT)
+            .await
+        {
+            // Not started yet: it leaves its queue.
+            Err(ExecutorError::WrongStatus {
+                status: RunStatus::Enqueued,
+                ..
+            }) => {
+                self.transition(id, RunStatus::Enqueued, RunStatus::Cancelled, WHAT)
+                    .await?
+            }
+            other => other?,
+        };
+        if Inner::frees_a_queue_slot(&run) {
+            inner.look_at_queues();
+        }
         // The status is committed first: an execution that reaches its end
         // meanwhile cannot record it any more (only PENDING runs change).
         if let Some(execution) = inner.executions.lock().expect("executions lock").remove(id) {
@@ -185,10 +197,17 @@ impl Inner {
                 available: module.workflows.join(", "),
             });
         }
+        if let Some(admission) = &request.admission {
+            self.check_admission(admission).await?;
+        }
         let queued = self.queued_runs.load(Ordering::Relaxed);
         // A child is never refused for a lack of slots: its parent would
-        // fail for the host's load, not its own fault. It queues.
-        if queued >= self.limits.max_queued_runs && request.parent.is_none() {
+        // fail for the host's load, not its own fault. It queues. Nor is a
+        // run that waits in the database, not for a slot.
+        if queued >= self.limits.max_queued_runs
+            && request.parent.is_none()
+            && request.admission.is_none()
+        {
             return Err(ExecutorError::Overloaded(format!(
                 "{queued} runs are already queued for one of the {} instance slots; retry later",
                 self.limits.max_live_instances
@@ -215,11 +234,15 @@ impl Inner {
             (asked, cap) => asked.or(cap),
         };
         let own = timeout_ms.map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
+        // An enqueued run's own limit counts from when it leaves the queue.
+        let enqueued = request.admission.is_some();
         let new_run = NewRun {
-            deadline: match (own, request.deadline_cap) {
+            deadline: match (own.filter(|_| !enqueued), request.deadline_cap) {
                 (Some(own), Some(cap)) => Some(own.min(cap)),
                 (own, cap) => own.or(cap),
             },
+            timeout_ms: timeout_ms.filter(|_| enqueued),
+            admission: request.admission,
             id: request.id.unwrap_or_else(WorkflowId::generate),
             module: request.module,
             version: module.version,
@@ -229,10 +252,23 @@ impl Inner {
             now,
         };
         match self.store.create_run(new_run.clone()).await? {
+            CreateRun::Created(run) if run.status == RunStatus::Enqueued => {
+                tracing::debug!(run = %run.id, "run enqueued");
+                self.look_at_queues();
+                Ok(Started { run, created: true })
+            }
             CreateRun::Created(run) => {
                 self.known.begin(&run.id);
                 self.spawn_execution(run.clone(), Some(Vec::new()));
                 Ok(Started { run, created: true })
+            }
+            CreateRun::Duplicate(holder) => {
+                let admission = holder.admission.clone().unwrap_or_default();
+                Err(ExecutorError::Duplicate {
+                    queue: admission.queue.map(|q| q.to_string()).unwrap_or_default(),
+                    deduplication_id: admission.deduplication_id.unwrap_or_default(),
+                    existing: holder.id.to_string(),
+                })
             }
             CreateRun::Existing(run)
                 if run.module == new_run.module && run.workflow == new_run.workflow =>

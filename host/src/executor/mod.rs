@@ -22,6 +22,7 @@ mod handlers;
 mod known_events;
 mod lifecycle;
 mod parking;
+mod queues;
 mod reach;
 mod run_host;
 mod steps;
@@ -44,6 +45,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use parking::Waiting;
+pub use queues::QueueView;
 pub use streams::StreamSpan;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
@@ -119,6 +121,9 @@ pub struct StartRequest {
     /// The latest the run may end, whatever its own limit: its parent's
     /// deadline, for a child.
     pub deadline_cap: Option<crate::domain::Millis>,
+    /// How the run is admitted if not at once (a queue, a start time): it
+    /// is stored `ENQUEUED` and started when it may.
+    pub admission: Option<crate::domain::Admission>,
 }
 
 /// The run a start request refers to, and whether this request created it.
@@ -205,6 +210,8 @@ pub(crate) struct Inner {
     executions: std::sync::Mutex<HashMap<WorkflowId, tokio::task::AbortHandle>>,
     /// What executing runs wait for; the waker of parked runs.
     parking: parking::Parking,
+    /// The dequeuer of `ENQUEUED` runs.
+    queueing: queues::Queueing,
     /// Retries so far of the runs stopped by a host failure.
     stranded: std::sync::Mutex<HashMap<WorkflowId, u32>>,
     /// The events of runs this host started, answered without a read.
@@ -249,6 +256,7 @@ impl Executor {
                 deploying: tokio::sync::Mutex::new(()),
                 executions: std::sync::Mutex::new(HashMap::new()),
                 parking: parking::Parking::default(),
+                queueing: queues::Queueing::default(),
                 stranded: std::sync::Mutex::new(HashMap::new()),
                 known: known_events::KnownEvents::default(),
             }),
@@ -257,6 +265,11 @@ impl Executor {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The executor's clock: what start times and delays count from.
+    pub fn now(&self) -> crate::domain::Millis {
+        self.inner.clock.now()
     }
 
     pub fn waiters(&self) -> &Waiters {

@@ -32,6 +32,10 @@ pub enum Endpoint {
     Stream,
     BulkCancel,
     BulkResume,
+    ListQueues,
+    GetQueue,
+    PutQueue,
+    DeleteQueue,
     /// A route a module declared, under `/app/`.
     Trigger,
 }
@@ -97,6 +101,10 @@ pub const ROUTES: &[Route] = &[
     ),
     route("POST", "/v1/bulk/cancel", Admin, E::BulkCancel),
     route("POST", "/v1/bulk/resume", Admin, E::BulkResume),
+    route("GET", "/v1/queues", Invoke, E::ListQueues),
+    route("GET", "/v1/queues/{name}", Invoke, E::GetQueue),
+    route("PUT", "/v1/queues/{name}", Admin, E::PutQueue),
+    route("DELETE", "/v1/queues/{name}", Admin, E::DeleteQueue),
     // The routes modules declare; `{path}` spans the rest of the path.
     route("GET", "/app/{path}", Invoke, E::Trigger),
     route("POST", "/app/{path}", Invoke, E::Trigger),

@@ -11,6 +11,7 @@ mod modules;
 pub mod multipart;
 mod pages;
 mod query;
+mod queues;
 mod respond;
 mod router;
 mod run_messages;

@@ -121,7 +121,7 @@ impl Api {
     }
 
     /// The page of a listing as JSON, with the cursor of the next one.
-    pub(super) fn runs_page_response(
+    pub(super) async fn runs_page_response(
         &self,
         runs: &[RunRecord],
         more: bool,
@@ -132,7 +132,13 @@ impl Api {
         } else {
             None
         };
-        let views: Vec<RunView> = runs.iter().map(RunView::from).collect();
+        let mut views: Vec<RunView> = Vec::with_capacity(runs.len());
+        for run in runs {
+            let mut view = RunView::from(run);
+            // Where each waiting run stands in its queue.
+            view.position = self.executor().queue_position(run).await?;
+            views.push(view);
+        }
         Ok(json_response(
             StatusCode::OK,
             &serde_json::json!({"workflows": views, "next_cursor": next_cursor}),

@@ -273,6 +273,14 @@ impl Api {
                 let body = self.optional_json_body(request).await?;
                 self.bulk(action, &query, body.as_deref()).await
             }
+            Endpoint::ListQueues => self.list_queues().await,
+            Endpoint::GetQueue => self.get_queue(param(0)).await,
+            Endpoint::PutQueue => {
+                let name = param(0).to_owned();
+                let body = read_json_body(request, &self.limits).await?;
+                self.put_queue(&name, &body).await
+            }
+            Endpoint::DeleteQueue => self.delete_queue(param(0)).await,
             Endpoint::Trigger => self.serve_trigger(request, &segments[1..], caller).await,
         }
     }
@@ -281,6 +289,20 @@ impl Api {
         let load = self.executor.load();
         let waits = self.wait_slots.counts();
         let parked_runs = self.executor.parked_count().await?;
+        // Each queue's depth; `queue: null` counts the delayed starts.
+        let queues: Vec<serde_json::Value> = self
+            .executor
+            .queue_depths()
+            .await?
+            .into_iter()
+            .map(|(queue, depth)| {
+                serde_json::json!({
+                    "queue": queue.as_ref().map(|q| q.as_str()),
+                    "enqueued": depth.enqueued,
+                    "pending": depth.pending,
+                })
+            })
+            .collect();
         // A host whose writes fail is not one to send work to: 503, so a
         // load balancer's check takes it out until they succeed again.
         let store = self.executor.store_health();
@@ -299,6 +321,7 @@ impl Api {
                 "parked_runs": parked_runs,
                 "pending_waits": waits.total(),
                 "waits": waits,
+                "queues": queues,
                 "process": { "cpu_us": crate::cpu::process_cpu_micros() },
             }),
         ))

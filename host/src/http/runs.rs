@@ -17,12 +17,15 @@ use super::respond::{
 use super::router::Api;
 use super::views::RunView;
 use super::wait_slots::WaitKind;
-use crate::domain::{Delivery, InvalidValue, RunFilter, RunStatus, WorkflowId};
+use crate::domain::{
+    Admission, Delivery, InvalidValue, QueueName, RunFilter, RunStatus, WorkflowId,
+};
 use crate::executor::StartRequest;
 
 impl Api {
     pub(super) async fn start(&self, body: &[u8]) -> ApiResult {
         let request: StartBody = parse_json(body)?;
+        let admission = request.admission().into_admission(self.executor().now())?;
         let module = parse_module_name(&request.module)?;
         let id = request
             .id
@@ -44,6 +47,7 @@ impl Api {
                 timeout: request.timeout_ms.map(Duration::from_millis),
                 parent: None,
                 deadline_cap: None,
+                admission,
             })
             .await?;
         Ok(run_accepted(&started.run, started.created))
@@ -53,6 +57,7 @@ impl Api {
         let filter = run_filter(query)?;
         let (runs, more) = self.runs_page(filter).await?;
         self.runs_page_response(&runs, more, |run| encode_cursor(run.created_at, &run.id))
+            .await
     }
 
     pub(super) async fn get_run(&self, id: &str) -> ApiResult {
@@ -63,6 +68,7 @@ impl Api {
                 if run.status == RunStatus::Pending {
                     view.waiting = self.executor().waiting(&id).await?.map(Into::into);
                 }
+                view.position = self.executor().queue_position(&run).await?;
                 Ok(json_response(StatusCode::OK, &view))
             }
             None => Err(run_not_found(&id)),
@@ -195,6 +201,97 @@ struct StartBody {
     /// Wall-clock limit of the run; the module's default when absent.
     #[serde(default)]
     timeout_ms: Option<u64>,
+    // The admission (see `AdmissionBody`), inline: flattening would lose
+    // `deny_unknown_fields`.
+    #[serde(default)]
+    queue: Option<String>,
+    #[serde(default)]
+    priority: Option<i32>,
+    #[serde(default)]
+    deduplication_id: Option<String>,
+    #[serde(default)]
+    partition_key: Option<String>,
+    #[serde(default)]
+    start_at: Option<serde_json::Value>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+}
+
+impl StartBody {
+    fn admission(&self) -> AdmissionBody {
+        AdmissionBody {
+            queue: self.queue.clone(),
+            priority: self.priority,
+            deduplication_id: self.deduplication_id.clone(),
+            partition_key: self.partition_key.clone(),
+            start_at: self.start_at.clone(),
+            delay_ms: self.delay_ms,
+        }
+    }
+}
+
+/// How a start asks to be admitted, if not at once: the fields of a start
+/// request (and of a route) that name a queue or a start time.
+#[derive(Deserialize, Default, Debug, Clone)]
+pub(super) struct AdmissionBody {
+    #[serde(default)]
+    pub(super) queue: Option<String>,
+    #[serde(default)]
+    pub(super) priority: Option<i32>,
+    #[serde(default)]
+    pub(super) deduplication_id: Option<String>,
+    #[serde(default)]
+    pub(super) partition_key: Option<String>,
+    /// RFC 3339, or milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub(super) start_at: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(super) delay_ms: Option<u64>,
+}
+
+impl AdmissionBody {
+    /// The admission asked for (`None`: at once), with a delay counted
+    /// from `now`.
+    pub(super) fn into_admission(self, now: i64) -> Result<Option<Admission>, ApiError> {
+        let invalid = |message: String| ApiError::bad_request("invalid_request", message);
+        let start_at = match (self.start_at, self.delay_ms) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("give start_at or delay_ms, not both".into()));
+            }
+            (Some(serde_json::Value::Number(ms)), None) => Some(ms.as_i64().ok_or_else(|| {
+                invalid(format!(
+                    "start_at {ms} is not a whole number of milliseconds"
+                ))
+            })?),
+            (Some(serde_json::Value::String(time)), None) => Some(parse_time("start_at", &time)?),
+            (Some(other), None) => {
+                return Err(invalid(format!(
+                    "start_at must be an RFC 3339 time (2026-12-01T15:00:00Z) or milliseconds since the Unix epoch, got {other}"
+                )));
+            }
+            (None, Some(delay)) => {
+                Some(now.saturating_add(i64::try_from(delay).unwrap_or(i64::MAX)))
+            }
+            (None, None) => None,
+        };
+        let queue = self
+            .queue
+            .as_deref()
+            .map(QueueName::parse)
+            .transpose()
+            .map_err(|e| invalid(e.0))?;
+        let admission = Admission {
+            queue,
+            priority: self.priority.unwrap_or(0),
+            deduplication_id: self.deduplication_id,
+            partition_key: self.partition_key,
+            start_at,
+        };
+        if admission == Admission::default() {
+            return Ok(None);
+        }
+        Ok(Some(admission))
+    }
 }
 
 /// Most runs one page of a listing may have.
@@ -202,8 +299,7 @@ const MAX_LIST_LIMIT: u32 = 1000;
 
 /// The filter of `GET /v1/workflows?status=&module=&workflow=&limit=&cursor=`.
 pub(super) fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
-    const ACCEPTED: &str =
-        "status, module, workflow, parent, id_prefix, created_from, created_until, limit, cursor";
+    const ACCEPTED: &str = "status, module, workflow, parent, queue, id_prefix, created_from, created_until, limit, cursor";
     let invalid = |message: String| ApiError::bad_request("invalid_query", message);
     let mut filter = RunFilter {
         limit: 50,
@@ -220,6 +316,7 @@ pub(super) fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
             "parent" => {
                 filter.parent = Some(WorkflowId::parse(&value).map_err(|e| invalid(e.0))?);
             }
+            "queue" => filter.queue = Some(QueueName::parse(&value).map_err(|e| invalid(e.0))?),
             "id_prefix" => filter.id_prefix = Some(value),
             "created_from" => filter.created_from = Some(parse_time(key, &value)?),
             "created_until" => filter.created_until = Some(parse_time(key, &value)?),

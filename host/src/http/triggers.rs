@@ -119,6 +119,7 @@ impl Api {
                 timeout: None,
                 parent: None,
                 deadline_cap: None,
+                admission: None,
             })
             .await?;
         let run = started.run.id.clone();

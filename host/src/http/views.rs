@@ -6,8 +6,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::domain::{
-    JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, OperationKind, RunRecord,
-    WorkflowId,
+    JournalEntry, Millis, ModuleInfo, ModuleSettings, ModuleVersion, OperationKind, QueueName,
+    RunRecord, WorkflowId,
 };
 use crate::executor::Waiting;
 use crate::triggers::{Manifest, RouteSpec};
@@ -41,6 +41,24 @@ pub(super) struct RunView<'a> {
     /// page, not in listings).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) waiting: Option<WaitingView>,
+    /// The queue the run was admitted through, for a queued run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) queue: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) priority: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) deduplication_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) partition_key: Option<&'a str>,
+    /// The earliest the run may start, for a delayed start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) start_at: Option<String>,
+    /// When it left `ENQUEUED`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) dequeued_at: Option<String>,
+    /// For an `ENQUEUED` run: where it stands in its queue (1 leaves next).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) position: Option<u64>,
 }
 
 /// What a waiting run waits for.
@@ -70,6 +88,7 @@ impl From<Waiting> for WaitingView {
 
 impl<'a> From<&'a RunRecord> for RunView<'a> {
     fn from(run: &'a RunRecord) -> Self {
+        let admission = run.admission.as_ref();
         Self {
             id: run.id.as_str(),
             module: run.module.as_str(),
@@ -89,6 +108,15 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
             parent: run.parent.as_ref().map(WorkflowId::as_str),
             forked_from: run.forked_from.as_ref().map(WorkflowId::as_str),
             waiting: None,
+            queue: admission
+                .and_then(|a| a.queue.as_ref())
+                .map(QueueName::as_str),
+            priority: admission.filter(|a| a.queue.is_some()).map(|a| a.priority),
+            deduplication_id: admission.and_then(|a| a.deduplication_id.as_deref()),
+            partition_key: admission.and_then(|a| a.partition_key.as_deref()),
+            start_at: admission.and_then(|a| a.start_at).map(timestamp),
+            dequeued_at: run.dequeued_at.map(timestamp),
+            position: None,
         }
     }
 }

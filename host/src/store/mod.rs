@@ -7,6 +7,7 @@
 
 mod health;
 mod postgres;
+mod queueing;
 mod rows;
 mod sqlite;
 
@@ -17,12 +18,14 @@ use tokio::sync::{Notify, mpsc};
 
 pub use health::{FULL_RETRY_AFTER, StoreHealth, WriteHealth};
 pub use postgres::{PgOptions, PgStore};
+pub use queueing::{DEQUEUE_BATCH, Dequeued};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
     ModuleKind, ModuleName, ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait,
-    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
+    QueueDepth, QueueInfo, QueueName, QueueSettings, RunFilter, RunOutcome, RunRecord, RunStatus,
+    RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -121,6 +124,18 @@ pub struct PutModule {
 pub enum CreateRun {
     Created(RunRecord),
     Existing(RunRecord),
+    /// Not created: this run of the same queue holds the deduplication id,
+    /// `ENQUEUED` or `PENDING`.
+    Duplicate(RunRecord),
+}
+
+/// What [`Store::delete_queue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteQueue {
+    Deleted,
+    Missing,
+    /// Not deleted: this many runs still wait in it.
+    Busy(u64),
 }
 
 /// A change committed to a shared database, as announced to every host.
@@ -170,9 +185,37 @@ pub trait Store: Send + Sync + 'static {
     /// The routes manifest (JSON) of every module that has one.
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>>;
 
-    /// Create a `PENDING` run with its first attempt counted, unless a run
-    /// with that id exists: then return that one, unchanged.
+    /// Create a `PENDING` run with its first attempt counted (`ENQUEUED`,
+    /// with none, when it has an admission), unless a run with that id
+    /// exists: then return that one, unchanged; or a run of its queue holds
+    /// its deduplication id: then that one, as a duplicate.
     async fn create_run(&self, run: NewRun) -> Result<CreateRun>;
+
+    /// Create queue `name`, or change its settings (runs waiting in it are
+    /// admitted under the new ones from the next dequeue on).
+    async fn put_queue(
+        &self,
+        name: &QueueName,
+        settings: QueueSettings,
+        now: i64,
+    ) -> Result<QueueInfo>;
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+    async fn get_queue(&self, name: &QueueName) -> Result<Option<QueueInfo>>;
+    /// Delete queue `name`, unless runs wait in it.
+    async fn delete_queue(&self, name: &QueueName) -> Result<DeleteQueue>;
+    /// How many runs each queue holds, by state; the runs of no queue that
+    /// wait for their start time under `None`. Queues holding none are left
+    /// out.
+    async fn queue_depths(&self) -> Result<Vec<(Option<QueueName>, QueueDepth)>>;
+    /// Move up to `limit` `ENQUEUED` runs whose start time came and whose
+    /// queue (or partition) has room under its limits to `PENDING`, each
+    /// with its first attempt, a new epoch and (on a shared store) this
+    /// host's lease: this caller's to execute. No run leaves twice; on a
+    /// shared store, hosts dequeueing one queue at once take turns.
+    async fn dequeue(&self, now: i64, limit: u32) -> Result<Dequeued>;
+    /// Where `ENQUEUED` run `run` stands in its queue (and partition): 1
+    /// leaves next. `by_priority`: the queue orders by priority first.
+    async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64>;
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>>;
     /// Runs that pass `filter`, newest first, at most `filter.limit`.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;

@@ -5,9 +5,10 @@ use sqlx::Row;
 
 use super::{Result, StoreError};
 use crate::domain::{
-    EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName, ModuleVersion,
-    OperationKind, ParkedWait, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo,
-    WaitKind, WorkflowId,
+    Admission, EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName,
+    ModuleVersion, OperationKind, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
+    RateLimit, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WaitKind,
+    WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -49,7 +50,7 @@ pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The columns [`run_from_row`] reads.
-pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch";
+pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch, queue, priority, partition_key, deduplication_id, start_at, dequeued_at";
 /// The columns [`module_version_from_row`] reads.
 pub(super) const MODULE_COLUMNS: &str =
     "name, version, kind, workflows, size, deployed_at, settings";
@@ -80,7 +81,119 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
         updated_at: row.int("updated_at")?,
         deadline: row.maybe_int("deadline")?,
         epoch: row.int("epoch")? as u64,
+        admission: admission_from_row(row)?,
+        dequeued_at: row.maybe_int("dequeued_at")?,
     })
+}
+
+/// The columns [`queue_from_row`] reads.
+pub(super) const QUEUE_COLUMNS: &str = "name, concurrency, per_host_concurrency, rate_limit, rate_period_ms, priority, partitioned, created_at, updated_at";
+
+pub(super) fn queue_from_row(row: &impl Columns) -> Result<QueueInfo> {
+    let limit = |column: &str| -> Result<Option<u32>> {
+        row.maybe_int(column)?
+            .map(|n| u32::try_from(n).map_err(corrupt))
+            .transpose()
+    };
+    let rate_limit = match (limit("rate_limit")?, row.maybe_int("rate_period_ms")?) {
+        (Some(limit), Some(period)) => Some(RateLimit {
+            limit,
+            period_ms: u64::try_from(period).map_err(corrupt)?,
+        }),
+        _ => None,
+    };
+    Ok(QueueInfo {
+        name: QueueName::parse(&row.text("name")?).map_err(corrupt)?,
+        settings: QueueSettings {
+            concurrency: limit("concurrency")?,
+            per_host_concurrency: limit("per_host_concurrency")?,
+            rate_limit,
+            priority: row.flag("priority")?,
+            partitioned: row.flag("partitioned")?,
+        },
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+/// Each queue's depth (and, under a NULL queue, the runs of none that wait
+/// for their start time), for [`queue_depth_from_row`].
+pub(super) const QUEUE_DEPTHS: &str = "SELECT queue,
+         SUM(CASE WHEN status = 'ENQUEUED' THEN 1 ELSE 0 END) AS enqueued,
+         SUM(CASE WHEN status = 'PENDING' THEN 1 ELSE 0 END) AS pending
+     FROM runs WHERE status IN ('ENQUEUED', 'PENDING') AND (queue IS NOT NULL OR status = 'ENQUEUED')
+     GROUP BY queue ORDER BY queue";
+
+pub(super) fn queue_depth_from_row(row: &impl Columns) -> Result<(Option<QueueName>, QueueDepth)> {
+    let queue = row
+        .maybe_text("queue")?
+        .map(|q| QueueName::parse(&q).map_err(corrupt))
+        .transpose()?;
+    Ok((
+        queue,
+        QueueDepth {
+            enqueued: row.int("enqueued")? as u64,
+            pending: row.int("pending")? as u64,
+        },
+    ))
+}
+
+/// How many `ENQUEUED` runs of a lane leave before a run: binds queue,
+/// partition, by-priority, priority, created_at, id.
+pub(super) fn queue_position_query(placeholder: char) -> String {
+    let p = |n: u8| match placeholder {
+        '$' => format!("${n}"),
+        _ => format!("?{n}"),
+    };
+    let same = |column: &str, n: u8| match placeholder {
+        '$' => format!("{column} IS NOT DISTINCT FROM {}", p(n)),
+        _ => format!("{column} IS {}", p(n)),
+    };
+    format!(
+        "SELECT COUNT(*) FROM runs
+         WHERE status = 'ENQUEUED' AND {} AND {}
+           AND (({by} AND priority < {prio})
+                OR ((NOT {by} OR priority = {prio})
+                    AND (created_at < {created} OR (created_at = {created} AND id < {id}))))",
+        same("queue", 1),
+        same("partition_key", 2),
+        by = p(3),
+        prio = p(4),
+        created = p(5),
+        id = p(6),
+    )
+}
+
+/// The lane and priority of a run, for [`queue_position_query`].
+pub(super) fn position_keys(run: &RunRecord) -> (Option<&str>, Option<&str>, i64) {
+    let admission = run.admission.as_ref();
+    (
+        admission
+            .and_then(|a| a.queue.as_ref())
+            .map(QueueName::as_str),
+        admission.and_then(|a| a.partition_key.as_deref()),
+        admission.map_or(0, |a| i64::from(a.priority)),
+    )
+}
+
+/// A run's admission: `None` for a run admitted at once (no queue, no
+/// start time).
+fn admission_from_row(row: &impl Columns) -> Result<Option<Admission>> {
+    let queue = row
+        .maybe_text("queue")?
+        .map(|q| QueueName::parse(&q).map_err(corrupt))
+        .transpose()?;
+    let start_at = row.maybe_int("start_at")?;
+    if queue.is_none() && start_at.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Admission {
+        queue,
+        priority: i32::try_from(row.int("priority")?).map_err(corrupt)?,
+        deduplication_id: row.maybe_text("deduplication_id")?,
+        partition_key: row.maybe_text("partition_key")?,
+        start_at,
+    }))
 }
 
 pub(super) fn module_version_from_row(row: &impl Columns) -> Result<ModuleVersion> {

@@ -73,6 +73,8 @@ pub fn new_run(run: &str, now: i64) -> NewRun {
         now,
         deadline: None,
         parent: None,
+        admission: None,
+        timeout_ms: None,
     }
 }
 

@@ -71,6 +71,7 @@ impl wit_children::Host for RunHost {
                 parent: Some(self.run.clone()),
                 // A parent's deadline bounds its children.
                 deadline_cap: self.run_deadline,
+                admission: None,
             })
             .await;
         let outcome = match started {

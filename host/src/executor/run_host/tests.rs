@@ -59,6 +59,8 @@ async fn pending_child(exec: &Executor, id: &str, parent: Option<&WorkflowId>) -
             now: 0,
             deadline: None,
             parent: parent.cloned(),
+            admission: None,
+            timeout_ms: None,
         })
         .await
         .unwrap();

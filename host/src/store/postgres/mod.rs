@@ -21,6 +21,7 @@ mod journal;
 mod leases;
 mod modules;
 mod notifications;
+mod queues;
 mod streams;
 mod waits;
 
@@ -33,19 +34,24 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{Notify, mpsc};
 
+use super::queueing::Dequeued;
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, event_and_status_from_row,
     event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
     parked_wait_from_row, routes_from_row, run_from_row,
 };
+use super::rows::{
+    QUEUE_COLUMNS, QUEUE_DEPTHS, position_keys, queue_depth_from_row, queue_from_row,
+    queue_position_query,
+};
 use super::{
-    Change, CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
-    StoreError, StoreHealth, WriteHealth,
+    Change, CreateRun, DeleteQueue, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result,
+    Store, StoreError, StoreHealth, WriteHealth,
 };
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
-    ModuleName, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus,
-    RunWait, StreamEntry, StreamInfo, WorkflowId,
+    ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 use checkout::Checkout;
 use identity::claim_executor_id;
@@ -224,8 +230,64 @@ impl Store for PgStore {
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
         self.health.admit_new_work()?;
+        if run.admission.is_some() {
+            return self.insert_enqueued(run).await;
+        }
         // The group-commit writer records its own health.
         self.insert_run(run).await
+    }
+
+    async fn put_queue(
+        &self,
+        name: &QueueName,
+        settings: QueueSettings,
+        now: i64,
+    ) -> Result<QueueInfo> {
+        self.put_queue_row(name, settings, now).await
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let rows = sqlx::query(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(queue_from_row).collect()
+    }
+
+    async fn get_queue(&self, name: &QueueName) -> Result<Option<QueueInfo>> {
+        let row = sqlx::query(&format!(
+            "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = $1"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(queue_from_row).transpose()
+    }
+
+    async fn delete_queue(&self, name: &QueueName) -> Result<DeleteQueue> {
+        self.delete_queue_row(name).await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(Option<QueueName>, QueueDepth)>> {
+        let rows = sqlx::query(QUEUE_DEPTHS).fetch_all(&self.pool).await?;
+        rows.iter().map(queue_depth_from_row).collect()
+    }
+
+    async fn dequeue(&self, now: i64, limit: u32) -> Result<Dequeued> {
+        self.dequeue_runs(now, limit).await
+    }
+
+    async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64> {
+        let (queue, partition, priority) = position_keys(run);
+        let position: i64 = sqlx::query_scalar(&queue_position_query('$'))
+            .bind(queue)
+            .bind(partition)
+            .bind(by_priority)
+            .bind(priority)
+            .bind(run.created_at)
+            .bind(run.id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(position as u64 + 1)
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
@@ -248,6 +310,7 @@ impl Store for PgStore {
                AND ($8::TEXT IS NULL OR starts_with(id, $8))
                AND ($9::BIGINT IS NULL OR created_at >= $9)
                AND ($10::BIGINT IS NULL OR created_at < $10)
+               AND ($11::TEXT IS NULL OR queue = $11)
              ORDER BY created_at DESC, id DESC
              LIMIT $6"
         ))
@@ -261,6 +324,7 @@ impl Store for PgStore {
         .bind(filter.id_prefix.as_deref())
         .bind(filter.created_from)
         .bind(filter.created_until)
+        .bind(filter.queue.as_ref().map(QueueName::as_str))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()

@@ -26,23 +26,29 @@ use tokio::sync::mpsc;
 
 use tokio::sync::Notify;
 
+use super::queueing::Dequeued;
 use super::rows::{
     JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, WAIT_COLUMNS,
     event_and_status_from_row, event_and_status_query, event_record_from_row,
     journal_entry_from_row, list_messages_query, list_streams_query, message_record_from_row,
     modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row, stream_info_from_row,
 };
+use super::rows::{
+    QUEUE_COLUMNS, QUEUE_DEPTHS, position_keys, queue_depth_from_row, queue_from_row,
+    queue_position_query,
+};
 use super::{
-    CreateRun, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store, StoreHealth,
-    WriteHealth,
+    CreateRun, DeleteQueue, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
+    StoreHealth, WriteHealth,
 };
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
-    ModuleName, NewMessage, NewRun, ParkedWait, RunFilter, RunOutcome, RunRecord, RunStatus,
-    RunWait, StreamEntry, StreamInfo, WorkflowId,
+    ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
 };
 
 mod messages;
+mod queues;
 #[allow(unsafe_code)]
 mod raw;
 mod reads;
@@ -189,8 +195,91 @@ impl Store for SqliteStore {
 
     async fn create_run(&self, run: NewRun) -> Result<CreateRun> {
         self.health.admit_new_work()?;
+        if run.admission.is_some() {
+            return self
+                .write(Box::new(move |conn| queues::create_enqueued(conn, run)))
+                .await;
+        }
         self.write(Box::new(move |conn| create_run(conn, run)))
             .await
+    }
+
+    async fn put_queue(
+        &self,
+        name: &QueueName,
+        settings: QueueSettings,
+        now: i64,
+    ) -> Result<QueueInfo> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| {
+            queues::put_queue(conn, name, settings, now)
+        }))
+        .await
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
+        rows.iter().map(queue_from_row).collect()
+    }
+
+    async fn get_queue(&self, name: &QueueName) -> Result<Option<QueueInfo>> {
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
+                ))
+                .bind(name.as_str())
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
+        row.as_ref().map(queue_from_row).transpose()
+    }
+
+    async fn delete_queue(&self, name: &QueueName) -> Result<DeleteQueue> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| queues::delete_queue(conn, name)))
+            .await
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(Option<QueueName>, QueueDepth)>> {
+        let rows = self
+            .reads
+            .read(async |conn| sqlx::query(QUEUE_DEPTHS).fetch_all(conn).await)
+            .await?;
+        rows.iter().map(queue_depth_from_row).collect()
+    }
+
+    async fn dequeue(&self, now: i64, limit: u32) -> Result<Dequeued> {
+        self.write(Box::new(move |conn| queues::dequeue(conn, now, limit)))
+            .await
+    }
+
+    async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64> {
+        let (queue, partition, priority) = position_keys(run);
+        let position: i64 = self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar(&queue_position_query('?'))
+                    .bind(queue)
+                    .bind(partition)
+                    .bind(by_priority)
+                    .bind(priority)
+                    .bind(run.created_at)
+                    .bind(run.id.as_str())
+                    .fetch_one(conn)
+                    .await
+            })
+            .await?;
+        Ok(position as u64 + 1)
     }
 
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>> {
@@ -225,6 +314,7 @@ impl Store for SqliteStore {
                AND (?8 IS NULL OR substr(id, 1, length(?8)) = ?8)
                AND (?9 IS NULL OR created_at >= ?9)
                AND (?10 IS NULL OR created_at < ?10)
+               AND (?11 IS NULL OR queue = ?11)
              ORDER BY created_at DESC, id DESC
              LIMIT ?6"
                 ))
@@ -238,6 +328,7 @@ impl Store for SqliteStore {
                 .bind(filter.id_prefix.as_deref())
                 .bind(filter.created_from)
                 .bind(filter.created_until)
+                .bind(filter.queue.as_ref().map(QueueName::as_str))
                 .fetch_all(conn)
                 .await
             })
