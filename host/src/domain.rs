@@ -17,6 +17,7 @@ mod journal;
 mod messages;
 mod outbound;
 mod queues;
+mod schedules;
 mod streams;
 mod waits;
 
@@ -29,6 +30,10 @@ pub use messages::{
 pub use outbound::AllowList;
 pub use queues::{
     Admission, MAX_ADMISSION_KEY_LEN, QueueDepth, QueueInfo, QueueName, QueueSettings, RateLimit,
+};
+pub use schedules::{
+    CronTimes, Overlap, ScheduleInfo, ScheduleName, ScheduleSpec, tick_input, tick_run_id,
+    tick_time,
 };
 pub use streams::{MAX_STREAM_READ, StreamEntry, StreamInfo, StreamRead, validate_stream_name};
 pub use waits::{ParkedWait, RunWait, WaitKind};

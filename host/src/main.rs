@@ -60,6 +60,10 @@ enum Command {
     /// they start.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Manage schedules: a workflow started on every tick of a cron
+    /// expression.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Wait for an event of a run and print its value.
     Event {
         id: String,
@@ -234,6 +238,83 @@ enum QueueCommand {
     /// Delete a queue no run waits in (admin).
     Delete {
         name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ScheduleCommand {
+    /// Create a schedule or replace what it starts and when (admin).
+    Put {
+        name: String,
+        #[arg(long)]
+        module: String,
+        #[arg(long)]
+        workflow: String,
+        /// Five fields (minute hour day month weekday), or six with
+        /// seconds first: `*/10 * * * * *`.
+        #[arg(long)]
+        cron: String,
+        /// A JSON object each run gets, with `schedule` and `scheduled_at`
+        /// added.
+        #[arg(long)]
+        input: Option<String>,
+        /// An IANA time zone; UTC by default.
+        #[arg(long)]
+        timezone: Option<String>,
+        /// skip (default), buffer_one, allow_all or cancel_running.
+        #[arg(long)]
+        overlap: Option<String>,
+        /// Ticks missed while no host was up fire if at most this old.
+        #[arg(long)]
+        catch_up_ms: Option<u64>,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// List the schedules.
+    List {
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Show a schedule.
+    Get {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Delete a schedule; its runs stay (admin).
+    Delete {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Stop firing ticks (admin).
+    Pause {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Fire again from the next tick after now (admin).
+    Resume {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Fire once now, by hand (admin).
+    Trigger {
+        name: String,
+        #[command(flatten)]
+        server: ServerArg,
+    },
+    /// Fire every tick in [--from, --to), each once (admin).
+    Backfill {
+        name: String,
+        /// RFC 3339, or ms since the epoch.
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
         #[command(flatten)]
         server: ServerArg,
     },
@@ -489,6 +570,7 @@ async fn main() -> anyhow::Result<()> {
             print_reply(client(&server)?.post_json("/v1/workflows", &body).await?)
         }
         Command::Queue(command) => queue_command(command).await,
+        Command::Schedule(command) => schedule_command(command).await,
         Command::Event {
             id,
             key,
@@ -563,6 +645,104 @@ fn client(server: &ServerArg) -> anyhow::Result<Client> {
         Some(token) => client.with_token(token),
         None => client,
     })
+}
+
+async fn schedule_command(command: ScheduleCommand) -> anyhow::Result<()> {
+    let path = |name: &str| format!("/v1/schedules/{}", cairn::http::encode_segment(name));
+    let time = |text: String| match text.parse::<i64>() {
+        Ok(ms) => serde_json::Value::from(ms),
+        Err(_) => serde_json::Value::from(text),
+    };
+    match command {
+        ScheduleCommand::Put {
+            name,
+            module,
+            workflow,
+            cron,
+            input,
+            timezone,
+            overlap,
+            catch_up_ms,
+            server,
+        } => {
+            let mut body =
+                serde_json::json!({"module": module, "workflow": workflow, "cron": cron});
+            if let Some(input) = input {
+                body["input"] = serde_json::from_str(&input)
+                    .context("--input must be a JSON object, e.g. '{\"batch\": 7}'")?;
+            }
+            if let Some(timezone) = timezone {
+                body["timezone"] = timezone.into();
+            }
+            if let Some(overlap) = overlap {
+                body["overlap"] = overlap.into();
+            }
+            if let Some(ms) = catch_up_ms {
+                body["catch_up_ms"] = ms.into();
+            }
+            let bytes = bytes::Bytes::from(serde_json::to_vec(&body)?);
+            let reply = client(&server)?
+                .send(
+                    hyper::Method::PUT,
+                    &path(&name),
+                    Some("application/json"),
+                    bytes,
+                )
+                .await?;
+            print_reply(reply)
+        }
+        ScheduleCommand::List { server } => {
+            print_reply(client(&server)?.get("/v1/schedules").await?)
+        }
+        ScheduleCommand::Get { name, server } => {
+            print_reply(client(&server)?.get(&path(&name)).await?)
+        }
+        ScheduleCommand::Delete { name, server } => {
+            let reply = client(&server)?
+                .send(
+                    hyper::Method::DELETE,
+                    &path(&name),
+                    None,
+                    bytes::Bytes::new(),
+                )
+                .await?;
+            print_reply(reply)
+        }
+        ScheduleCommand::Pause { name, server } => {
+            let action = format!("{}/pause", path(&name));
+            print_reply(
+                client(&server)?
+                    .post_json(&action, &serde_json::json!({}))
+                    .await?,
+            )
+        }
+        ScheduleCommand::Resume { name, server } => {
+            let action = format!("{}/resume", path(&name));
+            print_reply(
+                client(&server)?
+                    .post_json(&action, &serde_json::json!({}))
+                    .await?,
+            )
+        }
+        ScheduleCommand::Trigger { name, server } => {
+            let action = format!("{}/trigger", path(&name));
+            print_reply(
+                client(&server)?
+                    .post_json(&action, &serde_json::json!({}))
+                    .await?,
+            )
+        }
+        ScheduleCommand::Backfill {
+            name,
+            from,
+            to,
+            server,
+        } => {
+            let action = format!("{}/backfill", path(&name));
+            let body = serde_json::json!({"from": time(from), "to": time(to)});
+            print_reply(client(&server)?.post_json(&action, &body).await?)
+        }
+    }
 }
 
 async fn queue_command(command: QueueCommand) -> anyhow::Result<()> {

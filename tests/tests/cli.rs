@@ -99,3 +99,112 @@ async fn list_steps_and_send_from_the_command_line() -> anyhow::Result<()> {
     assert_eq!(stdout_json(&listed)["workflows"][0]["id"], "c");
     Ok(())
 }
+
+#[tokio::test]
+async fn queues_and_schedules_from_the_command_line() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let url = host.url.as_str();
+    assert!(
+        cairn(url, &["deploy", "steps", examples::STEPS])
+            .await?
+            .status
+            .success()
+    );
+
+    let put = cairn(
+        url,
+        &[
+            "queue",
+            "put",
+            "mail",
+            "--concurrency",
+            "2",
+            "--rate-limit",
+            "5",
+            "--rate-period-ms",
+            "1000",
+        ],
+    )
+    .await?;
+    assert!(put.status.success(), "{put:?}");
+    let queue = stdout_json(&put);
+    assert_eq!(
+        (
+            queue["concurrency"].clone(),
+            queue["rate_limit"]["limit"].clone()
+        ),
+        (2.into(), 5.into())
+    );
+    let started = cairn(
+        url,
+        &[
+            "start",
+            "steps",
+            "steps_workflow",
+            "--id",
+            "q-1",
+            "--queue",
+            "mail",
+            "--delay-ms",
+            "60000",
+        ],
+    )
+    .await?;
+    assert!(started.status.success(), "{started:?}");
+    assert_eq!(stdout_json(&started)["status"], "ENQUEUED");
+    let listed = cairn(url, &["list", "--queue", "mail", "--status", "ENQUEUED"]).await?;
+    assert_eq!(stdout_json(&listed)["workflows"][0]["id"], "q-1");
+    let busy = cairn(url, &["queue", "delete", "mail"]).await?;
+    assert!(!busy.status.success());
+    assert_eq!(stdout_json(&busy)["error"]["code"], "queue_busy");
+
+    let schedule = cairn(
+        url,
+        &[
+            "schedule",
+            "put",
+            "nightly",
+            "--module",
+            "steps",
+            "--workflow",
+            "steps_with_pause",
+            "--cron",
+            "0 3 * * *",
+            "--timezone",
+            "Europe/Paris",
+            "--input",
+            "{\"pause_ms\": 0}",
+        ],
+    )
+    .await?;
+    assert!(schedule.status.success(), "{schedule:?}");
+    assert_eq!(stdout_json(&schedule)["timezone"], "Europe/Paris");
+    let paused = cairn(url, &["schedule", "pause", "nightly"]).await?;
+    assert_eq!(stdout_json(&paused)["paused"], true);
+    let filled = cairn(
+        url,
+        &[
+            "schedule",
+            "backfill",
+            "nightly",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--to",
+            "2026-01-03T00:00:00Z",
+        ],
+    )
+    .await?;
+    assert!(filled.status.success(), "{filled:?}");
+    // 03:00 in Paris is 02:00 UTC in winter.
+    assert_eq!(
+        stdout_json(&filled)["started"],
+        serde_json::json!([
+            "nightly@2026-01-01T02:00:00Z",
+            "nightly@2026-01-02T02:00:00Z"
+        ])
+    );
+    let listed = cairn(url, &["schedule", "list"]).await?;
+    assert_eq!(stdout_json(&listed)["schedules"][0]["name"], "nightly");
+    Ok(())
+}

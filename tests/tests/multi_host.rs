@@ -350,3 +350,69 @@ async fn two_hosts_dequeueing_one_queue_never_run_more_than_its_concurrency() ->
     assert_eq!(most, 2);
     Ok(())
 }
+
+/// Two hosts fire one schedule, every second, for ten seconds: ten runs
+/// (one either side for where the window cuts), none twice: a tick's run
+/// has one id whichever host starts it.
+#[tokio::test]
+async fn two_hosts_firing_one_schedule_start_each_tick_once() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let schema = fresh_schema();
+    let hosts = [
+        Host::start_shared(dir.path(), "cron-a", &schema, (LEASE_MS, 500), &[]).await?,
+        Host::start_shared(dir.path(), "cron-b", &schema, (LEASE_MS, 500), &[]).await?,
+    ];
+    let deployed = hosts[0]
+        .client
+        .deploy("steps", examples::bytes(examples::STEPS))
+        .await?;
+    assert!(deployed.status.is_success(), "{}", deployed.body);
+    let body = bytes::Bytes::from(serde_json::to_vec(&json!({
+        "module": "steps", "workflow": "steps_with_pause", "cron": "* * * * * *",
+        "input": {"pause_ms": 0}, "overlap": "allow_all"
+    }))?);
+    let created = hosts[1]
+        .client
+        .send(
+            hyper::Method::PUT,
+            "/v1/schedules/tick",
+            Some("application/json"),
+            body,
+        )
+        .await?;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // Both hosts know it before the window opens.
+    hosts[0].client.get("/v1/schedules/tick").await?;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let paused = hosts[0]
+        .client
+        .post_json("/v1/schedules/tick/pause", &json!({}))
+        .await?;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    let listed = hosts[1]
+        .client
+        .get("/v1/workflows?id_prefix=tick@&limit=1000")
+        .await?
+        .body;
+    let mut ticks: Vec<String> = listed["workflows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["input"]["scheduled_at"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        (9..=11).contains(&ticks.len()),
+        "{} runs: {ticks:?}",
+        ticks.len()
+    );
+    let runs = ticks.len();
+    ticks.sort();
+    ticks.dedup();
+    assert_eq!(ticks.len(), runs, "no tick started twice");
+    for run in listed["workflows"].as_array().unwrap() {
+        let id = run["id"].as_str().unwrap();
+        let done = hosts[0].result(id, Duration::from_secs(60)).await?;
+        assert_eq!(done["status"], "SUCCESS", "{done}");
+    }
+    Ok(())
+}

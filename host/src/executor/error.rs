@@ -34,6 +34,8 @@ pub enum ExecutorError {
     },
     #[error("queue {0} does not exist; create it with PUT /v1/queues/{0}")]
     UnknownQueue(String),
+    #[error("schedule {0} does not exist; create it with PUT /v1/schedules/{0}")]
+    UnknownSchedule(String),
     /// A start with a deduplication id that a run of the queue holds.
     #[error(
         "run {existing} of queue {queue} holds deduplication id {deduplication_id:?} (it is ENQUEUED or PENDING); start again once it has ended"
@@ -85,7 +87,8 @@ impl ExecutorError {
             Self::UnknownModule(_)
             | Self::UnknownRun(_)
             | Self::UnknownWorkflow { .. }
-            | Self::UnknownQueue(_) => ErrorKind::NotFound,
+            | Self::UnknownQueue(_)
+            | Self::UnknownSchedule(_) => ErrorKind::NotFound,
             Self::RunExists(_)
             | Self::Duplicate { .. }
             | Self::QueueBusy { .. }
@@ -108,6 +111,7 @@ impl ExecutorError {
             Self::UnknownRun(_) => "run_not_found",
             Self::UnknownWorkflow { .. } => "workflow_not_found",
             Self::UnknownQueue(_) => "queue_not_found",
+            Self::UnknownSchedule(_) => "schedule_not_found",
             Self::Duplicate { .. } => "duplicate",
             Self::QueueBusy { .. } => "queue_busy",
             Self::RunExists(_) | Self::Conflict { .. } => "conflict",

@@ -27,6 +27,7 @@ impl Executor {
         // enqueued ones are dequeued.
         self.inner.start_waking();
         self.inner.start_dequeueing();
+        self.inner.start_scheduling();
         Ok(report)
     }
 

@@ -25,6 +25,7 @@ mod parking;
 mod queues;
 mod reach;
 mod run_host;
+mod schedules;
 mod steps;
 mod stranded;
 mod streams;
@@ -46,6 +47,7 @@ pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use parking::Waiting;
 pub use queues::QueueView;
+pub use schedules::{MAX_TICKS, parse_schedule_name};
 pub use streams::StreamSpan;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
@@ -212,6 +214,8 @@ pub(crate) struct Inner {
     parking: parking::Parking,
     /// The dequeuer of `ENQUEUED` runs.
     queueing: queues::Queueing,
+    /// The scheduler of cron schedules.
+    scheduling: schedules::Scheduling,
     /// Retries so far of the runs stopped by a host failure.
     stranded: std::sync::Mutex<HashMap<WorkflowId, u32>>,
     /// The events of runs this host started, answered without a read.
@@ -257,6 +261,7 @@ impl Executor {
                 executions: std::sync::Mutex::new(HashMap::new()),
                 parking: parking::Parking::default(),
                 queueing: queues::Queueing::default(),
+                scheduling: schedules::Scheduling::default(),
                 stranded: std::sync::Mutex::new(HashMap::new()),
                 known: known_events::KnownEvents::default(),
             }),

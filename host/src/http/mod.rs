@@ -17,6 +17,7 @@ mod router;
 mod run_messages;
 mod run_streams;
 mod runs;
+mod schedules;
 mod stall;
 mod stream;
 mod triggers;

@@ -281,6 +281,22 @@ impl Api {
                 self.put_queue(&name, &body).await
             }
             Endpoint::DeleteQueue => self.delete_queue(param(0)).await,
+            Endpoint::ListSchedules => self.list_schedules().await,
+            Endpoint::GetSchedule => self.get_schedule(param(0)).await,
+            Endpoint::PutSchedule => {
+                let name = param(0).to_owned();
+                let body = read_json_body(request, &self.limits).await?;
+                self.put_schedule(&name, &body).await
+            }
+            Endpoint::DeleteSchedule => self.delete_schedule(param(0)).await,
+            Endpoint::PauseSchedule => self.pause_schedule(param(0), true).await,
+            Endpoint::ResumeSchedule => self.pause_schedule(param(0), false).await,
+            Endpoint::TriggerSchedule => self.trigger_schedule(param(0)).await,
+            Endpoint::BackfillSchedule => {
+                let name = param(0).to_owned();
+                let body = read_json_body(request, &self.limits).await?;
+                self.backfill_schedule(&name, &body).await
+            }
             Endpoint::Trigger => self.serve_trigger(request, &segments[1..], caller).await,
         }
     }

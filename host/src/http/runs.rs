@@ -348,7 +348,7 @@ pub(super) fn run_filter(query: &Query) -> Result<RunFilter, ApiError> {
 
 /// A time of a listing filter: RFC 3339 (`2026-12-01T15:00:00Z`, as runs
 /// show their times) or milliseconds since the Unix epoch.
-fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_time(name: &str, value: &str) -> Result<i64, ApiError> {
     if let Ok(ms) = value.parse::<i64>() {
         return Ok(ms);
     }

@@ -25,7 +25,7 @@ use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
     ModuleKind, ModuleName, ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait,
     QueueDepth, QueueInfo, QueueName, QueueSettings, RunFilter, RunOutcome, RunRecord, RunStatus,
-    RunWait, StreamEntry, StreamInfo, WorkflowId,
+    RunWait, ScheduleInfo, ScheduleName, ScheduleSpec, StreamEntry, StreamInfo, WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -216,6 +216,40 @@ pub trait Store: Send + Sync + 'static {
     /// Where `ENQUEUED` run `run` stands in its queue (and partition): 1
     /// leaves next. `by_priority`: the queue orders by priority first.
     async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64>;
+
+    /// Create schedule `name` (not paused) or replace what it starts and
+    /// when (keeping whether it is paused), with `next_tick` to fire next.
+    async fn put_schedule(
+        &self,
+        name: &ScheduleName,
+        spec: ScheduleSpec,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<ScheduleInfo>;
+    async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>>;
+    async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>>;
+    /// Whether it existed.
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<bool>;
+    /// Pause or resume a schedule; resuming, with its next tick.
+    async fn pause_schedule(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<Option<ScheduleInfo>>;
+    /// The schedules not paused whose next tick is at or before `now`.
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>>;
+    /// Move a schedule's next tick from `from` to `to`, unless another
+    /// host (or a change) moved it first: whether this one did.
+    async fn advance_schedule(
+        &self,
+        name: &ScheduleName,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<bool>;
+    /// The earliest next tick of the schedules not paused.
+    async fn next_schedule_tick(&self) -> Result<Option<i64>>;
     async fn get_run(&self, id: &WorkflowId) -> Result<Option<RunRecord>>;
     /// Runs that pass `filter`, newest first, at most `filter.limit`.
     async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;

@@ -7,8 +7,8 @@ use super::{Result, StoreError};
 use crate::domain::{
     Admission, EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName,
     ModuleVersion, OperationKind, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RateLimit, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WaitKind,
-    WorkflowId,
+    RateLimit, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
+    StreamEntry, StreamInfo, WaitKind, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -174,6 +174,28 @@ pub(super) fn position_keys(run: &RunRecord) -> (Option<&str>, Option<&str>, i64
         admission.and_then(|a| a.partition_key.as_deref()),
         admission.map_or(0, |a| i64::from(a.priority)),
     )
+}
+
+/// The columns [`schedule_from_row`] reads.
+pub(super) const SCHEDULE_COLUMNS: &str = "name, module, workflow, input, cron, timezone, overlap, catch_up_ms, paused, next_tick, created_at, updated_at";
+
+pub(super) fn schedule_from_row(row: &impl Columns) -> Result<ScheduleInfo> {
+    Ok(ScheduleInfo {
+        name: ScheduleName::parse(&row.text("name")?).map_err(corrupt)?,
+        spec: ScheduleSpec {
+            module: ModuleName::parse(&row.text("module")?).map_err(corrupt)?,
+            workflow: row.text("workflow")?,
+            input: row.text("input")?,
+            cron: row.text("cron")?,
+            timezone: row.text("timezone")?,
+            overlap: row.text("overlap")?.parse().map_err(corrupt)?,
+            catch_up_ms: u64::try_from(row.int("catch_up_ms")?).map_err(corrupt)?,
+        },
+        paused: row.flag("paused")?,
+        next_tick: row.maybe_int("next_tick")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
 }
 
 /// A run's admission: `None` for a run admitted at once (no queue, no

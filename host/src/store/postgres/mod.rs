@@ -22,6 +22,7 @@ mod leases;
 mod modules;
 mod notifications;
 mod queues;
+mod schedules;
 mod streams;
 mod waits;
 
@@ -51,7 +52,8 @@ use super::{
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
     ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
+    StreamEntry, StreamInfo, WorkflowId,
 };
 use checkout::Checkout;
 use identity::claim_executor_id;
@@ -274,6 +276,55 @@ impl Store for PgStore {
 
     async fn dequeue(&self, now: i64, limit: u32) -> Result<Dequeued> {
         self.dequeue_runs(now, limit).await
+    }
+
+    async fn put_schedule(
+        &self,
+        name: &ScheduleName,
+        spec: ScheduleSpec,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<ScheduleInfo> {
+        self.put_schedule_row(name, spec, next_tick, now).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        self.select_schedules(None).await
+    }
+
+    async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
+        Ok(self.select_schedules(Some(name)).await?.pop())
+    }
+
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<bool> {
+        self.delete_schedule_row(name).await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<Option<ScheduleInfo>> {
+        self.set_schedule_paused(name, paused, next_tick, now).await
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>> {
+        self.due_schedule_rows(now).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &ScheduleName,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<bool> {
+        self.advance_schedule_row(name, from, to).await
+    }
+
+    async fn next_schedule_tick(&self) -> Result<Option<i64>> {
+        self.next_schedule_tick_row().await
     }
 
     async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64> {

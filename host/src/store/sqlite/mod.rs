@@ -34,8 +34,8 @@ use super::rows::{
     modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row, stream_info_from_row,
 };
 use super::rows::{
-    QUEUE_COLUMNS, QUEUE_DEPTHS, position_keys, queue_depth_from_row, queue_from_row,
-    queue_position_query,
+    QUEUE_COLUMNS, QUEUE_DEPTHS, SCHEDULE_COLUMNS, position_keys, queue_depth_from_row,
+    queue_from_row, queue_position_query, schedule_from_row,
 };
 use super::{
     CreateRun, DeleteQueue, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
@@ -44,7 +44,8 @@ use super::{
 use crate::domain::{
     Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
     ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, StreamEntry, StreamInfo, WorkflowId,
+    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
+    StreamEntry, StreamInfo, WorkflowId,
 };
 
 mod messages;
@@ -52,6 +53,7 @@ mod queues;
 #[allow(unsafe_code)]
 mod raw;
 mod reads;
+mod schedules;
 mod streams;
 mod waits;
 mod writer;
@@ -261,6 +263,111 @@ impl Store for SqliteStore {
     async fn dequeue(&self, now: i64, limit: u32) -> Result<Dequeued> {
         self.write(Box::new(move |conn| queues::dequeue(conn, now, limit)))
             .await
+    }
+
+    async fn put_schedule(
+        &self,
+        name: &ScheduleName,
+        spec: ScheduleSpec,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<ScheduleInfo> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| {
+            schedules::put_schedule(conn, name, spec, next_tick, now)
+        }))
+        .await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
+                ))
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
+        let row = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?"
+                ))
+                .bind(name.as_str())
+                .fetch_optional(conn)
+                .await
+            })
+            .await?;
+        row.as_ref().map(schedule_from_row).transpose()
+    }
+
+    async fn delete_schedule(&self, name: &ScheduleName) -> Result<bool> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| schedules::delete(conn, name)))
+            .await
+    }
+
+    async fn pause_schedule(
+        &self,
+        name: &ScheduleName,
+        paused: bool,
+        next_tick: Option<i64>,
+        now: i64,
+    ) -> Result<Option<ScheduleInfo>> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| {
+            schedules::set_paused(conn, name, paused, next_tick, now)
+        }))
+        .await
+    }
+
+    async fn due_schedules(&self, now: i64) -> Result<Vec<ScheduleInfo>> {
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(&format!(
+                    "SELECT {SCHEDULE_COLUMNS} FROM schedules
+                     WHERE paused = 0 AND next_tick IS NOT NULL AND next_tick <= ? ORDER BY next_tick"
+                ))
+                .bind(now)
+                .fetch_all(conn)
+                .await
+            })
+            .await?;
+        rows.iter().map(schedule_from_row).collect()
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &ScheduleName,
+        from: i64,
+        to: Option<i64>,
+    ) -> Result<bool> {
+        let name = name.clone();
+        self.write(Box::new(move |conn| {
+            schedules::advance(conn, name, from, to)
+        }))
+        .await
+    }
+
+    async fn next_schedule_tick(&self) -> Result<Option<i64>> {
+        Ok(self
+            .reads
+            .read(async |conn| {
+                sqlx::query_scalar(
+                    "SELECT MIN(next_tick) FROM schedules WHERE paused = 0 AND next_tick IS NOT NULL",
+                )
+                .fetch_one(conn)
+                .await
+            })
+            .await?)
     }
 
     async fn queue_position(&self, run: &RunRecord, by_priority: bool) -> Result<u64> {
