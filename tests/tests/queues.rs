@@ -481,3 +481,51 @@ async fn a_crash_while_runs_leave_a_queue_loses_and_duplicates_none() -> anyhow:
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_route_admits_its_runs_through_a_queue_with_its_path_in_the_options() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    put_queue(&host, "inbox", json!({"concurrency": 1})).await?;
+    let routes = json!({"routes": [{
+        "method": "POST", "path": "/inbox/{user}", "workflow": "steps_workflow",
+        "input": "body", "queue": "inbox", "deduplication_id": "welcome-{user}", "delay_ms": 1500
+    }]});
+    cairn_tests::deploy_example(
+        &host.client,
+        "steps",
+        examples::STEPS,
+        Some(serde_json::to_vec(&routes)?),
+    )
+    .await?;
+    let first = host
+        .client
+        .post_json("/app/inbox/ann", &Value::Null)
+        .await?;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert_eq!(first.body["status"], "ENQUEUED");
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    let again = host
+        .client
+        .post_json("/app/inbox/ann", &Value::Null)
+        .await?;
+    assert_eq!(
+        again.status, 409,
+        "one welcome per user while it waits: {}",
+        again.body
+    );
+    assert_eq!(again.body["error"]["code"], "duplicate");
+    let other = host
+        .client
+        .post_json("/app/inbox/bob", &Value::Null)
+        .await?;
+    assert_eq!(other.status, 202, "{}", other.body);
+
+    let queued = run(&host, &id).await?;
+    assert_eq!(queued["deduplication_id"], "welcome-ann");
+    let done = host.result(&id, WAIT).await?;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert!(millis(&done["dequeued_at"]) >= millis(&queued["start_at"]));
+    Ok(())
+}

@@ -75,6 +75,7 @@ impl Api {
             respond,
             event,
             timeout_ms,
+            admission,
         } = &found.route.target
         else {
             unreachable!("called for workflow routes only");
@@ -119,7 +120,9 @@ impl Api {
                 timeout: None,
                 parent: None,
                 deadline_cap: None,
-                admission: None,
+                admission: admission
+                    .as_ref()
+                    .map(|a| a.fill(&found.params, self.executor().now())),
             })
             .await?;
         let run = started.run.id.clone();

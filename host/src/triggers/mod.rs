@@ -22,6 +22,8 @@ mod table;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::{Admission, Millis, QueueName};
+
 pub use pattern::PathPattern;
 pub use table::{RouteMatch, RouteTable};
 
@@ -66,6 +68,52 @@ pub struct RouteSpec {
     /// answering 202 with the run's location instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// Admit the route's runs through this queue (see the README's queues).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i32>,
+    /// A deduplication id, with `{parameter}`s of the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deduplication_id: Option<String>,
+    /// A partition key, with `{parameter}`s of the path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<String>,
+    /// Start each run this long after the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+/// How a workflow route's runs are admitted, if not at once: the start
+/// options of `POST /v1/workflows`, with templates filled per request.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteAdmission {
+    pub queue: Option<QueueName>,
+    pub priority: i32,
+    pub deduplication_id: Option<String>,
+    pub partition_key: Option<String>,
+    pub delay_ms: Option<u64>,
+}
+
+impl RouteAdmission {
+    /// The admission of one request, its templates filled from the path.
+    pub fn fill(&self, params: &[(String, String)], now: Millis) -> Admission {
+        Admission {
+            queue: self.queue.clone(),
+            priority: self.priority,
+            deduplication_id: self
+                .deduplication_id
+                .as_deref()
+                .map(|t| fill_template(t, params)),
+            partition_key: self
+                .partition_key
+                .as_deref()
+                .map(|t| fill_template(t, params)),
+            start_at: self
+                .delay_ms
+                .map(|ms| now.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))),
+        }
+    }
 }
 
 /// What a workflow route passes to its workflow.
@@ -107,6 +155,7 @@ pub enum Target {
         respond: Respond,
         event: Option<String>,
         timeout_ms: u64,
+        admission: Option<RouteAdmission>,
     },
     Handler,
 }
@@ -178,7 +227,8 @@ impl RouteSpec {
                     || self.input.is_some()
                     || self.respond.is_some()
                     || self.event.is_some()
-                    || self.timeout_ms.is_some();
+                    || self.timeout_ms.is_some()
+                    || self.admission_given();
                 if extra {
                     return Err(format!(
                         "{here}: a handler route takes only \"method\", \"path\" and \"handler\""
@@ -220,15 +270,41 @@ impl RouteSpec {
         workflow: &str,
         max_timeout_ms: u64,
     ) -> Result<Target, String> {
-        if let Some(template) = &self.id {
+        for (field, template) in [
+            ("id", &self.id),
+            ("deduplication_id", &self.deduplication_id),
+            ("partition_key", &self.partition_key),
+        ] {
+            let Some(template) = template else { continue };
             for name in placeholders(template)? {
                 if !pattern.params().any(|p| p == name) {
                     return Err(format!(
-                        "{here}: its id {template:?} uses {{{name}}}, which is not a parameter of the path"
+                        "{here}: its {field} {template:?} uses {{{name}}}, which is not a parameter of the path"
                     ));
                 }
             }
         }
+        let queue = self
+            .queue
+            .as_deref()
+            .map(QueueName::parse)
+            .transpose()
+            .map_err(|e| format!("{here}: {}", e.0))?;
+        let queued_only = self.priority.is_some()
+            || self.deduplication_id.is_some()
+            || self.partition_key.is_some();
+        if queue.is_none() && queued_only {
+            return Err(format!(
+                "{here}: \"priority\", \"deduplication_id\" and \"partition_key\" need a \"queue\""
+            ));
+        }
+        let admission = self.admission_given().then(|| RouteAdmission {
+            queue,
+            priority: self.priority.unwrap_or(0),
+            deduplication_id: self.deduplication_id.clone(),
+            partition_key: self.partition_key.clone(),
+            delay_ms: self.delay_ms,
+        });
         let respond = self.respond.unwrap_or(Respond::Accepted);
         match (respond, &self.event) {
             (Respond::Event, None) => {
@@ -264,7 +340,17 @@ impl RouteSpec {
             respond,
             event: self.event.clone(),
             timeout_ms,
+            admission,
         })
+    }
+
+    /// Whether the route names any start option (a queue, a delay...).
+    fn admission_given(&self) -> bool {
+        self.queue.is_some()
+            || self.priority.is_some()
+            || self.deduplication_id.is_some()
+            || self.partition_key.is_some()
+            || self.delay_ms.is_some()
     }
 }
 
@@ -334,8 +420,39 @@ mod tests {
                 respond: Respond::Accepted,
                 event: None,
                 timeout_ms: DEFAULT_TRIGGER_TIMEOUT_MS,
+                admission: None,
             }
         );
+    }
+
+    #[test]
+    fn a_route_may_admit_its_runs_through_a_queue() {
+        let names = workflows();
+        let routes = manifest(r#"{"routes": [{"method": "POST", "path": "/orders/{id}", "workflow": "order",
+            "queue": "orders", "priority": 2, "deduplication_id": "order-{id}", "delay_ms": 500}]}"#)
+            .check(ModuleRole::Workflows(&names), 300_000)
+            .unwrap();
+        let Target::Workflow {
+            admission: Some(admission),
+            ..
+        } = &routes[0].target
+        else {
+            panic!("an admission: {:?}", routes[0].target);
+        };
+        let filled = admission.fill(&[("id".into(), "7".into())], 1_000);
+        assert_eq!(filled.queue.as_ref().map(|q| q.as_str()), Some("orders"));
+        assert_eq!(filled.deduplication_id.as_deref(), Some("order-7"));
+        assert_eq!((filled.priority, filled.start_at), (2, Some(1_500)));
+        let orphan = manifest(
+            r#"{"routes": [{"method": "POST", "path": "/a", "workflow": "order", "priority": 1}]}"#,
+        )
+        .check(ModuleRole::Workflows(&names), 300_000)
+        .unwrap_err();
+        assert!(orphan.contains("need a \"queue\""), "{orphan}");
+        let stray = manifest(r#"{"routes": [{"method": "POST", "path": "/a", "workflow": "order", "queue": "q", "partition_key": "{tenant}"}]}"#)
+            .check(ModuleRole::Workflows(&names), 300_000)
+            .unwrap_err();
+        assert!(stray.contains("not a parameter of the path"), "{stray}");
     }
 
     #[test]
