@@ -426,6 +426,45 @@ pub fn start_child<I: Serialize + ?Sized>(
 }
 
 #[cfg(feature = "workflow")]
+/// How a child is admitted if not at once, for [`start_child_with`]: the
+/// start options of `POST /v1/workflows` (see the README's queues).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChildOptions {
+    /// Admit the child through this queue: `ENQUEUED` until it has room.
+    pub queue: Option<String>,
+    /// Lower leaves first, in a queue that honours priorities.
+    pub priority: Option<i32>,
+    /// Refused while a run of the queue with this id is `ENQUEUED` or
+    /// `PENDING`.
+    pub deduplication_id: Option<String>,
+    /// The partition of a partitioned queue.
+    pub partition_key: Option<String>,
+    /// Start the child no earlier than this long after the call.
+    pub delay: Option<Duration>,
+}
+
+#[cfg(feature = "workflow")]
+/// [`start_child`] through a queue, or after a delay: the child is
+/// `ENQUEUED` until it may start. Journaled like [`start_child`].
+pub fn start_child_with<I: Serialize + ?Sized>(
+    module: &str,
+    workflow: &str,
+    input: &I,
+    id: Option<&str>,
+    options: &ChildOptions,
+) -> Result<String> {
+    let input = serde_json::to_string(input)?;
+    let options = children::ChildOptions {
+        queue: options.queue.clone(),
+        priority: options.priority,
+        deduplication_id: options.deduplication_id.clone(),
+        partition_key: options.partition_key.clone(),
+        delay_ms: options.delay.map(millis),
+    };
+    children::start_child_with(module, workflow, &input, id, &options).map_err(Error::from)
+}
+
+#[cfg(feature = "workflow")]
 /// Wait up to `timeout` for run `workflow_id` to end and return how; `None`
 /// if it has not by then. Journaled like [`get_event`].
 pub fn await_child(workflow_id: &str, timeout: Duration) -> Result<Option<RunResult>> {

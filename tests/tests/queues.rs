@@ -532,3 +532,47 @@ async fn a_route_admits_its_runs_through_a_queue_with_its_path_in_the_options() 
     assert!(millis(&done["dequeued_at"]) >= millis(&queued["start_at"]));
     Ok(())
 }
+
+#[tokio::test]
+async fn a_workflow_starts_its_children_through_a_queue_or_after_a_delay() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    cairn_tests::deploy_example(&host.client, "fanout", examples::FANOUT, None).await?;
+    put_queue(&host, "squares", json!({"concurrency": 1})).await?;
+    let started = start(
+        &host,
+        json!({"module": "fanout", "workflow": "fan_out", "id": "fan-q",
+               "input": {"items": [1, 2, 3], "work_ms": 300, "queue": "squares"}}),
+    )
+    .await?;
+    assert_eq!(started.status, 202, "{}", started.body);
+    let done = host.result("fan-q", WAIT).await?;
+    assert_eq!(done["status"], "SUCCESS", "{done}");
+    assert_eq!(done["output"], json!([1, 4, 9]));
+    // One child at a time: each left the queue once the one before ended.
+    let mut spans = Vec::new();
+    for n in 0..3 {
+        let child = run(&host, &format!("fan-q.{n}")).await?;
+        assert_eq!(child["queue"], "squares", "{child}");
+        spans.push((millis(&child["dequeued_at"]), millis(&child["updated_at"])));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "children overlapped: {spans:?}");
+    }
+
+    start(
+        &host,
+        json!({"module": "fanout", "workflow": "fan_out", "id": "fan-d",
+               "input": {"items": [5], "delay_ms": 1000}}),
+    )
+    .await?;
+    assert_eq!(host.result("fan-d", WAIT).await?["output"], json!([25]));
+    let child = run(&host, "fan-d.0").await?;
+    let waited = millis(&child["dequeued_at"]) - millis(&child["created_at"]);
+    assert!(
+        waited >= 1000,
+        "the child started {waited} ms after it was asked"
+    );
+    Ok(())
+}

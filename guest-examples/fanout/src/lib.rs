@@ -2,7 +2,9 @@
 //! their results in order.
 use std::time::Duration;
 
-use cairn_sdk::{Error, Result, await_child, set_event, sleep, start_child};
+use cairn_sdk::{
+    ChildOptions, Error, Result, await_child, set_event, sleep, start_child, start_child_with,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -11,6 +13,12 @@ struct FanOut {
     /// How long each child works, in milliseconds.
     #[serde(default)]
     work_ms: u64,
+    /// Start the children through this queue.
+    #[serde(default)]
+    queue: Option<String>,
+    /// Start each child no earlier than this long after the fan-out asks.
+    #[serde(default)]
+    delay_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -26,12 +34,16 @@ fn fan_out(request: FanOut) -> Result<Vec<i64>> {
         .items
         .iter()
         .map(|x| {
-            start_child(
-                "fanout",
-                "square",
-                &serde_json::json!({"x": x, "work_ms": request.work_ms}),
-                None,
-            )
+            let input = serde_json::json!({"x": x, "work_ms": request.work_ms});
+            if request.queue.is_none() && request.delay_ms.is_none() {
+                return start_child("fanout", "square", &input, None);
+            }
+            let options = ChildOptions {
+                queue: request.queue.clone(),
+                delay: request.delay_ms.map(Duration::from_millis),
+                ..ChildOptions::default()
+            };
+            start_child_with("fanout", "square", &input, None, &options)
         })
         .collect::<Result<Vec<String>>>()?;
     set_event("children", &children)?;

@@ -2,7 +2,7 @@
 //! awaiting its end as a journaled wait.
 
 use super::{RunHost, Waited};
-use crate::domain::{JournalWrite, ModuleName, OperationKind, WorkflowId};
+use crate::domain::{Admission, JournalWrite, ModuleName, OperationKind, QueueName, WorkflowId};
 use crate::executor::waiters::WaitKey;
 use crate::executor::{ExecutorError, StartRequest, children};
 use crate::runtime::wit::children as wit_children;
@@ -16,12 +16,20 @@ impl wit_children::Host for RunHost {
         input: String,
         id: Option<String>,
     ) -> Result<String, HostError> {
-        if let Err(refusal) = self.outside_step("start-child") {
-            return Err(refusal.into());
-        }
-        // Refusals that depend on the arguments alone take no operation.
-        let module_name = match ModuleName::parse(&module) {
-            Ok(name) => name,
+        self.start_child_admitted(module, workflow, input, id, None)
+            .await
+    }
+
+    async fn start_child_with(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+        options: wit_children::ChildOptions,
+    ) -> Result<String, HostError> {
+        let queue = match options.queue.as_deref().map(QueueName::parse).transpose() {
+            Ok(queue) => queue,
             Err(e) => {
                 return Err(HostError::from(GuestError::new(
                     GuestErrorCode::InvalidArgument,
@@ -29,66 +37,24 @@ impl wit_children::Host for RunHost {
                 )));
             }
         };
-        if !self.reaches(&module_name) {
-            return Err(HostError::from(GuestError::new(
-                GuestErrorCode::NotAllowed,
-                format!(
-                    "module {module_name} is outside this module's reach (its deployment's `reach` setting)"
-                ),
-            )));
-        }
-        if let Err(refusal) = self.check_value("input", &input) {
-            return Err(refusal.into());
-        }
-        let id = match id.as_deref().map(WorkflowId::parse).transpose() {
-            Ok(id) => id,
-            Err(e) => {
-                return Err(HostError::from(GuestError::new(
-                    GuestErrorCode::InvalidArgument,
-                    e.0,
-                )));
-            }
+        // The start time counts from the call; the start is journaled, so
+        // a replay does not count it again.
+        let start_at = options.delay_ms.map(|ms| {
+            self.exec
+                .clock
+                .now()
+                .saturating_add(i64::try_from(ms).unwrap_or(i64::MAX))
+        });
+        let admission = Admission {
+            queue,
+            priority: options.priority.unwrap_or(0),
+            deduplication_id: options.deduplication_id,
+            partition_key: options.partition_key,
+            start_at,
         };
-        let name = format!("{module}/{workflow}");
-        let (op, recorded) = self.next_operation(OperationKind::StartChild, &name)?;
-        if let Some(entry) = recorded {
-            return Ok(children::decode_start(entry.outcome.as_deref()).map_err(HostFailure::Run)??);
-        }
-        // A child id that only depends on the journal: if the host dies
-        // after starting the child and before journaling it, the replay
-        // finds the child it started instead of starting another.
-        let id = id.unwrap_or_else(|| children::child_id(&self.run, op));
-        // The child's id or input may come from what the run read so far.
-        self.flush_readings().await?;
-        let started = self
-            .exec
-            .start(StartRequest {
-                module: module_name,
-                workflow,
-                input,
-                id: Some(id),
-                timeout: None,
-                parent: Some(self.run.clone()),
-                // A parent's deadline bounds its children.
-                deadline_cap: self.run_deadline,
-                admission: None,
-            })
-            .await;
-        let outcome = match started {
-            Ok(started) => Ok(started.run.id.to_string()),
-            Err(ExecutorError::Store(error)) => {
-                return Err(HostFailure::Host(format!("starting a child failed: {error}")).into());
-            }
-            Err(error) => Err(error.into_guest_error()),
-        };
-        self.write(JournalWrite::Recorded {
-            op,
-            kind: OperationKind::StartChild,
-            name,
-            outcome: Some(children::encode_start(&outcome)),
-        })
-        .await?;
-        Ok(outcome?)
+        let admission = (admission != Admission::default()).then_some(admission);
+        self.start_child_admitted(module, workflow, input, id, admission)
+            .await
     }
 
     async fn await_child(
@@ -179,5 +145,91 @@ impl wit_children::Host for RunHost {
             .map_err(|e| HostFailure::Host(format!("reading run failed: {e}")))?
             .ok_or_else(|| HostFailure::Host(format!("run {} vanished", self.run)))?;
         Ok(run.parent.map(|parent| parent.to_string()))
+    }
+}
+
+impl RunHost {
+    /// `start-child`, with how the child is admitted.
+    async fn start_child_admitted(
+        &mut self,
+        module: String,
+        workflow: String,
+        input: String,
+        id: Option<String>,
+        admission: Option<Admission>,
+    ) -> Result<String, HostError> {
+        if let Err(refusal) = self.outside_step("start-child") {
+            return Err(refusal.into());
+        }
+        // Refusals that depend on the arguments alone take no operation.
+        let module_name = match ModuleName::parse(&module) {
+            Ok(name) => name,
+            Err(e) => {
+                return Err(HostError::from(GuestError::new(
+                    GuestErrorCode::InvalidArgument,
+                    e.0,
+                )));
+            }
+        };
+        if !self.reaches(&module_name) {
+            return Err(HostError::from(GuestError::new(
+                GuestErrorCode::NotAllowed,
+                format!(
+                    "module {module_name} is outside this module's reach (its deployment's `reach` setting)"
+                ),
+            )));
+        }
+        if let Err(refusal) = self.check_value("input", &input) {
+            return Err(refusal.into());
+        }
+        let id = match id.as_deref().map(WorkflowId::parse).transpose() {
+            Ok(id) => id,
+            Err(e) => {
+                return Err(HostError::from(GuestError::new(
+                    GuestErrorCode::InvalidArgument,
+                    e.0,
+                )));
+            }
+        };
+        let name = format!("{module}/{workflow}");
+        let (op, recorded) = self.next_operation(OperationKind::StartChild, &name)?;
+        if let Some(entry) = recorded {
+            return Ok(children::decode_start(entry.outcome.as_deref()).map_err(HostFailure::Run)??);
+        }
+        // A child id that only depends on the journal: if the host dies
+        // after starting the child and before journaling it, the replay
+        // finds the child it started instead of starting another.
+        let id = id.unwrap_or_else(|| children::child_id(&self.run, op));
+        // The child's id or input may come from what the run read so far.
+        self.flush_readings().await?;
+        let started = self
+            .exec
+            .start(StartRequest {
+                module: module_name,
+                workflow,
+                input,
+                id: Some(id),
+                timeout: None,
+                parent: Some(self.run.clone()),
+                // A parent's deadline bounds its children.
+                deadline_cap: self.run_deadline,
+                admission,
+            })
+            .await;
+        let outcome = match started {
+            Ok(started) => Ok(started.run.id.to_string()),
+            Err(ExecutorError::Store(error)) => {
+                return Err(HostFailure::Host(format!("starting a child failed: {error}")).into());
+            }
+            Err(error) => Err(error.into_guest_error()),
+        };
+        self.write(JournalWrite::Recorded {
+            op,
+            kind: OperationKind::StartChild,
+            name,
+            outcome: Some(children::encode_start(&outcome)),
+        })
+        .await?;
+        Ok(outcome?)
     }
 }
