@@ -165,6 +165,16 @@ impl Client {
             .await
     }
 
+    pub async fn put_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, ClientError> {
+        let bytes = Bytes::from(serde_json::to_vec(body).expect("a JSON value serialises"));
+        self.send(Method::PUT, path, Some("application/json"), bytes)
+            .await
+    }
+
     /// Upload a module.
     pub async fn deploy(&self, name: &str, component: Vec<u8>) -> Result<Reply, ClientError> {
         self.send(

@@ -255,6 +255,19 @@ impl Host {
         Self::start(data_dir, &args).await
     }
 
+    /// Start a host and deploy `modules` (name, component path) through it.
+    pub async fn start_deploying(
+        data_dir: &Path,
+        extra_args: &[&str],
+        modules: &[(&str, &str)],
+    ) -> anyhow::Result<Host> {
+        let host = Self::start(data_dir, extra_args).await?;
+        for (name, path) in modules {
+            deploy_example(&host.client, name, path, None).await?;
+        }
+        Ok(host)
+    }
+
     /// Kill the host with SIGKILL, as a crash would, and wait for it to die.
     pub async fn kill(mut self) -> anyhow::Result<()> {
         self.child.kill().await?;

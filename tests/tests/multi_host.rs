@@ -263,15 +263,9 @@ async fn two_hosts_dequeueing_one_queue_never_run_more_than_its_concurrency() ->
         .deploy("approvals", examples::bytes(examples::APPROVALS))
         .await?;
     assert!(deployed.status.is_success(), "{}", deployed.body);
-    let body = bytes::Bytes::from(serde_json::to_vec(&json!({"concurrency": 2}))?);
     let created = hosts[1]
         .client
-        .send(
-            hyper::Method::PUT,
-            "/v1/queues/shared",
-            Some("application/json"),
-            body,
-        )
+        .put_json("/v1/queues/shared", &json!({"concurrency": 2}))
         .await?;
     assert_eq!(created.status, 201, "{}", created.body);
 
@@ -367,18 +361,13 @@ async fn two_hosts_firing_one_schedule_start_each_tick_once() -> anyhow::Result<
         .deploy("steps", examples::bytes(examples::STEPS))
         .await?;
     assert!(deployed.status.is_success(), "{}", deployed.body);
-    let body = bytes::Bytes::from(serde_json::to_vec(&json!({
+    let schedule = json!({
         "module": "steps", "workflow": "steps_with_pause", "cron": "* * * * * *",
         "input": {"pause_ms": 0}, "overlap": "allow_all"
-    }))?);
+    });
     let created = hosts[1]
         .client
-        .send(
-            hyper::Method::PUT,
-            "/v1/schedules/tick",
-            Some("application/json"),
-            body,
-        )
+        .put_json("/v1/schedules/tick", &schedule)
         .await?;
     assert_eq!(created.status, 201, "{}", created.body);
     // Both hosts know it before the window opens.

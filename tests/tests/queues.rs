@@ -29,27 +29,21 @@ fn millis(value: &Value) -> i64 {
 }
 
 async fn host_with_examples(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<Host> {
-    let host = Host::start(dir, args).await?;
-    for (name, path) in [
-        ("approvals", examples::APPROVALS),
-        ("steps", examples::STEPS),
-    ] {
-        let deployed = host.client.deploy(name, examples::bytes(path)).await?;
-        assert!(deployed.status.is_success(), "{}", deployed.body);
-    }
-    Ok(host)
+    Host::start_deploying(
+        dir,
+        args,
+        &[
+            ("approvals", examples::APPROVALS),
+            ("steps", examples::STEPS),
+        ],
+    )
+    .await
 }
 
-pub async fn put_queue(host: &Host, name: &str, settings: Value) -> anyhow::Result<Reply> {
-    let body = Bytes::from(serde_json::to_vec(&settings)?);
+async fn put_queue(host: &Host, name: &str, settings: Value) -> anyhow::Result<Reply> {
     Ok(host
         .client
-        .send(
-            hyper::Method::PUT,
-            &format!("/v1/queues/{name}"),
-            Some("application/json"),
-            body,
-        )
+        .put_json(&format!("/v1/queues/{name}"), &settings)
         .await?)
 }
 

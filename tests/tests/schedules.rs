@@ -7,34 +7,27 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use cairn_tests::{Host, Reply, examples};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn host_with_examples(dir: &std::path::Path) -> anyhow::Result<Host> {
-    let host = Host::start(dir, &[]).await?;
-    for (name, path) in [
-        ("approvals", examples::APPROVALS),
-        ("steps", examples::STEPS),
-    ] {
-        let deployed = host.client.deploy(name, examples::bytes(path)).await?;
-        assert!(deployed.status.is_success(), "{}", deployed.body);
-    }
-    Ok(host)
+    Host::start_deploying(
+        dir,
+        &[],
+        &[
+            ("approvals", examples::APPROVALS),
+            ("steps", examples::STEPS),
+        ],
+    )
+    .await
 }
 
-pub async fn put_schedule(host: &Host, name: &str, body: Value) -> anyhow::Result<Reply> {
-    let bytes = Bytes::from(serde_json::to_vec(&body)?);
+async fn put_schedule(host: &Host, name: &str, body: Value) -> anyhow::Result<Reply> {
     Ok(host
         .client
-        .send(
-            hyper::Method::PUT,
-            &format!("/v1/schedules/{name}"),
-            Some("application/json"),
-            bytes,
-        )
+        .put_json(&format!("/v1/schedules/{name}"), &body)
         .await?)
 }
 

@@ -229,6 +229,30 @@ pub struct Load {
     pub queued_runs: usize,
 }
 
+/// The longest a waker (of parked runs, queues, schedules) sleeps on a
+/// store no other host writes to: every time it waits for is known here,
+/// so this is only a safety net.
+const LONGEST_SLEEP: Duration = Duration::from_secs(60);
+
+impl Inner {
+    /// How long a waker sleeps at `now` until `next` (the earliest time it
+    /// knows of), at most one poll interval on a shared store (another host
+    /// may add an earlier time and not say so), else [`LONGEST_SLEEP`].
+    fn time_to_look(
+        &self,
+        now: crate::domain::Millis,
+        next: Option<crate::domain::Millis>,
+    ) -> Duration {
+        let longest = match self.waiters.poll_interval() {
+            Some(poll) if self.store.shared() => poll,
+            _ => LONGEST_SLEEP,
+        };
+        next.map_or(longest, |at| {
+            Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(longest)
+        })
+    }
+}
+
 impl std::fmt::Debug for dyn Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Store")

@@ -21,9 +21,6 @@ use crate::domain::{Millis, ParkedWait, RunWait, WaitKind, WorkflowId};
 
 /// Most parked runs claimed in one statement.
 const WAKE_BATCH: u32 = 256;
-/// The longest the waker sleeps on a store no other host writes to: every
-/// timer is known here, so this is only a safety net.
-const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// What a run waits for, as `GET /v1/workflows/{id}` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,13 +176,7 @@ impl Inner {
                     Some(now.saturating_add(1000))
                 }
             };
-            let longest = match self.waiters.poll_interval() {
-                Some(poll) if self.store.shared() => poll,
-                _ => LONGEST_SLEEP,
-            };
-            let sleep = next.map_or(longest, |at| {
-                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(longest)
-            });
+            let sleep = self.time_to_look(now, next);
             let look_at = now.saturating_add(i64::try_from(sleep.as_millis()).unwrap_or(i64::MAX));
             self.parking.next_look.store(look_at, Ordering::Relaxed);
             tokio::select! {

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -18,10 +17,6 @@ use crate::domain::{
     Admission, QueueDepth, QueueInfo, QueueName, QueueSettings, RunRecord, RunStatus,
 };
 use crate::store::{DEQUEUE_BATCH, DeleteQueue};
-
-/// The longest the dequeuer sleeps on a store no other host writes to:
-/// every start time and end is known here, so this is only a safety net.
-const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 
 /// The dequeuer's state.
 #[derive(Debug, Default)]
@@ -178,14 +173,8 @@ impl Inner {
     async fn dequeue_loop(self: Arc<Self>) {
         loop {
             let next_at = self.dequeue_due().await;
-            let longest = match self.waiters.poll_interval() {
-                Some(poll) if self.store.shared() => poll,
-                _ => LONGEST_SLEEP,
-            };
             let now = self.clock.now();
-            let sleep = next_at.map_or(longest, |at| {
-                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(longest)
-            });
+            let sleep = self.time_to_look(now, next_at);
             tokio::select! {
                 () = self.queueing.look.notified() => {}
                 () = tokio::time::sleep(sleep) => {}

@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -20,8 +19,6 @@ use crate::domain::{
     ScheduleName, ScheduleSpec, WorkflowId, tick_input, tick_run_id, tick_time,
 };
 
-/// The longest the scheduler sleeps on a store no other host writes to.
-const LONGEST_SLEEP: Duration = Duration::from_secs(60);
 /// A tick a little late (a busy host, a slow commit) is not a missed one:
 /// it fires whatever the catch-up window.
 const LATE_GRACE_MS: u64 = 2000;
@@ -197,13 +194,7 @@ impl Inner {
                     Some(now.saturating_add(1000))
                 }
             };
-            let longest = match self.waiters.poll_interval() {
-                Some(poll) if self.store.shared() => poll,
-                _ => LONGEST_SLEEP,
-            };
-            let sleep = next.map_or(longest, |at| {
-                Duration::from_millis(at.saturating_sub(now).max(0) as u64).min(longest)
-            });
+            let sleep = self.time_to_look(now, next);
             tokio::select! {
                 () = self.scheduling.look.notified() => {}
                 () = tokio::time::sleep(sleep) => {}

@@ -9,6 +9,12 @@ declare module 'cairn:workflow/children@0.1.0' {
    */
   export function startChild(module: string, workflow: string, input: Json, id: string | undefined): string;
   /**
+   * `start-child` with start options. `not-found` for an unknown queue;
+   * `invalid-argument` for options its queue does not accept. Journaled
+   * like `start-child`.
+   */
+  export function startChildWith(module: string, workflow: string, input: Json, id: string | undefined, options: ChildOptions): string;
+  /**
    * Wait up to `timeout-ms` for run `workflow-id` to end and return how;
    * `none` if it has not ended by then. `not-found` for a run that does
    * not exist.
@@ -23,4 +29,32 @@ declare module 'cairn:workflow/children@0.1.0' {
   export type Json = import('cairn:workflow/types@0.1.0').Json;
   export type Error = import('cairn:workflow/types@0.1.0').Error;
   export type RunResult = import('cairn:workflow/types@0.1.0').RunResult;
+  /**
+   * How a child is admitted, if not at once: the start options of
+   * `POST /v1/workflows` (see the README's queues and delayed starts).
+   */
+  export interface ChildOptions {
+    /**
+     * Admit the child through this queue: it is `ENQUEUED` until the
+     * queue has room.
+     */
+    queue?: string,
+    /**
+     * Lower leaves first, in a queue that honours priorities.
+     */
+    priority?: number,
+    /**
+     * Refused (`invalid-argument`) while a run of the queue with this
+     * id is `ENQUEUED` or `PENDING`.
+     */
+    deduplicationId?: string,
+    /**
+     * The partition of a partitioned queue the child counts against.
+     */
+    partitionKey?: string,
+    /**
+     * Start the child no earlier than this many ms after the call.
+     */
+    delayMs?: bigint,
+  }
 }
