@@ -109,6 +109,34 @@ impl Client {
         headers: &[(&str, &str)],
         body: Bytes,
     ) -> Result<Reply, ClientError> {
+        let (status, headers, bytes) = self.exchange(method, path, headers, body).await?;
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                ClientError::NotJson(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
+            })?
+        };
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `GET path`, its body as text (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<(StatusCode, String), ClientError> {
+        let (status, _, bytes) = self.exchange(Method::GET, path, &[], Bytes::new()).await?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Result<(StatusCode, hyper::HeaderMap, Bytes), ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method).uri(&url);
         for (name, value) in headers {
@@ -137,18 +165,7 @@ impl Client {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
-        let body = if bytes.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
-                ClientError::NotJson(format!("{e}: {}", String::from_utf8_lossy(&bytes)))
-            })?
-        };
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
+        Ok((status, headers, bytes))
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, ClientError> {

@@ -32,8 +32,8 @@ pub use queues::{
     Admission, MAX_ADMISSION_KEY_LEN, QueueDepth, QueueInfo, QueueName, QueueSettings, RateLimit,
 };
 pub use schedules::{
-    CronTimes, Overlap, ScheduleInfo, ScheduleName, ScheduleSpec, tick_input, tick_run_id,
-    tick_time,
+    CronTimes, DEFAULT_CATCH_UP_MS, Overlap, ScheduleInfo, ScheduleName, ScheduleSpec,
+    parse_schedule_name, tick_input, tick_run_id, tick_time,
 };
 pub use streams::{MAX_STREAM_READ, StreamEntry, StreamInfo, StreamRead, validate_stream_name};
 pub use waits::{ParkedWait, RunWait, WaitKind};

@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod domain;
 pub mod executor;
 pub mod http;
+pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod store;

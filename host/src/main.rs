@@ -41,6 +41,16 @@ enum Command {
         #[command(flatten)]
         server: ServerArg,
     },
+    /// Copy a host's SQLite database to FILE while the host serves (a
+    /// consistent copy, through SQLite's online backup API). To restore,
+    /// stop the host and put the copy in place as `cairn.db` of its data
+    /// directory.
+    Backup {
+        file: PathBuf,
+        /// The host's data directory (its database is `cairn.db` in it).
+        #[arg(long, env = "CAIRN_DATA_DIR", default_value = "./cairn-data")]
+        data_dir: PathBuf,
+    },
     /// Start a workflow run.
     Start {
         module: String,
@@ -389,6 +399,11 @@ struct ServeArgs {
     /// at once.
     #[arg(long, env = "CAIRN_PARK_AFTER_MS", default_value_t = 1000)]
     park_after_ms: u64,
+    /// Delete finished runs (with their journal, events, messages and
+    /// children) this long after they ended, e.g. `30d` or `12h`; then
+    /// module versions no run uses. Unset: runs are kept for ever.
+    #[arg(long, env = "CAIRN_RETENTION", value_parser = parse_retention)]
+    retention: Option<Duration>,
     /// The longest a handler instance lives, its response included, in ms.
     #[arg(long, env = "CAIRN_HANDLER_TIMEOUT_MS", default_value_t = 330_000)]
     handler_timeout_ms: u64,
@@ -421,6 +436,10 @@ struct ServeArgs {
     /// The admin bearer token: deploy (and everything invoke tokens may do).
     #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// A bearer token that reads `/metrics` and nothing else, for a
+    /// scraper off this machine (from loopback `/metrics` is open).
+    #[arg(long, env = "CAIRN_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// An invoke bearer token: start runs, read runs and events (repeatable;
     /// the environment variable takes a comma-separated list).
     #[arg(
@@ -499,6 +518,7 @@ async fn main() -> anyhow::Result<()> {
                 u32::try_from(args.max_live_instances.max(1) * 2 + 16).unwrap_or(u32::MAX);
             config.limits.max_queued_runs = args.max_queued_runs;
             config.limits.park_after = Duration::from_millis(args.park_after_ms);
+            config.limits.retention = args.retention;
             config.limits.handler_timeout = Duration::from_millis(args.handler_timeout_ms.max(1));
             config.limits.allowed_hosts = AllowList::parse(&args.allow_outbound)
                 .map_err(|e| anyhow::anyhow!("--allow-outbound: {e}"))?;
@@ -514,6 +534,7 @@ async fn main() -> anyhow::Result<()> {
             config.guest.cpu_slice = Duration::from_millis(args.cpu_slice_ms);
             config.guest.cpu_budget = Duration::from_millis(args.max_cpu_ms.max(1));
             config.access = AccessControl::new(args.admin_token.as_deref(), &args.invoke_token)
+                .and_then(|access| access.with_metrics_token(args.metrics_token.as_deref()))
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             config.api.max_upload_bytes = args.max_upload_bytes;
             // A start request carries an input of up to max_value_bytes.
@@ -550,6 +571,19 @@ async fn main() -> anyhow::Result<()> {
                     .deploy_with_settings(&name, bytes, routes, &settings)
                     .await?,
             )
+        }
+        Command::Backup { file, data_dir } => {
+            let started = std::time::Instant::now();
+            let report = cairn::store::backup_sqlite(&data_dir.join("cairn.db"), &file)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "backed up {} pages ({} bytes) to {} in {} ms",
+                report.pages,
+                report.bytes,
+                file.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(())
         }
         Command::Start {
             module,
@@ -825,4 +859,16 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
     tracing::info!("shutting down");
+}
+
+/// `--retention`: a duration such as `30d`, `12h` or `90m`, at least a
+/// second.
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(value).map_err(|e| {
+        format!("{value:?} is not a duration ({e}); write it as 30d, 12h, 90m or 45s")
+    })?;
+    if window < Duration::from_secs(1) {
+        return Err(format!("{value:?} is shorter than a second"));
+    }
+    Ok(window)
 }

@@ -150,6 +150,16 @@ impl Host {
     /// under an executor id derived from `data_dir`: a host restarted on the
     /// same directory finds its database and recovers its own runs at once.
     pub async fn start(data_dir: &Path, extra_args: &[&str]) -> anyhow::Result<Host> {
+        Self::start_listening(data_dir, "127.0.0.1:0", extra_args).await
+    }
+
+    /// [`Host::start`], listening on `listen` (`0.0.0.0:0`: every address;
+    /// the client then talks to it over loopback).
+    pub async fn start_listening(
+        data_dir: &Path,
+        listen: &str,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Host> {
         std::fs::create_dir_all(data_dir)?;
         let mut backend_args: Vec<String> = Vec::new();
         if on_postgres() && !extra_args.contains(&"--database") {
@@ -166,7 +176,7 @@ impl Host {
         let log = data_dir.join(format!("host-{}.log", unique()));
         let mut child = Command::new(cairn_binary())
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra_args)
@@ -198,6 +208,7 @@ impl Host {
         })?;
         // Keep draining stdout so the host never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let url = url.replace("://0.0.0.0:", "://127.0.0.1:");
         let client = Client::new(&url)?;
         Ok(Host {
             child,

@@ -253,3 +253,75 @@ async fn ticks_missed_while_the_host_was_down_follow_the_catch_up_window() -> an
     assert_eq!(missed(&let_go), 0, "ticks past the window were skipped");
     Ok(())
 }
+
+/// Deploy the steps example as module `steps` with `manifest`.
+async fn deploy_steps(host: &Host, manifest: &Value) -> anyhow::Result<Reply> {
+    Ok(host
+        .client
+        .deploy_with_routes(
+            "steps",
+            examples::bytes(examples::STEPS),
+            Some(manifest.to_string().into_bytes()),
+        )
+        .await?)
+}
+
+#[tokio::test]
+async fn a_module_declares_its_schedules_in_its_manifest() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let host = Host::start(dir.path(), &[]).await?;
+    let declared = json!({"routes": [], "schedules": [
+        {"name": "declared", "workflow": "steps_with_pause", "cron": "* * * * * *",
+         "input": {"pause_ms": 0}, "overlap": "allow_all"}
+    ]});
+    let deployed = deploy_steps(&host, &declared).await?;
+    assert_eq!(deployed.status, 201, "{}", deployed.body);
+    assert_eq!(deployed.body["schedules"][0]["name"], "declared");
+    let schedule = host.client.get("/v1/schedules/declared").await?;
+    assert_eq!(schedule.status, 200, "{}", schedule.body);
+    assert_eq!(schedule.body["module"], "steps");
+    assert_eq!(schedule.body["overlap"], "allow_all");
+    // It fires like one put over the API.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let first = loop {
+        if let Some(run) = ticks_of(&host, "declared").await?.first() {
+            break run.clone();
+        }
+        anyhow::ensure!(tokio::time::Instant::now() < deadline, "no tick fired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(first["input"]["schedule"], "declared", "{first}");
+
+    // A broken schedule refuses the whole deployment and keeps the old one.
+    let broken = json!({"routes": [], "schedules": [
+        {"name": "declared", "workflow": "steps_with_pause", "cron": "every second"}
+    ]});
+    let refused = deploy_steps(&host, &broken).await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("schedule \"declared\"") && message.contains("five fields"),
+        "{message}"
+    );
+    let kept = host.client.get("/v1/schedules/declared").await?;
+    assert_eq!(kept.body["cron"], "* * * * * *", "{}", kept.body);
+    let unknown = json!({"routes": [], "schedules": [
+        {"name": "other", "workflow": "no_such_workflow", "cron": "* * * * *"}
+    ]});
+    assert_eq!(deploy_steps(&host, &unknown).await?.status, 400);
+
+    // A schedule made over the API stays when the module is redeployed;
+    // the declared one goes once the manifest no longer declares it.
+    let by_api = put_schedule(
+        &host,
+        "by-api",
+        json!({"module": "steps", "workflow": "steps_workflow", "cron": "0 0 3 * * *"}),
+    )
+    .await?;
+    assert_eq!(by_api.status, 201, "{}", by_api.body);
+    let redeployed = deploy_steps(&host, &json!({"routes": []})).await?;
+    assert!(redeployed.status.is_success(), "{}", redeployed.body);
+    assert_eq!(host.client.get("/v1/schedules/declared").await?.status, 404);
+    assert_eq!(host.client.get("/v1/schedules/by-api").await?.status, 200);
+    Ok(())
+}

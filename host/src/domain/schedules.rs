@@ -15,6 +15,25 @@ use super::{InvalidValue, Millis, ModuleName, QueueName, WorkflowId};
 /// queue a `buffer_one` schedule's runs wait in).
 pub type ScheduleName = QueueName;
 
+/// The longest schedule name: a `buffer_one` schedule's runs wait in the
+/// queue `schedule.<name>`, within a queue name's 64 characters.
+const MAX_SCHEDULE_NAME_LEN: usize = 55;
+
+/// A schedule's catch-up window when none is given: ticks missed up to a
+/// minute ago still fire.
+pub const DEFAULT_CATCH_UP_MS: u64 = 60_000;
+
+/// A schedule's name, checked.
+pub fn parse_schedule_name(name: &str) -> Result<ScheduleName, InvalidValue> {
+    let parsed = ScheduleName::parse(name)?;
+    if name.len() > MAX_SCHEDULE_NAME_LEN {
+        return Err(InvalidValue(format!(
+            "schedule name {name:?} is too long: at most {MAX_SCHEDULE_NAME_LEN} characters"
+        )));
+    }
+    Ok(parsed)
+}
+
 /// What a tick does when the schedule's previous run is still going.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Overlap {

@@ -6,14 +6,18 @@ use std::collections::HashMap;
 
 use super::trigger_routes::{self, Routes};
 use super::{AllowList, Executor, ExecutorError, Inner, Limits, Result};
-use crate::domain::{self, ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion};
+use crate::domain::{
+    self, ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion, ScheduleName,
+    ScheduleSpec,
+};
 use crate::store::{NewModuleVersion, PutModule, Store};
 use crate::triggers::{Manifest, ModuleRole, RouteMatch};
 
 impl Executor {
     /// Validate `bytes` and make them the current version of module `name`,
-    /// with the routes of `manifest` in place of its old ones. Nothing is
-    /// stored unless the module and its routes are valid.
+    /// with the routes and schedules of `manifest` in place of its old
+    /// ones. Nothing is stored unless the module, its routes and its
+    /// schedules are valid.
     pub async fn deploy(
         &self,
         name: ModuleName,
@@ -30,15 +34,19 @@ impl Executor {
         let routes = manifest
             .check(role, self.inner.limits.max_trigger_wait_ms)
             .map_err(ExecutorError::InvalidRoutes)?;
+        let schedules = manifest
+            .schedule_specs(&name, role)
+            .map_err(ExecutorError::InvalidRoutes)?;
         // One deployment at a time, so that no other can slip a conflicting
         // route in between this one's check and its commit.
-        let _deploying = self.inner.deploying.lock().await;
+        let deploying = self.inner.deploying.lock().await;
         self.inner
             .routes
             .read()
             .expect("routes lock")
             .check(&name, &routes)
             .map_err(ExecutorError::RouteConflict)?;
+        let declared_before = self.module_routes(&name).schedules;
         let version = domain::module_version(&bytes);
         self.inner.runtime.install(&version, &validated);
         let put = self
@@ -65,7 +73,43 @@ impl Executor {
             .write()
             .expect("module map lock")
             .insert(name, put.module.clone());
+        // Storing a schedule looks the module up in the catalog, which a
+        // reload would wait for this deployment to release.
+        drop(deploying);
+        self.declare_schedules(&declared_before, schedules).await?;
         Ok(put)
+    }
+
+    /// Store the schedules a module's manifest declares, and delete those
+    /// its previous manifest declared and this one does not.
+    async fn declare_schedules(
+        &self,
+        declared_before: &[crate::triggers::ScheduleDecl],
+        schedules: Vec<(ScheduleName, ScheduleSpec)>,
+    ) -> Result<()> {
+        for before in declared_before {
+            if schedules
+                .iter()
+                .any(|(name, _)| name.as_str() == before.name)
+            {
+                continue;
+            }
+            let Ok(name) = domain::parse_schedule_name(&before.name) else {
+                continue;
+            };
+            match self.delete_schedule(&name).await {
+                Ok(()) | Err(ExecutorError::UnknownSchedule(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for (name, spec) in schedules {
+            // An unchanged schedule keeps its next tick and its pause.
+            let stored = self.inner.store.get_schedule(&name).await?;
+            if stored.is_none_or(|stored| stored.spec != spec) {
+                self.put_schedule(&name, spec).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The trigger route for a request, with its path parameters.

@@ -72,11 +72,14 @@ pub(super) async fn start(inner: Arc<Inner>, options: ClusterOptions) -> crate::
         loop {
             tick.tick().await;
             match claimer.recover().await {
-                Ok(report) if report.resumed + report.exceeded > 0 => tracing::info!(
-                    resumed = report.resumed,
-                    gave_up = report.exceeded,
-                    "took over runs whose lease expired"
-                ),
+                Ok(report) if report.resumed + report.exceeded > 0 => {
+                    crate::metrics::metrics().claimed((report.resumed + report.exceeded) as u64);
+                    tracing::info!(
+                        resumed = report.resumed,
+                        gave_up = report.exceeded,
+                        "took over runs whose lease expired"
+                    )
+                }
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "cannot claim runs whose lease expired"),
             }
@@ -115,6 +118,9 @@ impl Inner {
             }
         };
         let renewed: HashSet<WorkflowId> = renewed.into_iter().collect();
+        crate::metrics::metrics()
+            .leases_held
+            .set(i64::try_from(renewed.len()).unwrap_or(i64::MAX));
         let mut executions = self.executions.lock().expect("executions lock");
         for run in running.iter().filter(|run| !renewed.contains(*run)) {
             self.known.forget(run);

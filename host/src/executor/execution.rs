@@ -10,6 +10,7 @@ use super::reach::Reach;
 use super::run_host::RunHost;
 use super::{AllowList, Inner, steps};
 use crate::domain::{self, JournalEntry, ModuleSettings, RunOutcome, RunRecord, RunStatus};
+use crate::metrics::metrics;
 use crate::runtime::{GuestLimits, GuestOutcome, HostFailure};
 use crate::store::Change;
 
@@ -177,6 +178,7 @@ impl Inner {
             return;
         }
         self.known.ended(&run.id, status);
+        metrics().run_finished(run.module.as_str(), &run.workflow, status.as_str());
         self.forget_stranded(&run.id);
         self.wake(&Change::Finished(run.id.clone()));
         if Self::frees_a_queue_slot(&run) {

@@ -10,6 +10,7 @@ use super::{
     cluster,
 };
 use crate::domain::{self, NewRun, RunRecord, RunStatus, WorkflowId};
+use crate::metrics::metrics;
 use crate::store::{Change, CreateRun, StoreError};
 
 impl Executor {
@@ -28,6 +29,7 @@ impl Executor {
         self.inner.start_waking();
         self.inner.start_dequeueing();
         self.inner.start_scheduling();
+        self.inner.start_retention();
         Ok(report)
     }
 
@@ -88,6 +90,11 @@ impl Executor {
             execution.abort();
         }
         inner.known.forget(id);
+        metrics().run_finished(
+            run.module.as_str(),
+            &run.workflow,
+            RunStatus::Cancelled.as_str(),
+        );
         tracing::info!(run = %id, "run cancelled");
         inner.wake(&Change::Finished(id.clone()));
         Ok(run)
@@ -154,6 +161,7 @@ impl Executor {
             Err(error) => return Err(error.into()),
         };
         tracing::info!(run = %id, %source, from_op, "run forked");
+        metrics().run_started(run.module.as_str(), &run.workflow);
         inner.spawn_execution(run.clone(), None);
         Ok(run)
     }
@@ -252,7 +260,11 @@ impl Inner {
             parent: request.parent,
             now,
         };
-        match self.store.create_run(new_run.clone()).await? {
+        let created = self.store.create_run(new_run.clone()).await?;
+        if let CreateRun::Created(run) = &created {
+            metrics().run_started(run.module.as_str(), &run.workflow);
+        }
+        match created {
             CreateRun::Created(run) if run.status == RunStatus::Enqueued => {
                 tracing::debug!(run = %run.id, "run enqueued");
                 self.look_at_queues();

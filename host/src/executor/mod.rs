@@ -24,6 +24,7 @@ mod lifecycle;
 mod parking;
 mod queues;
 mod reach;
+mod retention;
 mod run_host;
 mod schedules;
 mod steps;
@@ -47,7 +48,7 @@ pub use cluster::ClusterOptions;
 pub use error::{ExecutorError, Result};
 pub use parking::Waiting;
 pub use queues::QueueView;
-pub use schedules::{MAX_TICKS, parse_schedule_name};
+pub use schedules::MAX_TICKS;
 pub use streams::StreamSpan;
 pub use waiters::{Subscription, WaitKey, Waiters};
 
@@ -88,6 +89,9 @@ pub struct Limits {
     /// How long a run's wait keeps its instance before the run parks:
     /// gives up the instance and its slot, to be woken and replayed.
     pub park_after: Duration,
+    /// How long finished runs are kept (`None`: for ever); see
+    /// `retention.rs`.
+    pub retention: Option<Duration>,
 }
 
 impl Default for Limits {
@@ -102,6 +106,7 @@ impl Default for Limits {
             max_trigger_wait_ms: 300_000,
             allowed_hosts: AllowList::default(),
             park_after: Duration::from_secs(1),
+            retention: None,
             // The longest wait a handler may make, and time to answer.
             handler_timeout: Duration::from_secs(330),
         }

@@ -24,27 +24,11 @@ use crate::domain::{
 const LATE_GRACE_MS: u64 = 2000;
 /// Most ticks one firing or one backfill starts.
 pub const MAX_TICKS: usize = 1000;
-/// The longest schedule name: a `buffer_one` schedule's runs wait in the
-/// queue `schedule.<name>`, within a queue name's 64 characters.
-const MAX_SCHEDULE_NAME_LEN: usize = 55;
 
 #[derive(Debug, Default)]
 pub(super) struct Scheduling {
     look: Notify,
     started: AtomicBool,
-}
-
-/// A schedule's name, checked.
-pub fn parse_schedule_name(
-    name: &str,
-) -> std::result::Result<ScheduleName, crate::domain::InvalidValue> {
-    let parsed = ScheduleName::parse(name)?;
-    if name.len() > MAX_SCHEDULE_NAME_LEN {
-        return Err(crate::domain::InvalidValue(format!(
-            "schedule name {name:?} is too long: at most {MAX_SCHEDULE_NAME_LEN} characters"
-        )));
-    }
-    Ok(parsed)
 }
 
 /// The queue a `buffer_one` schedule's runs wait in, one at a time.

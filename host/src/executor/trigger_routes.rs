@@ -29,7 +29,7 @@ impl Routes {
 
     pub(super) fn replace(&mut self, module: &ModuleName, manifest: Manifest, routes: Vec<Route>) {
         self.table.replace(module, routes);
-        if manifest.routes.is_empty() {
+        if manifest.routes.is_empty() && manifest.schedules.is_empty() {
             self.manifests.remove(module);
         } else {
             self.manifests.insert(module.clone(), manifest);

@@ -41,7 +41,13 @@ pub enum WaitKey {
     Activity(WorkflowId),
 }
 
-type Published = Option<Arc<str>>;
+/// The last publication on a key: its value, if it had one, and when it
+/// was made (for the wake-up latency metric).
+#[derive(Debug, Clone, Default)]
+struct Published {
+    value: Option<Arc<str>>,
+    at: Option<std::time::Instant>,
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Waiters {
@@ -72,7 +78,7 @@ impl Waiters {
             .lock()
             .expect("waiters lock")
             .entry(key.clone())
-            .or_insert_with(|| watch::channel(None).0)
+            .or_insert_with(|| watch::channel(Published::default()).0)
             .subscribe();
         Subscription {
             key,
@@ -85,7 +91,10 @@ impl Waiters {
     /// after the commit.
     pub fn publish(&self, key: &WaitKey, value: Option<&str>) {
         if let Some(sender) = self.keys.lock().expect("waiters lock").get(key) {
-            sender.send_replace(value.map(Arc::from));
+            sender.send_replace(Published {
+                value: value.map(Arc::from),
+                at: Some(std::time::Instant::now()),
+            });
         }
     }
 
@@ -123,7 +132,12 @@ impl Subscription {
             .filter(|at| *at < deadline);
         match tokio::time::timeout_at(look_again.unwrap_or(deadline), self.receiver.changed()).await
         {
-            Ok(Ok(())) => Wake::Published,
+            Ok(Ok(())) => {
+                if let Some(at) = self.receiver.borrow().at {
+                    crate::metrics::metrics().woken(at.elapsed());
+                }
+                Wake::Published
+            }
             Err(_) if look_again.is_some() => Wake::Poll,
             // The sender lives in the map while we are subscribed, so the
             // channel cannot close; were it to, waiting on is pointless.
@@ -133,7 +147,7 @@ impl Subscription {
 
     /// The value of the last publication, marking it seen.
     pub fn take_published(&mut self) -> Option<Arc<str>> {
-        self.receiver.borrow_and_update().clone()
+        self.receiver.borrow_and_update().value.clone()
     }
 
     /// Read with `read` until it finds a value or `deadline` passes. After a

@@ -19,6 +19,9 @@ pub enum Role {
     Invoke,
     /// Deploy modules, cancel, resume and fork runs.
     Admin,
+    /// `/metrics`: open from loopback; from elsewhere the admin token or
+    /// the metrics token (invoke tokens do not see it).
+    Metrics,
 }
 
 /// Who is asking, as far as limits per client go: the token it presented
@@ -55,6 +58,7 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 pub struct AccessControl {
     admin: Option<[u8; 32]>,
     invoke: Vec<[u8; 32]>,
+    metrics: Option<[u8; 32]>,
 }
 
 impl std::fmt::Debug for AccessControl {
@@ -62,6 +66,7 @@ impl std::fmt::Debug for AccessControl {
         f.debug_struct("AccessControl")
             .field("admin", &self.admin.map(|_| "<redacted>"))
             .field("invoke", &format!("{} token(s)", self.invoke.len()))
+            .field("metrics", &self.metrics.map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -87,26 +92,25 @@ impl AccessControl {
     /// comma in `CAIRN_INVOKE_TOKENS`, a placeholder) is refused, with which
     /// one it was, rather than let anyone in who guesses it.
     pub fn new(admin: Option<&str>, invoke: &[String]) -> Result<Self, String> {
-        let check = |what: String, token: &str| {
-            let chars = token.trim().chars().count();
-            if chars < MIN_TOKEN_CHARS {
-                Err(format!(
-                    "{what} is {chars} characters long; tokens must be at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`), and a list has no empty entries"
-                ))
-            } else {
-                Ok(digest(token.trim()))
-            }
-        };
         Ok(Self {
             admin: admin
-                .map(|token| check("the admin token".into(), token))
+                .map(|token| checked_token("the admin token".into(), token))
                 .transpose()?,
             invoke: invoke
                 .iter()
                 .enumerate()
-                .map(|(n, token)| check(format!("invoke token #{}", n + 1), token))
+                .map(|(n, token)| checked_token(format!("invoke token #{}", n + 1), token))
                 .collect::<Result<_, _>>()?,
+            metrics: None,
         })
+    }
+
+    /// A token that reads `/metrics` and nothing else, for a scraper.
+    pub fn with_metrics_token(mut self, token: Option<&str>) -> Result<Self, String> {
+        self.metrics = token
+            .map(|token| checked_token("the metrics token".into(), token))
+            .transpose()?;
+        Ok(self)
     }
 
     pub fn is_open(&self) -> bool {
@@ -155,6 +159,9 @@ impl AccessControl {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
+        if needed == Role::Metrics {
+            return self.check_metrics(request, header).map(|()| by_address());
+        }
         // Browsers' EventSource cannot send headers: reads may carry the
         // token in the query instead.
         let token = match header {
@@ -184,6 +191,49 @@ impl AccessControl {
                 Ok(Caller::Token(prefix))
             }
         }
+    }
+}
+
+impl AccessControl {
+    /// `/metrics` from loopback, or with the admin or the metrics token.
+    fn check_metrics<B>(
+        &self,
+        request: &hyper::Request<B>,
+        token: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let from_loopback = request
+            .extensions()
+            .get::<PeerAddr>()
+            .is_some_and(|PeerAddr(peer)| peer.ip().is_loopback());
+        if from_loopback {
+            return Ok(());
+        }
+        let presented = token.map(|token| digest(token.trim()));
+        let matches = |expected: &Option<[u8; 32]>| matches!((expected, &presented), (Some(e), Some(p)) if same(e, p));
+        // Both compared, whatever the first gives, to keep the time constant.
+        let admin = matches(&self.admin);
+        let metrics = matches(&self.metrics);
+        if admin | metrics {
+            Ok(())
+        } else {
+            Err(ApiError::with_status(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "/metrics is open from loopback; from elsewhere send `Authorization: Bearer <token>` with the admin token or the metrics token (--metrics-token)",
+            ))
+        }
+    }
+}
+
+/// A token's digest, once it is long enough to be one.
+fn checked_token(what: String, token: &str) -> Result<[u8; 32], String> {
+    let chars = token.trim().chars().count();
+    if chars < MIN_TOKEN_CHARS {
+        Err(format!(
+            "{what} is {chars} characters long; tokens must be at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 32`), and a list has no empty entries"
+        ))
+    } else {
+        Ok(digest(token.trim()))
     }
 }
 

@@ -11,6 +11,7 @@ use super::access::Role;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    Metrics,
     OpenApi,
     RunPage,
     ListModules,
@@ -73,11 +74,12 @@ const fn route(
 }
 
 use Endpoint as E;
-use Role::{Admin, Invoke, Public};
+use Role::{Admin, Invoke, Metrics, Public};
 
 pub const ROUTES: &[Route] = &[
     // Liveness, the API's description and the run page: no data.
     route("GET", "/healthz", Public, E::Health),
+    route("GET", "/metrics", Metrics, E::Metrics),
     route("GET", "/openapi.json", Public, E::OpenApi),
     route("GET", "/ui/runs/{id}", Public, E::RunPage),
     route("GET", "/v1/modules", Invoke, E::ListModules),

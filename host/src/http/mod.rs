@@ -7,6 +7,7 @@ mod bulk;
 mod error;
 mod events;
 mod guard;
+mod metrics;
 mod modules;
 pub mod multipart;
 mod pages;

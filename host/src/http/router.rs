@@ -13,6 +13,7 @@ use super::api_routes::{self, Endpoint, UNROUTED};
 use super::bulk::BulkAction;
 use super::error::ApiError;
 use super::guard;
+use super::metrics;
 use super::query::{Query, path_segments};
 use super::respond::{
     ApiResult, json_response, parse_workflow_id, read_json_body, request_has_body, run_not_found,
@@ -110,6 +111,11 @@ impl Api {
         &self.executor
     }
 
+    /// How many requests of each kind wait now.
+    pub(super) fn wait_counts(&self) -> super::wait_slots::WaitCounts {
+        self.wait_slots.counts()
+    }
+
     /// A place to wait as `kind` for `caller`: 503 when too many requests
     /// of the kind already wait, 429 when the caller holds its share.
     pub(super) fn wait_slot(&self, kind: WaitKind, caller: Caller) -> Result<WaitSlot, ApiError> {
@@ -118,6 +124,24 @@ impl Api {
 
     /// Answer one request. Never fails: errors become JSON error responses.
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = std::time::Instant::now();
+        let (method_label, route_label) =
+            metrics::route_label(request.method(), request.uri().path());
+        let response = self.answer(request).await;
+        crate::metrics::metrics().answered(
+            method_label,
+            route_label,
+            response.status().as_u16(),
+            started.elapsed(),
+        );
+        response
+    }
+
+    async fn answer<B>(&self, request: Request<B>) -> Response<Body>
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -218,6 +242,7 @@ impl Api {
         };
         match route.endpoint {
             Endpoint::Health => self.health().await,
+            Endpoint::Metrics => self.metrics().await,
             Endpoint::OpenApi => Ok(static_response(
                 "application/json",
                 include_str!("assets/openapi.json"),

@@ -10,12 +10,9 @@ use super::respond::{ApiResult, json_response, parse_json, parse_module_name};
 use super::router::Api;
 use super::runs::parse_time;
 use super::views::timestamp;
-use crate::domain::{Overlap, ScheduleInfo, ScheduleName, ScheduleSpec};
-use crate::executor::parse_schedule_name;
-
-/// A schedule's catch-up window when none is given: ticks missed up to a
-/// minute ago still fire.
-const DEFAULT_CATCH_UP_MS: u64 = 60_000;
+use crate::domain::{
+    DEFAULT_CATCH_UP_MS, Overlap, ScheduleInfo, ScheduleName, ScheduleSpec, parse_schedule_name,
+};
 
 impl Api {
     pub(super) async fn list_schedules(&self) -> ApiResult {

@@ -10,7 +10,7 @@ use crate::domain::{
     RunRecord, WorkflowId,
 };
 use crate::executor::Waiting;
-use crate::triggers::{Manifest, RouteSpec};
+use crate::triggers::{Manifest, RouteSpec, ScheduleDecl};
 
 #[derive(Serialize)]
 pub(super) struct EventView<'a> {
@@ -184,6 +184,9 @@ pub(super) struct DeployedView<'a> {
     pub(super) settings: &'a ModuleSettings,
     /// The module's routes, as deployed with this version.
     pub(super) routes: &'a [RouteSpec],
+    /// The schedules its manifest declares.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub(super) schedules: &'a [ScheduleDecl],
 }
 
 impl<'a> DeployedView<'a> {
@@ -195,6 +198,7 @@ impl<'a> DeployedView<'a> {
             workflows: &module.workflows,
             settings: &module.settings,
             routes: &routes.routes,
+            schedules: &routes.schedules,
         }
     }
 }
@@ -218,6 +222,9 @@ pub(super) struct ModuleView<'a> {
     pub(super) workflows: &'a [String],
     /// The routes of the current deployment.
     pub(super) routes: &'a [RouteSpec],
+    /// The schedules its manifest declares.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub(super) schedules: &'a [ScheduleDecl],
     /// Every deployed version, the current one first.
     pub(super) versions: Vec<VersionView<'a>>,
 }
@@ -231,6 +238,7 @@ impl<'a> ModuleView<'a> {
             kind: current.kind.as_str(),
             workflows: &current.workflows,
             routes: &routes.routes,
+            schedules: &routes.schedules,
             versions: module
                 .versions
                 .iter()

@@ -33,6 +33,22 @@ impl<H: WorkflowImports> Runtime<H> {
         }
     }
 
+    /// Forget module `version`, deleted from the store: its ready form in
+    /// memory and its compiled file on disk.
+    pub fn forget(&self, version: &str) {
+        self.inner
+            .modules
+            .lock()
+            .expect("module cache lock")
+            .remove(version);
+        if let Some(path) = self.cache_path(version)
+            && let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, path = %path.display(), "cannot delete a compiled module");
+        }
+    }
+
     pub(super) fn load_compiled(&self, version: &str) -> Option<Component> {
         let path = self.cache_path(version)?;
         if !path.exists() {

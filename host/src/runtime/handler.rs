@@ -361,7 +361,9 @@ impl<H: WorkflowImports> super::Runtime<H> {
         let task = tokio::spawn(async move {
             let _slot = slot;
             let serve = async {
+                let instantiating = std::time::Instant::now();
                 let proxy = pre.instantiate_async(&mut store).await?;
+                crate::metrics::metrics().instantiated(instantiating.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, request, response)

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -35,6 +36,7 @@ pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub use world::NEWEST_WASI;
 
 use crate::domain::ModuleKind;
+use crate::metrics::metrics;
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
 use handler::HandlerState;
@@ -323,11 +325,16 @@ impl<H: WorkflowImports> Runtime<H> {
             .expect("module cache lock")
             .get(version)
         {
+            metrics().compiled_module("memory");
             return Ok(pre.clone());
         }
         let component = match self.load_compiled(version) {
-            Some(component) => component,
+            Some(component) => {
+                metrics().compiled_module("disk");
+                component
+            }
             None => {
+                metrics().compiled_module("compiled");
                 let bytes = bytes().await?;
                 tracing::info!(%version, "compiling a module");
                 let runtime = self.clone();
@@ -376,10 +383,12 @@ impl<H: WorkflowImports> Runtime<H> {
         let environment = host.environment();
         let wasi = sealed_wasi(&run_id, stderr.clone(), &environment);
         let mut store = self.new_store(wasi, host, environment, limits);
+        let instantiating = Instant::now();
         let instance = match pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return GuestOutcome::Trapped(format!("instantiation failed: {e:#}")),
         };
+        metrics().instantiated(instantiating.elapsed());
         match instance
             .cairn_workflow_workflows()
             .call_run(&mut store, workflow, &input.to_owned())

@@ -69,8 +69,9 @@ pub struct WriteHealth {
 }
 
 impl WriteHealth {
-    /// One commit made `writes` writes durable.
-    pub fn committed(&self, writes: u64) {
+    /// One commit, begun at `started`, made `writes` writes durable.
+    pub fn committed(&self, writes: u64, started: Instant) {
+        crate::metrics::metrics().committed(writes, started.elapsed());
         self.writes.fetch_add(writes, Ordering::Relaxed);
         self.commits.fetch_add(1, Ordering::Relaxed);
         let mut state = self.state.lock().expect("health lock");
@@ -132,7 +133,7 @@ mod tests {
         assert!(!snapshot.ok && snapshot.disk_full && snapshot.failures == 2);
         let refused = health.admit_new_work().unwrap_err().to_string();
         assert!(refused.contains("free space"), "{refused}");
-        health.committed(3);
+        health.committed(3, Instant::now());
         let snapshot = health.snapshot();
         assert!(snapshot.ok && !snapshot.disk_full && snapshot.failures == 0);
         assert_eq!((snapshot.writes, snapshot.commits), (3, 1));

@@ -8,6 +8,7 @@
 mod health;
 mod postgres;
 mod queueing;
+mod retention;
 mod rows;
 mod sqlite;
 
@@ -19,6 +20,7 @@ use tokio::sync::{Notify, mpsc};
 pub use health::{FULL_RETRY_AFTER, StoreHealth, WriteHealth};
 pub use postgres::{PgOptions, PgStore};
 pub use queueing::{DEQUEUE_BATCH, Dequeued};
+pub use sqlite::backup::{BackupReport, backup as backup_sqlite};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
@@ -230,6 +232,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_schedule(&self, name: &ScheduleName) -> Result<Option<ScheduleInfo>>;
     /// Whether it existed.
     async fn delete_schedule(&self, name: &ScheduleName) -> Result<bool>;
+
+    /// Retention: delete up to `roots` finished top-level runs that ended
+    /// before `before`, with their descendants and everything they hold
+    /// (see `retention.rs`); how many runs went.
+    async fn purge_runs(&self, before: i64, roots: u32) -> Result<u64>;
+    /// Retention: delete the module versions that are not current and
+    /// that no run uses, and their bytes; the versions whose bytes went.
+    async fn purge_versions(&self) -> Result<Vec<String>>;
     /// Pause or resume a schedule; resuming, with its next tick.
     async fn pause_schedule(
         &self,

@@ -18,6 +18,7 @@
 //! may match the same request: overlapping routes are refused at deploy.
 
 mod pattern;
+mod schedules;
 mod table;
 
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Admission, Millis, QueueName};
 
 pub use pattern::PathPattern;
+pub use schedules::ScheduleDecl;
 pub use table::{RouteMatch, RouteTable};
 
 /// Methods a route may have.
@@ -39,6 +41,9 @@ pub const DEFAULT_TRIGGER_TIMEOUT_MS: u64 = 30_000;
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub routes: Vec<RouteSpec>,
+    /// Cron schedules of the module's workflows (see `schedules.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleDecl>,
 }
 
 /// One route of a manifest, as written.
@@ -174,7 +179,7 @@ impl Manifest {
     pub fn parse(json: &[u8]) -> Result<Self, String> {
         serde_json::from_slice(json).map_err(|e| {
             format!(
-                "the routes manifest is not valid: {e}; expected {{\"routes\": [{{\"method\", \"path\", and \"workflow\" (with optional \"id\", \"input\", \"respond\", \"event\", \"timeout_ms\") or \"handler\": true}}]}}"
+                "the routes manifest is not valid: {e}; expected {{\"routes\": [{{\"method\", \"path\", and \"workflow\" (with optional \"id\", \"input\", \"respond\", \"event\", \"timeout_ms\") or \"handler\": true}}], and optionally \"schedules\": [{{\"name\", \"workflow\", \"cron\" (with optional \"input\", \"timezone\", \"overlap\", \"catch_up_ms\")}}]}}"
             )
         })
     }

@@ -5,6 +5,7 @@ use super::{RunHost, Waited};
 use crate::domain::{Admission, JournalWrite, ModuleName, OperationKind, QueueName, WorkflowId};
 use crate::executor::waiters::WaitKey;
 use crate::executor::{ExecutorError, StartRequest, children};
+use crate::metrics::metrics;
 use crate::runtime::wit::children as wit_children;
 use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure, RunResult};
 
@@ -16,6 +17,7 @@ impl wit_children::Host for RunHost {
         input: String,
         id: Option<String>,
     ) -> Result<String, HostError> {
+        let _timer = metrics().host_call("start-child");
         self.start_child_admitted(module, workflow, input, id, None)
             .await
     }
@@ -28,6 +30,7 @@ impl wit_children::Host for RunHost {
         id: Option<String>,
         options: wit_children::ChildOptions,
     ) -> Result<String, HostError> {
+        let _timer = metrics().host_call("start-child-with");
         let queue = match options.queue.as_deref().map(QueueName::parse).transpose() {
             Ok(queue) => queue,
             Err(e) => {
@@ -62,6 +65,7 @@ impl wit_children::Host for RunHost {
         workflow_id: String,
         timeout_ms: u64,
     ) -> Result<Option<RunResult>, HostError> {
+        let _timer = metrics().host_call("await-child");
         if let Err(refusal) = self.outside_step("await-child") {
             return Err(refusal.into());
         }
@@ -136,6 +140,7 @@ impl wit_children::Host for RunHost {
     }
 
     async fn parent_id(&mut self) -> Result<Option<String>, HostError> {
+        let _timer = metrics().host_call("parent-id");
         // Written once, when the run was created: nothing to journal.
         let run = self
             .exec

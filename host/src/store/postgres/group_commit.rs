@@ -224,13 +224,14 @@ impl Writer {
     async fn apply(&self, jobs: Vec<Job>) {
         let batch = Batch::of(jobs);
         let count = batch.len() as u64;
+        let started = std::time::Instant::now();
         let mut conn = match Checkout::take(&self.pool).await {
             Ok(conn) => conn,
             Err(error) => return self.fail(batch, error),
         };
         match self.write(&mut conn, &batch).await {
             Ok(applied) => {
-                self.health.committed(count);
+                self.health.committed(count, started);
                 self.answer(&mut conn, batch, applied).await;
             }
             Err(error) if count == 1 => self.fail(batch, error),

@@ -27,14 +27,16 @@ impl PgStore {
             let write = writes.into_iter().next().expect("one write");
             return self.write_single(id, fence, write, now).await;
         }
+        let started = std::time::Instant::now();
         let written = self.write_transaction(id, fence, writes, now).await;
-        self.record(written)
+        self.record(written, started)
     }
 
-    /// `result` of a write of a run, recorded in the store's health.
-    fn record<T>(&self, result: Result<T>) -> Result<T> {
+    /// `result` of a write of a run begun at `started`, recorded in the
+    /// store's health.
+    fn record<T>(&self, result: Result<T>, started: std::time::Instant) -> Result<T> {
         match &result {
-            Ok(_) => self.health.committed(1),
+            Ok(_) => self.health.committed(1, started),
             Err(error @ (StoreError::Database(_) | StoreError::StorageFull(_))) => {
                 self.health.failed(error);
             }

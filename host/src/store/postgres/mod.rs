@@ -22,6 +22,7 @@ mod leases;
 mod modules;
 mod notifications;
 mod queues;
+mod retention;
 mod schedules;
 mod streams;
 mod waits;
@@ -298,6 +299,14 @@ impl Store for PgStore {
 
     async fn delete_schedule(&self, name: &ScheduleName) -> Result<bool> {
         self.delete_schedule_row(name).await
+    }
+
+    async fn purge_runs(&self, before: i64, roots: u32) -> Result<u64> {
+        self.purge_run_batch(before, roots).await
+    }
+
+    async fn purge_versions(&self) -> Result<Vec<String>> {
+        self.purge_unused_versions().await
     }
 
     async fn pause_schedule(

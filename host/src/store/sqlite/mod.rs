@@ -48,11 +48,15 @@ use crate::domain::{
     StreamEntry, StreamInfo, WorkflowId,
 };
 
+// The online backup API, through the same C library.
+#[allow(unsafe_code)]
+pub mod backup;
 mod messages;
 mod queues;
 #[allow(unsafe_code)]
 mod raw;
 mod reads;
+mod retention;
 mod schedules;
 mod streams;
 mod waits;
@@ -312,6 +316,17 @@ impl Store for SqliteStore {
         let name = name.clone();
         self.write(Box::new(move |conn| schedules::delete(conn, name)))
             .await
+    }
+
+    async fn purge_runs(&self, before: i64, roots: u32) -> Result<u64> {
+        self.write(Box::new(move |conn| {
+            retention::purge_runs(conn, before, roots)
+        }))
+        .await
+    }
+
+    async fn purge_versions(&self) -> Result<Vec<String>> {
+        self.write(Box::new(retention::purge_versions)).await
     }
 
     async fn pause_schedule(

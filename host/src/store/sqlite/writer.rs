@@ -161,6 +161,7 @@ fn run_writer(
 /// answer them all.
 fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>, health: &WriteHealth) {
     let mut failed_write = None;
+    let started = std::time::Instant::now();
     let commit = (|| {
         conn.query("BEGIN IMMEDIATE").execute()?;
         for job in jobs.iter_mut() {
@@ -191,7 +192,7 @@ fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>, heal
     })();
     match &commit {
         Ok(()) => match &failed_write {
-            None => health.committed(jobs.len() as u64),
+            None => health.committed(jobs.len() as u64, started),
             Some(error) => health.failed(error),
         },
         Err(error) => {
