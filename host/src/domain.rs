@@ -300,6 +300,8 @@ pub struct RunRecord {
     pub admission: Option<Admission>,
     /// When it left `ENQUEUED`, for a run that was.
     pub dequeued_at: Option<Millis>,
+    /// The W3C trace context it was started in: its spans' parent.
+    pub traceparent: Option<String>,
 }
 
 /// Which runs to list, newest first.
@@ -344,6 +346,8 @@ pub struct NewRun {
     /// For an `ENQUEUED` run, its own time limit, counted from when it
     /// leaves the queue.
     pub timeout_ms: Option<u64>,
+    /// The W3C trace context (`traceparent`) it was started in.
+    pub traceparent: Option<String>,
 }
 
 impl NewRun {
@@ -373,6 +377,7 @@ impl NewRun {
             epoch: 1,
             admission: self.admission,
             dequeued_at: None,
+            traceparent: self.traceparent,
         }
     }
 }

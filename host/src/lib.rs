@@ -26,4 +26,5 @@ pub mod metrics;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod triggers;

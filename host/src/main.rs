@@ -10,6 +10,7 @@ use cairn::executor::AllowList;
 use cairn::http::AccessControl;
 use cairn::server::{DeploySpec, ServeConfig, serve};
 use cairn::store::Synchronous;
+use cairn::telemetry::{self, TraceExport};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -436,6 +437,12 @@ struct ServeArgs {
     /// The admin bearer token: deploy (and everything invoke tokens may do).
     #[arg(long, env = "CAIRN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Export traces over OTLP (HTTP/protobuf) to this collector, e.g.
+    /// `http://127.0.0.1:4318`; without it, the standard
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (and the other `OTEL_*` variables) are
+    /// honoured, and with neither no spans are exported.
+    #[arg(long, env = "CAIRN_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// A bearer token that reads `/metrics` and nothing else, for a
     /// scraper off this machine (from loopback `/metrics` is open).
     #[arg(long, env = "CAIRN_METRICS_TOKEN", hide_env_values = true)]
@@ -487,7 +494,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            init_tracing();
+            let export = init_tracing(args.otlp_endpoint.as_deref())?;
             let mut config = ServeConfig::new(args.listen, args.data_dir);
             config.compiled_dir = args.compiled_dir;
             config.synchronous = args.sqlite_synchronous;
@@ -545,7 +552,11 @@ async fn main() -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--deploy {e}"))?,
                 );
             }
-            serve(config, shutdown_signal()).await?;
+            let served = serve(config, shutdown_signal()).await;
+            if let Some(export) = export {
+                tokio::task::spawn_blocking(move || export.shutdown()).await?;
+            }
+            served?;
             Ok(())
         }
         Command::Deploy {
@@ -841,13 +852,27 @@ fn print_reply(reply: Reply) -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
+/// The log on stderr (filtered by `CAIRN_LOG`) and, with a collector, the
+/// span export (see `telemetry.rs`), which the caller shuts down at exit.
+fn init_tracing(otlp_endpoint: Option<&str>) -> anyhow::Result<Option<TraceExport>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(filter);
+    let export = match telemetry::export_endpoint(otlp_endpoint) {
+        Some(endpoint) => {
+            Some(TraceExport::new(endpoint.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?)
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(log)
+        .with(export.as_ref().map(TraceExport::layer))
         .init();
+    Ok(export)
 }
 
 async fn shutdown_signal() {

@@ -276,11 +276,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Time a host call of `kind` until the guard is dropped.
+    /// Time a host call of `kind` until the guard is dropped; it is also a
+    /// span (under the run's) for the traces.
     pub fn host_call(&'static self, kind: &'static str) -> Timer {
         Timer {
             started: Instant::now(),
             record: Record::HostCall(self, kind),
+            _span: tracing::debug_span!("host_call", otel.name = kind, host_call.kind = kind),
         }
     }
 
@@ -350,6 +352,8 @@ enum Record {
 pub struct Timer {
     started: Instant,
     record: Record,
+    /// Never entered: it ends when the guard is dropped.
+    _span: tracing::Span,
 }
 
 impl Drop for Timer {

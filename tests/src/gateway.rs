@@ -24,6 +24,8 @@ pub struct FakeGateway {
 struct State {
     failures_left: u32,
     requests: Vec<serde_json::Value>,
+    /// The `traceparent` header of each request, if it had one.
+    traceparents: Vec<Option<String>>,
 }
 
 impl FakeGateway {
@@ -34,6 +36,7 @@ impl FakeGateway {
         let state = Arc::new(Mutex::new(State {
             failures_left: failures,
             requests: Vec::new(),
+            traceparents: Vec::new(),
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -59,6 +62,11 @@ impl FakeGateway {
     pub fn requests(&self) -> Vec<serde_json::Value> {
         self.state.lock().unwrap().requests.clone()
     }
+
+    /// The `traceparent` header of each request so far, in order.
+    pub fn traceparents(&self) -> Vec<Option<String>> {
+        self.state.lock().unwrap().traceparents.clone()
+    }
 }
 
 impl Drop for FakeGateway {
@@ -71,6 +79,11 @@ async fn answer(
     state: Arc<Mutex<State>>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = match request.into_body().collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => Bytes::new(),
@@ -78,6 +91,7 @@ async fn answer(
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let mut state = state.lock().unwrap();
     state.requests.push(json.clone());
+    state.traceparents.push(traceparent);
     let (status, reply) = if state.failures_left > 0 {
         state.failures_left -= 1;
         (503, serde_json::json!({"error": "gateway busy"}))

@@ -63,6 +63,8 @@ struct CursorState {
 /// A step between `begin-step` and the end of its current attempt.
 #[derive(Debug, Clone)]
 pub(super) struct OpenStep {
+    /// The attempt's span: its outgoing requests are its children.
+    pub(super) span: tracing::Span,
     pub(super) op: u32,
     pub(super) name: String,
     pub(super) attempt: u32,
@@ -193,6 +195,14 @@ impl JournalCursor {
     /// The name of the step in progress, if any.
     pub(super) fn current_step(&self) -> Option<String> {
         self.lock().step.as_ref().map(|step| step.name.clone())
+    }
+
+    /// The span of the step attempt in progress (none outside steps).
+    fn step_span(&self) -> tracing::Span {
+        self.lock()
+            .step
+            .as_ref()
+            .map_or_else(tracing::Span::none, |step| step.span.clone())
     }
 
     /// The operation number of the step in progress, if any.
@@ -383,6 +393,10 @@ impl GuestEnvironment for JournalCursor {
         u128::from(fnv(0xcbf2_9ce4_8422_2325)) | (u128::from(fnv(0x6c62_272e_07bb_0142)) << 64)
     }
 
+    fn outbound_span(&self) -> tracing::Span {
+        self.step_span()
+    }
+
     fn outbound_request(&self, authority: &str) -> Result<AllowList, String> {
         let Some(step) = self.current_step() else {
             return Err(format!(
@@ -562,6 +576,7 @@ mod tests {
     fn inside_a_step_readings_are_live_and_not_journaled() {
         let cursor = cursor(Vec::new());
         cursor.open_step(OpenStep {
+            span: tracing::Span::none(),
             op: 0,
             name: "s".into(),
             attempt: 1,

@@ -144,6 +144,7 @@ impl HandlerClient for ExecutorClient {
                 parent: None,
                 deadline_cap: None,
                 admission: None,
+                traceparent: None,
             })
             .await
             .map_err(ExecutorError::into_guest_error)?;

@@ -251,6 +251,7 @@ impl Inner {
                 (own, cap) => own.or(cap),
             },
             timeout_ms: timeout_ms.filter(|_| enqueued),
+            traceparent: request.traceparent,
             admission: request.admission,
             id: request.id.unwrap_or_else(WorkflowId::generate),
             module: request.module,

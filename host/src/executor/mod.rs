@@ -131,6 +131,8 @@ pub struct StartRequest {
     /// How the run is admitted if not at once (a queue, a start time): it
     /// is stored `ENQUEUED` and started when it may.
     pub admission: Option<crate::domain::Admission>,
+    /// The W3C trace context the run starts in (see `telemetry.rs`).
+    pub traceparent: Option<String>,
 }
 
 /// The run a start request refers to, and whether this request created it.

@@ -282,6 +282,7 @@ impl Inner {
             parent: None,
             deadline_cap: None,
             admission,
+            traceparent: None,
         })
         .await?;
         Ok(())

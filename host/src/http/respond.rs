@@ -80,6 +80,15 @@ pub(super) fn parse_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Ap
     })
 }
 
+/// The request's W3C trace context, if it carries a well-formed one.
+pub(super) fn traceparent<B>(request: &Request<B>) -> Option<String> {
+    request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(crate::telemetry::parse_traceparent)
+}
+
 pub(super) fn request_has_body<B>(request: &Request<B>) -> bool {
     let headers = request.headers();
     headers.contains_key(header::TRANSFER_ENCODING)

@@ -256,8 +256,9 @@ impl Api {
             }
             Endpoint::ListRuns => self.list_runs(&query).await,
             Endpoint::StartRun => {
+                let traceparent = super::respond::traceparent(&request);
                 let body = read_json_body(request, &self.limits).await?;
-                self.start(&body).await
+                self.start(&body, traceparent).await
             }
             Endpoint::GetRun => self.get_run(param(0)).await,
             Endpoint::SendMessage => {

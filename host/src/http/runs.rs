@@ -23,7 +23,9 @@ use crate::domain::{
 use crate::executor::StartRequest;
 
 impl Api {
-    pub(super) async fn start(&self, body: &[u8]) -> ApiResult {
+    /// `POST /v1/workflows`; `traceparent`: the request's trace context,
+    /// the parent of the run's spans.
+    pub(super) async fn start(&self, body: &[u8], traceparent: Option<String>) -> ApiResult {
         let request: StartBody = parse_json(body)?;
         let admission = request.admission().into_admission(self.executor().now())?;
         let module = parse_module_name(&request.module)?;
@@ -48,6 +50,7 @@ impl Api {
                 parent: None,
                 deadline_cap: None,
                 admission,
+                traceparent,
             })
             .await?;
         Ok(run_accepted(&started.run, started.created))

@@ -83,6 +83,7 @@ impl Api {
         let method = request.method().to_string();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
+        let traceparent = super::respond::traceparent(&request);
         let body = read_json_body(request, self.limits()).await?;
         let body: Box<RawValue> = if body.is_empty() {
             RawValue::from_string("null".into()).expect("null is JSON")
@@ -123,6 +124,7 @@ impl Api {
                 admission: admission
                     .as_ref()
                     .map(|a| a.fill(&found.params, self.executor().now())),
+                traceparent,
             })
             .await?;
         let run = started.run.id.clone();

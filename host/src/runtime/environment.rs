@@ -17,6 +17,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
 use super::outgoing::{ConnectionIo, send_checked};
 use crate::domain::AllowList;
+use tracing::Instrument;
 
 /// Clocks, randomness and the network as one run's guest sees them.
 pub trait GuestEnvironment: Send + Sync + 'static {
@@ -32,6 +33,10 @@ pub trait GuestEnvironment: Send + Sync + 'static {
     /// sent now, and the list its resolved address must be within; the
     /// refusal says why, for the guest to see.
     fn outbound_request(&self, authority: &str) -> Result<AllowList, String>;
+    /// The span outgoing requests are made in (a step attempt's).
+    fn outbound_span(&self) -> tracing::Span {
+        tracing::Span::none()
+    }
 }
 
 /// The system's clocks and randomness, and no network: for instances that
@@ -153,13 +158,53 @@ impl WasiHttpHooks for OutgoingHttp {
     ) -> ResponseFuture {
         let authority = request_authority(&request);
         match self.0.outbound_request(&authority) {
-            Ok(allowed) => Box::new(send_checked(request, options, allowed)),
+            Ok(allowed) => {
+                let span = request_span(&self.0.outbound_span(), &request);
+                let mut request = request;
+                if let Some(traceparent) = crate::telemetry::traceparent_of(&span)
+                    && let Ok(value) = hyper::header::HeaderValue::from_str(&traceparent)
+                {
+                    request.headers_mut().insert("traceparent", value);
+                }
+                let recorded = span.clone();
+                Box::new(
+                    async move {
+                        let sent = send_checked(request, options, allowed).await;
+                        match &sent {
+                            Ok((response, _)) => {
+                                recorded.record(
+                                    "http.response.status_code",
+                                    response.status().as_u16(),
+                                );
+                            }
+                            Err(error) => {
+                                crate::telemetry::set_error(&recorded, &error.to_string())
+                            }
+                        }
+                        sent
+                    }
+                    .instrument(span),
+                )
+            }
             Err(reason) => {
                 tracing::warn!(%authority, %reason, "outgoing HTTP refused");
                 Box::new(async move { Err(wasmtime_wasi_http::Error::InternalError(Some(reason))) })
             }
         }
     }
+}
+
+/// The span of one outgoing request, a child of the step attempt's.
+fn request_span<B>(step: &tracing::Span, request: &hyper::Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        parent: step,
+        "http_request",
+        otel.name = %format!("{} {}", request.method(), request.uri().host().unwrap_or_default()),
+        otel.kind = "client",
+        http.request.method = %request.method(),
+        url.full = %request.uri(),
+        http.response.status_code = tracing::field::Empty,
+    )
 }
 
 /// `host:port` of a request, with the scheme's default port.

@@ -142,6 +142,7 @@ mod tests {
             parent: None,
             admission: None,
             timeout_ms: None,
+            traceparent: None,
         }
         .into_record()
     }

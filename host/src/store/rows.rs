@@ -50,7 +50,7 @@ pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 /// The columns [`run_from_row`] reads.
-pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch, queue, priority, partition_key, deduplication_id, start_at, dequeued_at";
+pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch, queue, priority, partition_key, deduplication_id, start_at, dequeued_at, traceparent";
 /// The columns [`module_version_from_row`] reads.
 pub(super) const MODULE_COLUMNS: &str =
     "name, version, kind, workflows, size, deployed_at, settings";
@@ -83,6 +83,7 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
         epoch: row.int("epoch")? as u64,
         admission: admission_from_row(row)?,
         dequeued_at: row.maybe_int("dequeued_at")?,
+        traceparent: row.maybe_text("traceparent")?,
     })
 }
 

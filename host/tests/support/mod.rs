@@ -75,6 +75,7 @@ pub fn new_run(run: &str, now: i64) -> NewRun {
         parent: None,
         admission: None,
         timeout_ms: None,
+        traceparent: None,
     }
 }
 

@@ -219,6 +219,8 @@ impl RunHost {
                 // A parent's deadline bounds its children.
                 deadline_cap: self.run_deadline,
                 admission,
+                // The child's spans hang under this attempt of the parent.
+                traceparent: crate::telemetry::traceparent_of(&tracing::Span::current()),
             })
             .await;
         let outcome = match started {

@@ -61,6 +61,7 @@ async fn pending_child(exec: &Executor, id: &str, parent: Option<&WorkflowId>) -
             parent: parent.cloned(),
             admission: None,
             timeout_ms: None,
+            traceparent: None,
         })
         .await
         .unwrap();

@@ -63,6 +63,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
                 // random idempotency key): journal it before the work runs.
                 self.flush_readings().await?;
                 self.cursor.open_step(OpenStep {
+                    span: attempt_span(&name, attempt),
                     op,
                     name,
                     attempt,
@@ -95,7 +96,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
         outcome: Result<String, String>,
     ) -> Result<StepState, HostError> {
         let _timer = metrics().host_call("end-attempt");
-        let Some(step) = self.cursor.take_step() else {
+        let Some(mut step) = self.cursor.take_step() else {
             return Err(HostError::from(GuestError::new(
                 GuestErrorCode::NotAllowed,
                 "end-attempt was called with no step in progress; call begin-step first",
@@ -123,6 +124,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
             _ => None,
         };
         if let Err(error) = &output {
+            crate::telemetry::set_error(&step.span, error);
             crate::executor::emit_guest_log(
                 tracing::Level::WARN,
                 &format!("run {}", self.run),
@@ -142,6 +144,8 @@ impl crate::runtime::wit::steps::Host for RunHost {
             retry_at,
         })
         .await?;
+        // The attempt's span ends here, not after the wait for the next.
+        drop(std::mem::replace(&mut step.span, tracing::Span::none()));
         let Some(retry_at) = retry_at else {
             return Ok(StepState::Finished(output));
         };
@@ -150,6 +154,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
         let (op, _) = self.next_operation(OperationKind::Step, &step.name)?;
         let attempt = step.attempt + 1;
         self.cursor.open_step(OpenStep {
+            span: attempt_span(&step.name, attempt),
             op,
             attempt,
             started_at: self.exec.clock.now(),
@@ -157,4 +162,14 @@ impl crate::runtime::wit::steps::Host for RunHost {
         });
         Ok(StepState::Attempt(attempt))
     }
+}
+
+/// The span of one attempt of step `name`, under the run's.
+fn attempt_span(name: &str, attempt: u32) -> tracing::Span {
+    tracing::debug_span!(
+        "step",
+        otel.name = %format!("step {name}"),
+        step.name = %name,
+        step.attempt = attempt,
+    )
 }

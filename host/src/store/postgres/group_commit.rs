@@ -302,10 +302,10 @@ impl Writer {
         // In the ids' order: two batches creating the same two runs at once
         // take their keys in one order, so neither waits on the other.
         let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at)
-             SELECT id, module, version, workflow, input, 'PENDING', 1, now, now, deadline, parent, 1, $10, lease
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::BIGINT[])
-                 AS n(id, module, version, workflow, input, now, deadline, parent, lease)
+            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at, traceparent)
+             SELECT id, module, version, workflow, input, 'PENDING', 1, now, now, deadline, parent, 1, $10, lease, traceparent
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::BIGINT[], $11::TEXT[])
+                 AS n(id, module, version, workflow, input, now, deadline, parent, lease, traceparent)
              ORDER BY id
              ON CONFLICT (id) DO NOTHING
              RETURNING id",
@@ -328,6 +328,11 @@ impl Writer {
                 .collect::<Vec<_>>(),
         )
         .bind(&self.executor_id)
+        .bind(
+            runs()
+                .map(|r| r.traceparent.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *conn)
         .await?;
         let inserted: HashSet<String> = inserted.into_iter().collect();

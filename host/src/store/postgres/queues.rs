@@ -86,8 +86,8 @@ impl PgStore {
             .ok_or_else(|| corrupt("an enqueued run without an admission"))?;
         let inserted = sqlx::query(
             "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch,
-                               queue, priority, partition_key, deduplication_id, start_at, timeout_ms)
-             VALUES ($1, $2, $3, $4, $5, 'ENQUEUED', 0, $6, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14)
+                               queue, priority, partition_key, deduplication_id, start_at, timeout_ms, traceparent)
+             VALUES ($1, $2, $3, $4, $5, 'ENQUEUED', 0, $6, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15)
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(run.id.as_str())
@@ -104,6 +104,7 @@ impl PgStore {
         .bind(admission.deduplication_id.as_deref())
         .bind(admission.start_at)
         .bind(run.timeout_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+        .bind(run.traceparent.as_deref())
         .execute(&self.pool)
         .await;
         let mut conn = Checkout::take(&self.pool).await?;

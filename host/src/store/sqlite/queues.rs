@@ -94,8 +94,8 @@ pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<C
     }
     conn.query(
         "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent,
-                           queue, priority, partition_key, deduplication_id, start_at, timeout_ms)
-         VALUES (?, ?, ?, ?, ?, 'ENQUEUED', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           queue, priority, partition_key, deduplication_id, start_at, timeout_ms, traceparent)
+         VALUES (?, ?, ?, ?, ?, 'ENQUEUED', 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(run.id.as_str())
     .bind(run.module.as_str())
@@ -112,6 +112,7 @@ pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<C
     .bind(admission.deduplication_id.as_deref())
     .bind(admission.start_at)
     .bind(run.timeout_ms.map(|t| i64::try_from(t).unwrap_or(i64::MAX)))
+    .bind(run.traceparent.as_deref())
     .execute()?;
     Ok(CreateRun::Created(run.into_record()))
 }

@@ -92,8 +92,8 @@ pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Resul
 
 pub(super) fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<CreateRun> {
     let inserted = conn.query(
-        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent)
-         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?)
+        "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, traceparent)
+         VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?, ?)
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(run.id.as_str())
@@ -105,6 +105,7 @@ pub(super) fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<Create
     .bind(run.now)
     .bind(run.deadline)
     .bind(run.parent.as_ref().map(WorkflowId::as_str))
+    .bind(run.traceparent.as_deref())
     .execute()
     ?;
     if inserted == 1 {

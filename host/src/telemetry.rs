@@ -1,0 +1,191 @@
+//! Traces: the host's spans exported over OTLP (HTTP/protobuf) when
+//! `--otlp-endpoint` or the standard `OTEL_EXPORTER_OTLP_*` variables name
+//! a collector, and W3C trace context (`traceparent`) in and out.
+//!
+//! A run attempt is a span (`run`), its parent the `traceparent` the run
+//! was started with, which is stored with the run: every attempt, a
+//! recovered one too, is part of the same trace. Host calls, step attempts
+//! and a step's outgoing HTTP requests are its children, and the requests
+//! carry the step's `traceparent`. Only spans of Cairn's own targets
+//! (`cairn::...`) are exported; with no collector configured, no layer is
+//! installed and spans below `info` are never made.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::{Key, KeyValue};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Where spans go: `--otlp-endpoint` (a base URL; `/v1/traces` is added),
+/// or, without one, what `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` say. `None`: export nothing.
+pub fn export_endpoint(flag: Option<&str>) -> Option<Option<String>> {
+    if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    match flag {
+        Some(base) => Some(Some(format!("{}/v1/traces", base.trim_end_matches('/')))),
+        None => {
+            let from_env = [
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+            ]
+            .iter()
+            .any(|name| std::env::var(name).is_ok_and(|v| !v.is_empty()));
+            // The exporter reads the variables itself.
+            from_env.then_some(None)
+        }
+    }
+}
+
+/// The exporter of the host's spans, flushed when the host stops.
+#[derive(Debug)]
+pub struct TraceExport {
+    provider: SdkTracerProvider,
+}
+
+impl TraceExport {
+    /// Export to `endpoint` (the traces URL), or where the `OTEL_*`
+    /// variables say when `None`. The service is `cairn` unless
+    /// `OTEL_SERVICE_NAME` (or `OTEL_RESOURCE_ATTRIBUTES`) names another.
+    pub fn new(endpoint: Option<&str>) -> Result<Self, String> {
+        let mut exporter = SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary);
+        if let Some(endpoint) = endpoint {
+            exporter = exporter.with_endpoint(endpoint);
+        }
+        let exporter = exporter
+            .build()
+            .map_err(|e| format!("cannot make the OTLP exporter: {e}"))?;
+        let detected = Resource::builder().build();
+        let named = detected
+            .get(&Key::new("service.name"))
+            .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+        let mut resource = Resource::builder();
+        if !named {
+            resource = resource.with_service_name("cairn");
+        }
+        let resource = resource
+            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        // Its own thread: a batch every half second, never blocking a span's
+        // end (a full queue drops spans and counts them).
+        let processor = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_scheduled_delay(Duration::from_millis(500))
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource)
+            .with_span_processor(processor)
+            .build();
+        Ok(Self { provider })
+    }
+
+    /// The layer that hands Cairn's spans to the exporter.
+    pub fn layer<S>(&self) -> impl Layer<S> + use<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        tracing_opentelemetry::layer()
+            .with_tracer(self.provider.tracer("cairn"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(Targets::new().with_target("cairn", tracing::Level::DEBUG))
+    }
+
+    /// Send what is left. Blocks: call it off the async runtime.
+    pub fn shutdown(self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("cairn: the last spans were not exported: {error}");
+        }
+    }
+}
+
+/// `value`, if it is a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`,
+/// ids not all zero); anything else is ignored, as the standard says.
+pub fn parse_traceparent(value: &str) -> Option<String> {
+    let value = value.trim();
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let zero = |part: &str| part.bytes().all(|b| b == b'0');
+    match parts.as_slice() {
+        [version, trace, span, flags]
+            if hex(version, 2)
+                && *version != "ff"
+                && hex(trace, 32)
+                && !zero(trace)
+                && hex(span, 16)
+                && !zero(span)
+                && hex(flags, 2) =>
+        {
+            Some(value.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Make the span of `traceparent` the parent of `span` (before it is
+/// entered). Without an exporter this does nothing.
+pub fn set_parent(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    if context.span().span_context().is_valid() {
+        // Fails only without an exporter, or once the span has started.
+        let _ = span.set_parent(context);
+    }
+}
+
+/// The `traceparent` of `span`, to send on a request or store with a run;
+/// `None` without an exporter.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove("traceparent")
+}
+
+/// Mark `span` failed with `message` (an `ERROR` run, a failed attempt).
+pub fn set_error(span: &tracing::Span, message: &str) {
+    span.set_status(opentelemetry::trace::Status::error(message.to_owned()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_well_formed_traceparents_are_taken() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(parse_traceparent(good).as_deref(), Some(good));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad}");
+        }
+    }
+}
