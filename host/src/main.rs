@@ -859,20 +859,24 @@ fn init_tracing(otlp_endpoint: Option<&str>) -> anyhow::Result<Option<TraceExpor
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(endpoint) = telemetry::export_endpoint(otlp_endpoint) else {
+        // No export: one global filter, the cheapest check per callsite.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        return Ok(None);
+    };
+    let export = TraceExport::new(endpoint.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // A filter per layer: the log's, and the exporter's (Cairn's spans).
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_filter(filter);
-    let export = match telemetry::export_endpoint(otlp_endpoint) {
-        Some(endpoint) => {
-            Some(TraceExport::new(endpoint.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?)
-        }
-        None => None,
-    };
     tracing_subscriber::registry()
         .with(log)
-        .with(export.as_ref().map(TraceExport::layer))
+        .with(export.layer())
         .init();
-    Ok(export)
+    Ok(Some(export))
 }
 
 async fn shutdown_signal() {

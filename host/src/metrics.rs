@@ -91,7 +91,6 @@ pub struct Metrics {
     /// Runs this host holds the lease of (PostgreSQL).
     pub leases_held: Gauge,
     claims: Counter,
-    notification_lag: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -219,13 +218,6 @@ impl Metrics {
             "Runs of hosts that stopped, claimed by this host (PostgreSQL)",
             claims.clone(),
         );
-        let notification_lag = Histogram::new(latency_buckets());
-        registry.register_with_unit(
-            "notification_lag",
-            "From another host's commit to its notification arriving here (PostgreSQL)",
-            Unit::Seconds,
-            notification_lag.clone(),
-        );
         Self {
             registry,
             runs_started,
@@ -245,7 +237,6 @@ impl Metrics {
             open_waits,
             leases_held,
             claims,
-            notification_lag,
         }
     }
 
@@ -328,10 +319,6 @@ impl Metrics {
 
     pub fn claimed(&self, runs: u64) {
         self.claims.inc_by(runs);
-    }
-
-    pub fn notified(&self, lag: Duration) {
-        self.notification_lag.observe(lag.as_secs_f64());
     }
 }
 

@@ -454,3 +454,11 @@ fn unique() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// Now, in ms since the Unix epoch (the hosts' clock, on this machine).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_millis() as i64
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use cairn_tests::{Client, Host, cairn_binary, examples, on_postgres, seed};
+use cairn_tests::{Client, Host, cairn_binary, examples, now_ms, on_postgres, seed};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -65,13 +65,6 @@ async fn exists(client: &Client, id: &str) -> anyhow::Result<bool> {
     let status = client.status(id).await?.status;
     anyhow::ensure!(status == 200 || status == 404, "{id}: {status}");
     Ok(status == 200)
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use cairn_tests::{Host, Reply, examples};
+use cairn_tests::{Host, Reply, examples, now_ms};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -39,13 +39,6 @@ pub async fn ticks_of(host: &Host, name: &str) -> anyhow::Result<Vec<Value>> {
         .await?
         .body;
     Ok(listed["workflows"].as_array().cloned().unwrap_or_default())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test]

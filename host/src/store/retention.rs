@@ -12,16 +12,20 @@
 /// parent) that ended before `$1`, oldest first, and all their
 /// descendants; a tree with a run still going is left whole. (A root's
 /// direct children are checked up front, so that the oldest trees still
-/// going cannot fill every batch.)
+/// going cannot fill every batch.) A run that ended before the cutoff was
+/// created before it: the scan walks the index on `created_at`, which no
+/// write changes; an index on `updated_at` would cost every update of a
+/// run an index write (on PostgreSQL, its HOT update).
 pub const DOOMED_RUNS: &str = "
 WITH RECURSIVE
   roots (id) AS (
     SELECT id FROM runs AS root
-    WHERE parent IS NULL AND status NOT IN ('PENDING', 'ENQUEUED') AND updated_at < $1
+    WHERE created_at < $1 AND updated_at < $1
+      AND parent IS NULL AND status NOT IN ('PENDING', 'ENQUEUED')
       AND NOT EXISTS (
         SELECT 1 FROM runs AS child
         WHERE child.parent = root.id AND child.status IN ('PENDING', 'ENQUEUED'))
-    ORDER BY updated_at
+    ORDER BY created_at
     LIMIT $2),
   tree (id, root) AS (
     SELECT id, id FROM roots

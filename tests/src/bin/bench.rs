@@ -7,6 +7,10 @@
 //! cargo run --release -p cairn-tests --bin bench -- [--seconds N] [--clients 1,16]
 //!     [--hosts N] [--steps-module FILE] [--server URL | -- serve args]
 //!
+//! With `--otlp-sink`, the hosts export their traces (`--otlp-endpoint`) to
+//! a sink in this process that takes each export and drops it: the cost of
+//! tracing on, for the figure "tracing on is at least 95% of off".
+//!
 //! With `--hosts N`, N hosts are started with the same serve args (give them
 //! one PostgreSQL database: `-- --database postgres://...`), and the clients
 //! are spread over them, each client on one host.
@@ -27,6 +31,7 @@ struct Options {
     /// must define `steps_workflow`.
     steps_module: Option<String>,
     serve_args: Vec<String>,
+    otlp_sink: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -37,6 +42,7 @@ fn parse_options() -> anyhow::Result<Options> {
         hosts: 1,
         steps_module: None,
         serve_args: Vec::new(),
+        otlp_sink: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -55,6 +61,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--steps-module" => {
                 options.steps_module = Some(args.next().context("--steps-module FILE")?)
             }
+            "--otlp-sink" => options.otlp_sink = true,
             "--" => options.serve_args.extend(args.by_ref()),
             other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
         }
@@ -64,7 +71,13 @@ fn parse_options() -> anyhow::Result<Options> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let options = parse_options()?;
+    let mut options = parse_options()?;
+    if options.otlp_sink {
+        let sink = otlp_sink().await?;
+        options
+            .serve_args
+            .extend(["--otlp-endpoint".to_owned(), sink]);
+    }
     let dir = tempfile::tempdir()?;
     let serve_args: Vec<&str> = options.serve_args.iter().map(String::as_str).collect();
     let mut hosts = Vec::new();
@@ -121,4 +134,29 @@ async fn main() -> anyhow::Result<()> {
             .print();
     }
     Ok(())
+}
+
+/// An OTLP/HTTP endpoint that reads each export and answers 200: a
+/// collector that costs the hosts nothing but the export itself.
+async fn otlp_sink() -> anyhow::Result<String> {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                |request: hyper::Request<hyper::body::Incoming>| async {
+                    let _ = request.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                        bytes::Bytes::new(),
+                    )))
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    Ok(url)
 }
