@@ -1,4 +1,10 @@
 //! The `cairn` command: the host (`cairn serve`) and a client of its API.
+//!
+//! One file (about 900 lines) on purpose: most of it is clap's declarations
+//! of the flags and subcommands, each a few lines of doc comment and field,
+//! read top to bottom like the `--help` they become; the logic is thin
+//! forwarding to the library. Splitting the `queue` and `schedule`
+//! subcommands out (`cli/`) is the step when it grows further.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,5 +1,10 @@
 //! PostgreSQL: for several hosts on one database.
 //!
+//! About 700 lines: the `Store` trait's implementation is one `impl` block
+//! that forwards each method to the module of its concern (journal.rs,
+//! leases.rs, queues.rs, schedules.rs, retention.rs, ...) or runs a one-line
+//! read; what is left here is the connection set-up and those reads.
+//!
 //! Everything lives in the schema `cairn` (migrations included), so Cairn can
 //! share a database with other applications. The hot writes (a run's
 //! creation, a single journal write, a run's end) are group-committed

@@ -1,5 +1,10 @@
 //! The embedded default backend: SQLite in WAL mode.
 //!
+//! About 850 lines: the `Store` trait's implementation is one `impl` block,
+//! each method a job handed to the writer (writes.rs, queues.rs,
+//! schedules.rs, retention.rs, ...) or a read on the read connections;
+//! the trait's size sets the file's. The writes themselves live apart.
+//!
 //! SQLite admits one writer at a time, and each commit costs an fsync. So all
 //! writes go through one writer thread that owns the only write connection
 //! and applies whatever writes are queued in one transaction: group commit.
