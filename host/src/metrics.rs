@@ -91,6 +91,7 @@ pub struct Metrics {
     /// Runs this host holds the lease of (PostgreSQL).
     pub leases_held: Gauge,
     claims: Counter,
+    notification_lag: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -218,6 +219,13 @@ impl Metrics {
             "Runs of hosts that stopped, claimed by this host (PostgreSQL)",
             claims.clone(),
         );
+        let notification_lag = Histogram::new(latency_buckets());
+        registry.register_with_unit(
+            "notification_lag",
+            "From a host handing a change to PostgreSQL (a commit's notification) to this host hearing it (PostgreSQL; across machines it includes their clocks' offset)",
+            Unit::Seconds,
+            notification_lag.clone(),
+        );
         Self {
             registry,
             runs_started,
@@ -237,6 +245,7 @@ impl Metrics {
             open_waits,
             leases_held,
             claims,
+            notification_lag,
         }
     }
 
@@ -318,6 +327,11 @@ impl Metrics {
 
     pub fn claimed(&self, runs: u64) {
         self.claims.inc_by(runs);
+    }
+
+    /// A change notification heard `lag` after it was sent.
+    pub fn notified(&self, lag: Duration) {
+        self.notification_lag.observe(lag.as_secs_f64());
     }
 }
 

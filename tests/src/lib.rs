@@ -15,6 +15,7 @@ pub use cairn::client::{Client, Reply};
 pub use gateway::FakeGateway;
 pub use sse::{SseEvent, SseStream};
 
+pub mod browser;
 pub mod seed;
 
 mod gateway;

@@ -131,6 +131,14 @@ async fn metrics_count_runs_host_calls_commits_and_requests() -> anyhow::Result<
     assert_eq!(sample(&all, r#"cairn_runs{state="executing"}"#), 0.0);
     assert_eq!(sample(&all, r#"cairn_runs{state="parked"}"#), 0.0);
     assert_eq!(sample(&all, r#"cairn_open_waits{kind="poll"}"#), 0.0);
+    // On PostgreSQL the host hears its own commits' notifications (events
+    // and ends) and times them; on SQLite nothing is notified.
+    let lag = sample(&all, "cairn_notification_lag_seconds_count");
+    if cairn_tests::on_postgres() {
+        assert!(lag >= 10.0, "{lag} notifications timed");
+    } else {
+        assert_eq!(lag, 0.0);
+    }
     for id in ids.iter().chain([&failing, &paused]) {
         assert!(!text.contains(id.as_str()), "run id {id} in a label");
     }

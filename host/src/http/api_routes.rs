@@ -13,7 +13,8 @@ pub enum Endpoint {
     Health,
     Metrics,
     OpenApi,
-    RunPage,
+    /// The operator's console: one document for every `/ui/` page.
+    Console,
     ListModules,
     GetModule,
     PutModule,
@@ -77,11 +78,16 @@ use Endpoint as E;
 use Role::{Admin, Invoke, Metrics, Public};
 
 pub const ROUTES: &[Route] = &[
-    // Liveness, the API's description and the run page: no data.
+    // Liveness, the API's description and the console's pages: no data
+    // (the console reads the API with the token it is given).
     route("GET", "/healthz", Public, E::Health),
     route("GET", "/metrics", Metrics, E::Metrics),
     route("GET", "/openapi.json", Public, E::OpenApi),
-    route("GET", "/ui/runs/{id}", Public, E::RunPage),
+    route("GET", "/ui", Public, E::Console),
+    route("GET", "/ui/runs", Public, E::Console),
+    route("GET", "/ui/runs/{id}", Public, E::Console),
+    route("GET", "/ui/modules", Public, E::Console),
+    route("GET", "/ui/modules/{name}", Public, E::Console),
     route("GET", "/v1/modules", Invoke, E::ListModules),
     route("GET", "/v1/modules/{name}", Invoke, E::GetModule),
     route("PUT", "/v1/modules/{name}", Admin, E::PutModule),

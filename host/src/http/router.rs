@@ -247,7 +247,7 @@ impl Api {
                 "application/json",
                 include_str!("assets/openapi.json"),
             )),
-            Endpoint::RunPage => Ok(run_page()),
+            Endpoint::Console => Ok(console_page()),
             Endpoint::ListModules => self.list_modules().await,
             Endpoint::GetModule => self.get_module(param(0)).await,
             Endpoint::PutModule => {
@@ -391,15 +391,27 @@ impl Api {
     }
 }
 
-/// The run page: self-contained, its inline script may only talk to this
-/// host.
-fn run_page() -> Response<Body> {
-    let mut response = static_response("text/html; charset=utf-8", include_str!("assets/run.html"));
+/// The console: self-contained, its inline script may only talk to this
+/// host, and no other site may frame it.
+fn console_page() -> Response<Body> {
+    let mut response = static_response(
+        "text/html; charset=utf-8",
+        include_str!("assets/console.html"),
+    );
     response.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
         ),
+    );
+    response
+        .headers_mut()
+        .insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // The token never reaches the server with the page, but keep the
+    // address (a run id) out of other sites' logs too.
+    response.headers_mut().insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
     response
 }

@@ -56,28 +56,54 @@ pub(super) fn start_announcer(
 }
 
 /// A notification's payload: a JSON array, well under PostgreSQL's 8000
-/// bytes (ids, keys and executor ids are bounded), the origin last.
+/// bytes (ids, keys and executor ids are bounded), then the origin and
+/// when it was sent (microseconds since the Unix epoch, for the lag metric;
+/// hosts of older versions ignore what follows the origin).
 pub(super) fn encode_change(change: &Change, origin: &str) -> String {
+    let sent = micros_since_epoch().to_string();
     let payload = match change {
-        Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key, origin]),
-        Change::Message { run, topic } => serde_json::json!(["m", run.as_str(), topic, origin]),
-        Change::Stream { run, stream } => serde_json::json!(["s", run.as_str(), stream, origin]),
-        Change::Finished(run) => serde_json::json!(["f", run.as_str(), origin]),
-        Change::Deployed(module) => serde_json::json!(["d", module.as_str(), origin]),
+        Change::Event { run, key } => serde_json::json!(["e", run.as_str(), key, origin, sent]),
+        Change::Message { run, topic } => {
+            serde_json::json!(["m", run.as_str(), topic, origin, sent])
+        }
+        Change::Stream { run, stream } => {
+            serde_json::json!(["s", run.as_str(), stream, origin, sent])
+        }
+        Change::Finished(run) => serde_json::json!(["f", run.as_str(), origin, sent]),
+        Change::Deployed(module) => serde_json::json!(["d", module.as_str(), origin, sent]),
     };
     payload.to_string()
 }
 
-/// The change and the executor id of the host that made it (`None` from a
-/// host of an older version, which did not say).
-fn parse_change(payload: &str) -> Option<(Change, Option<String>)> {
+fn micros_since_epoch() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
+
+/// A change notification as heard.
+#[derive(Debug, PartialEq)]
+struct Heard {
+    change: Change,
+    /// The executor id of the host that made it (`None` from a host of an
+    /// older version, which did not say).
+    origin: Option<String>,
+    /// When it was sent, in microseconds since the Unix epoch.
+    sent_us: Option<u64>,
+}
+
+fn parse_change(payload: &str) -> Option<Heard> {
     let parts: Vec<String> = serde_json::from_str(payload).ok()?;
     let change = change_of(&parts)?;
     let fields = match change {
         Change::Finished(_) | Change::Deployed(_) => 2,
         _ => 3,
     };
-    Some((change, parts.get(fields).cloned()))
+    Some(Heard {
+        change,
+        origin: parts.get(fields).cloned(),
+        sent_us: parts.get(fields + 1).and_then(|sent| sent.parse().ok()),
+    })
 }
 
 fn change_of(parts: &[String]) -> Option<Change> {
@@ -124,13 +150,25 @@ impl PgStore {
                 match listener.recv().await {
                     Ok(notification) if notification.payload() == WOKEN => woken.notify_one(),
                     Ok(notification) => {
-                        let Some((change, origin)) = parse_change(notification.payload()) else {
+                        let Some(Heard {
+                            change,
+                            origin,
+                            sent_us,
+                        }) = parse_change(notification.payload())
+                        else {
                             tracing::warn!(
                                 payload = notification.payload(),
                                 "unknown change notification"
                             );
                             continue;
                         };
+                        // A host's own notifications count too: the path
+                        // through PostgreSQL is the same.
+                        if let Some(lag) =
+                            sent_us.and_then(|sent| micros_since_epoch().checked_sub(sent))
+                        {
+                            crate::metrics::metrics().notified(Duration::from_micros(lag));
+                        }
                         if origin.as_deref() == Some(own.as_str()) {
                             continue;
                         }
@@ -168,20 +206,25 @@ mod tests {
             Change::Finished(run.clone()),
             Change::Deployed(ModuleName::parse("m").unwrap()),
         ] {
-            let decoded = parse_change(&encode_change(&change, "host-a"));
-            assert_eq!(decoded, Some((change, Some("host-a".to_owned()))));
+            let before = micros_since_epoch();
+            let decoded = parse_change(&encode_change(&change, "host-a")).unwrap();
+            assert_eq!(decoded.change, change);
+            assert_eq!(decoded.origin.as_deref(), Some("host-a"));
+            let sent = decoded.sent_us.expect("a send time");
+            assert!(sent >= before && sent <= micros_since_epoch(), "{sent}");
         }
         assert_eq!(parse_change("nonsense"), None);
         let older = parse_change(r#"["e","r","k"]"#);
         assert_eq!(
             older,
-            Some((
-                Change::Event {
+            Some(Heard {
+                change: Change::Event {
                     run: WorkflowId::parse("r").unwrap(),
                     key: "k".into()
                 },
-                None
-            ))
+                origin: None,
+                sent_us: None,
+            })
         );
     }
 }
