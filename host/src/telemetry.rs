@@ -10,20 +10,24 @@
 //! (`cairn::...`) are exported; with no collector configured, no layer is
 //! installed and spans below `info` are never made.
 
-use std::collections::HashMap;
-use std::time::Duration;
+mod export;
+mod sampler;
+mod spans;
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use std::sync::{Arc, OnceLock};
+
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceId};
 use opentelemetry::{Key, KeyValue};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
+use opentelemetry_sdk::trace::SpanExporter as _;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
+
+use export::Queue;
+use sampler::Sampler;
+use spans::{SpanLayer, span_context, with_recorded};
 
 /// Where spans go: `--otlp-endpoint` (a base URL; `/v1/traces` is added),
 /// or, without one, what `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
@@ -47,16 +51,24 @@ pub fn export_endpoint(flag: Option<&str>) -> Option<Option<String>> {
     }
 }
 
+/// The sampler of this process's traces, for spans continuing a remote
+/// parent (set once, by [`TraceExport::new`]).
+static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
 /// The exporter of the host's spans, flushed when the host stops.
 #[derive(Debug)]
 pub struct TraceExport {
-    provider: SdkTracerProvider,
+    queue: Arc<Queue>,
+    sampler: Sampler,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl TraceExport {
     /// Export to `endpoint` (the traces URL), or where the `OTEL_*`
     /// variables say when `None`. The service is `cairn` unless
     /// `OTEL_SERVICE_NAME` (or `OTEL_RESOURCE_ATTRIBUTES`) names another.
+    /// The exporter (opentelemetry-otlp) reads the `OTEL_EXPORTER_OTLP_*`
+    /// variables (headers, timeout, ...), the sampler `OTEL_TRACES_SAMPLER`.
     pub fn new(endpoint: Option<&str>) -> Result<Self, String> {
         let mut exporter = SpanExporter::builder()
             .with_http()
@@ -64,7 +76,7 @@ impl TraceExport {
         if let Some(endpoint) = endpoint {
             exporter = exporter.with_endpoint(endpoint);
         }
-        let exporter = exporter
+        let mut exporter = exporter
             .build()
             .map_err(|e| format!("cannot make the OTLP exporter: {e}"))?;
         let detected = Resource::builder().build();
@@ -78,20 +90,16 @@ impl TraceExport {
         let resource = resource
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
-        // Its own thread: a batch every half second, never blocking a span's
-        // end (a full queue drops spans and counts them).
-        let processor = BatchSpanProcessor::builder(exporter)
-            .with_batch_config(
-                BatchConfigBuilder::default()
-                    .with_scheduled_delay(Duration::from_millis(500))
-                    .build(),
-            )
-            .build();
-        let provider = SdkTracerProvider::builder()
-            .with_resource(resource)
-            .with_span_processor(processor)
-            .build();
-        Ok(Self { provider })
+        exporter.set_resource(&resource);
+        let sampler = *SAMPLER.get_or_init(Sampler::from_env);
+        let queue = Arc::new(Queue::default());
+        let thread = export::start(queue.clone(), exporter)
+            .map_err(|e| format!("cannot start the span exporter's thread: {e}"))?;
+        Ok(Self {
+            queue,
+            sampler,
+            thread,
+        })
     }
 
     /// The layer that hands Cairn's spans to the exporter.
@@ -99,19 +107,18 @@ impl TraceExport {
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a>,
     {
-        tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer("cairn"))
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_tracked_inactivity(false)
-            .with_filter(Targets::new().with_target("cairn", tracing::Level::DEBUG))
+        SpanLayer {
+            queue: self.queue.clone(),
+            sampler: self.sampler,
+        }
+        .with_filter(Targets::new().with_target("cairn", tracing::Level::DEBUG))
     }
 
     /// Send what is left. Blocks: call it off the async runtime.
     pub fn shutdown(self) {
-        if let Err(error) = self.provider.shutdown() {
-            eprintln!("cairn: the last spans were not exported: {error}");
+        self.queue.close();
+        if self.thread.join().is_err() {
+            eprintln!("cairn: the span exporter's thread panicked; the last spans are lost");
         }
     }
 }
@@ -144,34 +151,61 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
 /// Make the span of `traceparent` the parent of `span` (before it is
 /// entered). Without an exporter this does nothing.
 pub fn set_parent(span: &tracing::Span, traceparent: &str) {
-    let carrier = HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    if context.span().span_context().is_valid() {
-        // Fails only without an exporter, or once the span has started.
-        let _ = span.set_parent(context);
-    }
+    let Some(parent) = parse_traceparent(traceparent).and_then(|t| remote_context(&t)) else {
+        return;
+    };
+    let sampler = SAMPLER.get().copied().unwrap_or_default();
+    with_recorded(span, |recorded| recorded.adopt(&parent, sampler));
+}
+
+/// The span context a well-formed `traceparent` names.
+fn remote_context(traceparent: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.split('-').skip(1);
+    let trace = TraceId::from_hex(parts.next()?).ok()?;
+    let span = SpanId::from_hex(parts.next()?).ok()?;
+    let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+    Some(span_context(trace, span, flags & 1 == 1))
 }
 
 /// The `traceparent` of `span`, to send on a request or store with a run;
 /// `None` without an exporter.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
-        return None;
-    }
-    let mut carrier: HashMap<String, String> = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier.remove("traceparent")
+    with_recorded(span, |recorded| {
+        let context = &recorded.context;
+        format!(
+            "00-{}-{}-{:02x}",
+            context.trace_id(),
+            context.span_id(),
+            context.trace_flags().to_u8()
+        )
+    })
 }
 
 /// Mark `span` failed with `message` (an `ERROR` run, a failed attempt).
 pub fn set_error(span: &tracing::Span, message: &str) {
-    span.set_status(opentelemetry::trace::Status::error(message.to_owned()));
+    with_recorded(span, |recorded| {
+        recorded.status = Status::error(message.to_owned());
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_traceparent_names_its_remote_span() {
+        let context =
+            remote_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(context.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(context.is_sampled());
+        let unsampled =
+            remote_context("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!unsampled.is_sampled());
+    }
 
     #[test]
     fn only_well_formed_traceparents_are_taken() {
