@@ -1,11 +1,10 @@
 //! Group commit for PostgreSQL: the hot writes of runs (a run's creation,
 //! a single journal write, a run's end) from every execution on this host
 //! are queued to one writer, which applies whatever is queued as one
-//! statement per kind (rows passed as arrays and `UNNEST`ed), the epoch
-//! fence checked for the whole batch inside that statement, and answers
-//! each caller once the batch is durable. While one batch commits, the next
-//! gathers: one WAL flush and three round trips for dozens of writes,
-//! where each was its own autocommitted statement before.
+//! statement (`batch.sql`: rows passed as arrays and `UNNEST`ed, the epoch
+//! fence checked for the whole batch inside it), and answers each caller
+//! once the batch is durable. While one batch commits, the next gathers:
+//! one WAL flush and one round trip for dozens of writes.
 //!
 //! Statements that lock several runs' rows lock them in the order of the
 //! runs' ids (these, and the renewal of leases): otherwise two of them
@@ -21,14 +20,17 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkout::Checkout;
 use super::notifications::encode_change;
 use super::{PgStore, select_run};
+use crate::domain::RunStatus;
 use crate::domain::{JournalWrite, NewRun, RunOutcome, WorkflowId};
-use crate::store::rows::{completes_a_wait, corrupt, journal_row, outcome_columns};
+use crate::store::rows::{JournalRow, completes_a_wait, corrupt, journal_row, outcome_columns};
 use crate::store::{Change, CreateRun, Result, StoreError, WriteHealth};
 
 /// Whether `write` can be grouped: its effect, if any, is an event, and it
@@ -43,6 +45,13 @@ pub(super) fn is_single(write: &JournalWrite) -> bool {
         other => !completes_a_wait(other),
     }
 }
+
+/// The statement that applies a batch; [`Writer::write`] binds it.
+const BATCH_STATEMENT: &str = include_str!("batch.sql");
+
+/// What the statement returns per write that took effect: its part
+/// (`created`, `journaled`, `ended`), the run's id and the operation.
+type BatchQuery<'q> = QueryAs<'q, Postgres, (String, Option<String>, Option<i64>), PgArguments>;
 
 /// Most writes applied in one batch.
 const MAX_BATCH: usize = 256;
@@ -190,17 +199,6 @@ impl Batch {
         self.creates.len() + self.entries.len() + self.finishes.len()
     }
 
-    fn kinds(&self) -> usize {
-        [
-            self.creates.is_empty(),
-            self.entries.is_empty(),
-            self.finishes.is_empty(),
-        ]
-        .iter()
-        .filter(|empty| !**empty)
-        .count()
-    }
-
     /// Back into single jobs, for applying them one at a time.
     fn into_jobs(self) -> Vec<Job> {
         let creates = self.creates.into_iter().map(Job::Create);
@@ -245,120 +243,96 @@ impl Writer {
         }
     }
 
-    /// Apply the batch: one statement per kind, in a transaction when there
-    /// is more than one.
-    async fn write(&self, conn: &mut Checkout, batch: &Batch) -> Result<Applied> {
-        if batch.kinds() > 1 {
-            let mut tx = conn.begin().await?;
-            if !batch.entries.is_empty() && !batch.finishes.is_empty() {
-                // The journal's statement and the ends' each lock their
-                // runs in order, but one after the other they would not:
-                // all of them first, in one order.
-                let runs: Vec<&str> = batch
-                    .entries
-                    .iter()
-                    .map(|e| e.id.as_str())
-                    .chain(batch.finishes.iter().map(|f| f.id.as_str()))
-                    .collect();
-                sqlx::query("SELECT 1 FROM runs WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-                    .bind(&runs)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let applied = self.statements(&mut tx, batch).await?;
-            tx.commit().await?;
-            Ok(applied)
-        } else {
-            self.statements(conn, batch).await
-        }
-    }
+    /// Apply the batch as one statement (`batch.sql`): atomic on its own,
+    /// so no `BEGIN` and `COMMIT` around it, and one round trip for the
+    /// whole batch where a statement per kind took five.
+    async fn write(&self, conn: &mut PgConnection, batch: &Batch) -> Result<Applied> {
+        let creates = Chosen::of(&batch.creates, |(run, _)| run.id.as_str().to_owned());
+        let entries = Chosen::of(&batch.entries, |e| (e.id.as_str().to_owned(), e.write.op()));
+        let finishes = Chosen::of(&batch.finishes, |f| f.id.as_str().to_owned());
+        let mut locks: Vec<&str> = entries
+            .chosen()
+            .map(|e| e.id.as_str())
+            .chain(finishes.chosen().map(|f| f.id.as_str()))
+            .collect();
+        locks.sort_unstable();
+        locks.dedup();
 
-    async fn statements(&self, conn: &mut PgConnection, batch: &Batch) -> Result<Applied> {
-        // Runs first, ends last: the order a run's own writes come in.
+        let runs: Vec<&NewRun> = creates.chosen().map(|(run, _)| run).collect();
+        let journaled: Vec<&EntryJob> = entries.chosen().collect();
+        let rows: Vec<_> = journaled.iter().map(|e| journal_row(&e.write)).collect();
+        let ended: Vec<&FinishJob> = finishes.chosen().collect();
+        let outcomes: Vec<_> = ended
+            .iter()
+            .map(|f| outcome_columns(f.outcome.clone()))
+            .collect();
+
+        let query = sqlx::query_as(BATCH_STATEMENT);
+        let query = self.bind_creates(query, &runs);
+        let query = self.bind_entries(query, &journaled, &rows);
+        let query = self.bind_finishes(query, &ended, &outcomes);
+        let effects: Vec<(String, Option<String>, Option<i64>)> = query
+            .bind(&self.executor_id)
+            .bind(&self.channel)
+            .bind(&locks)
+            .fetch_all(&mut *conn)
+            .await?;
+
+        let mut created = HashSet::new();
+        let mut written = HashSet::new();
+        let mut finished = HashSet::new();
+        for (part, id, op) in effects {
+            match (part.as_str(), id, op) {
+                ("created", Some(id), _) => created.insert(id),
+                ("journaled", Some(id), Some(op)) => written.insert((id, op)),
+                ("ended", Some(id), _) => finished.insert(id),
+                _ => false,
+            };
+        }
         Ok(Applied {
-            created: self.create_runs(conn, &batch.creates).await?,
-            journaled: self.journal(conn, &batch.entries).await?,
-            finished: self.finish_runs(conn, &batch.finishes).await?,
+            created: creates.took_effect(|(run, _)| created.contains(run.id.as_str())),
+            journaled: entries.took_effect(|e| {
+                written.contains(&(e.id.as_str().to_owned(), i64::from(e.write.op())))
+            }),
+            finished: finishes.took_effect(|f| finished.contains(f.id.as_str())),
         })
     }
 
-    async fn create_runs(
-        &self,
-        conn: &mut PgConnection,
-        creates: &[CreateJob],
-    ) -> Result<Vec<bool>> {
-        if creates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = first_of(creates.iter().map(|(run, _)| run.id.as_str().to_owned()));
-        let runs = || {
-            creates
-                .iter()
-                .zip(&first)
-                .filter(|(_, first)| **first)
-                .map(|((run, _), _)| run)
-        };
-        // The host that creates a run executes it: it takes the lease.
-        // In the ids' order: two batches creating the same two runs at once
-        // take their keys in one order, so neither waits on the other.
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, epoch, owner, lease_expires_at, traceparent)
-             SELECT id, module, version, workflow, input, 'PENDING', 1, now, now, deadline, parent, 1, $10, lease, traceparent
-             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::TEXT[], $9::BIGINT[], $11::TEXT[])
-                 AS n(id, module, version, workflow, input, now, deadline, parent, lease, traceparent)
-             ORDER BY id
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id",
-        )
-        .bind(runs().map(|r| r.id.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.module.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.version.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.input.as_str()).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.now).collect::<Vec<_>>())
-        .bind(runs().map(|r| r.deadline).collect::<Vec<_>>())
-        .bind(
-            runs()
-                .map(|r| r.parent.as_ref().map(WorkflowId::as_str))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            runs()
-                .map(|r| r.now.saturating_add(self.lease_ms))
-                .collect::<Vec<_>>(),
-        )
-        .bind(&self.executor_id)
-        .bind(
-            runs()
-                .map(|r| r.traceparent.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(&mut *conn)
-        .await?;
-        let inserted: HashSet<String> = inserted.into_iter().collect();
-        Ok(creates
-            .iter()
-            .zip(first)
-            .map(|((run, _), first)| first && inserted.contains(run.id.as_str()))
-            .collect())
+    /// The runs to create: parameters 1–10.
+    fn bind_creates<'q>(&self, query: BatchQuery<'q>, runs: &[&'q NewRun]) -> BatchQuery<'q> {
+        query
+            .bind(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.module.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.version.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.input.as_str()).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.now).collect::<Vec<_>>())
+            .bind(runs.iter().map(|r| r.deadline).collect::<Vec<_>>())
+            .bind(
+                runs.iter()
+                    .map(|r| r.parent.as_ref().map(WorkflowId::as_str))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.now.saturating_add(self.lease_ms))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                runs.iter()
+                    .map(|r| r.traceparent.as_deref())
+                    .collect::<Vec<_>>(),
+            )
     }
 
-    async fn journal(&self, conn: &mut PgConnection, entries: &[EntryJob]) -> Result<Vec<bool>> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = first_of(
-            entries
-                .iter()
-                .map(|e| (e.id.as_str().to_owned(), e.write.op())),
-        );
-        let chosen: Vec<&EntryJob> = entries
-            .iter()
-            .zip(&first)
-            .filter_map(|(entry, first)| first.then_some(entry))
-            .collect();
-        let rows: Vec<_> = chosen.iter().map(|e| journal_row(&e.write)).collect();
-        let events: Vec<(Option<&str>, Option<&str>)> = chosen
+    /// The journal writes, with their rows: parameters 11–25.
+    fn bind_entries<'q>(
+        &self,
+        query: BatchQuery<'q>,
+        entries: &[&'q EntryJob],
+        rows: &[JournalRow<'q>],
+    ) -> BatchQuery<'q> {
+        let events: Vec<(Option<&str>, Option<&str>)> = entries
             .iter()
             .map(|e| match &e.write {
                 JournalWrite::SetEvent { key, value, .. } => {
@@ -369,7 +343,7 @@ impl Writer {
             .collect();
         // Each event's notification, sent by the statement for the events
         // it writes: delivered at its commit, with no statement of its own.
-        let notices: Vec<Option<String>> = chosen
+        let notices: Vec<Option<String>> = entries
             .iter()
             .map(|e| match &e.write {
                 JournalWrite::SetEvent { key, .. } => Some(encode_change(
@@ -382,124 +356,77 @@ impl Writer {
                 _ => None,
             })
             .collect();
-        // Each row's run is held `FOR SHARE` until the commit, so no claim
-        // can hand the run to another execution between the fence's check
-        // and the commit.
-        let written: Vec<(String, i64)> = sqlx::query_as(
-            "WITH input AS (
-                 SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BOOLEAN[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[], $12::BIGINT[], $13::TEXT[], $14::TEXT[], $16::TEXT[])
-                     WITH ORDINALITY AS i(run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, event_key, event_value, notice, ord)
-             ), allowed AS (
-                 SELECT i.* FROM input i JOIN runs r ON r.id = i.run_id
-                 WHERE r.status = 'PENDING' AND (i.epoch IS NULL OR r.epoch = i.epoch)
-                 ORDER BY r.id, i.ord
-                 FOR SHARE OF r
-             ), entry AS (
-                 INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, writer)
-                 SELECT run_id, op, kind, name, outcome, deadline, completed, recorded_at, error, attempt, started_at, epoch, $15
-                 FROM allowed ORDER BY ord
-                 ON CONFLICT (run_id, op) DO NOTHING
-                 RETURNING run_id, op
-             ), published AS (
-                 -- The history's trigger publishes each value into `events`.
-                 INSERT INTO event_history (run_id, op, key, value, recorded_at)
-                 SELECT a.run_id, a.op, a.event_key, a.event_value, a.recorded_at
-                 FROM allowed a JOIN entry e ON e.run_id = a.run_id AND e.op = a.op
-                 WHERE a.event_key IS NOT NULL
-                 ORDER BY a.ord
-             ), notified AS (
-                 SELECT count(pg_notify($17, a.notice)) AS sent
-                 FROM allowed a JOIN entry e ON e.run_id = a.run_id AND e.op = a.op
-                 WHERE a.notice IS NOT NULL
-             )
-             SELECT run_id, op FROM entry, notified",
-        )
-        .bind(chosen.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-        .bind(chosen.iter().map(|e| i64::from(e.write.op())).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.name).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.outcome.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.deadline).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.completed).collect::<Vec<_>>())
-        .bind(chosen.iter().map(|e| e.now).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.attempt.map(i64::from)).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
-        .bind(chosen.iter().map(|e| e.fence.map(|f| f as i64)).collect::<Vec<_>>())
-        .bind(events.iter().map(|(key, _)| *key).collect::<Vec<_>>())
-        .bind(events.iter().map(|(_, value)| *value).collect::<Vec<_>>())
-        .bind(&self.executor_id)
-        .bind(&notices)
-        .bind(&self.channel)
-        .fetch_all(&mut *conn)
-        .await?;
-        let written: HashSet<(String, i64)> = written.into_iter().collect();
-        Ok(entries
-            .iter()
-            .zip(first)
-            .map(|(e, first)| {
-                first && written.contains(&(e.id.as_str().to_owned(), i64::from(e.write.op())))
-            })
-            .collect())
+        query
+            .bind(entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+            .bind(
+                entries
+                    .iter()
+                    .map(|e| i64::from(e.write.op()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.name).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.outcome.clone()).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.deadline).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.completed).collect::<Vec<_>>())
+            .bind(entries.iter().map(|e| e.now).collect::<Vec<_>>())
+            .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
+            .bind(
+                rows.iter()
+                    .map(|r| r.attempt.map(i64::from))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
+            .bind(
+                entries
+                    .iter()
+                    .map(|e| e.fence.map(|f| f as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(events.iter().map(|(key, _)| *key).collect::<Vec<_>>())
+            .bind(events.iter().map(|(_, value)| *value).collect::<Vec<_>>())
+            .bind(notices)
     }
 
-    async fn finish_runs(
+    /// The ends, with their outcomes' columns: parameters 26–32.
+    fn bind_finishes<'q>(
         &self,
-        conn: &mut PgConnection,
-        finishes: &[FinishJob],
-    ) -> Result<Vec<bool>> {
-        if finishes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let first = first_of(finishes.iter().map(|f| f.id.as_str().to_owned()));
-        let chosen: Vec<&FinishJob> = finishes
-            .iter()
-            .zip(&first)
-            .filter_map(|(finish, first)| first.then_some(finish))
-            .collect();
-        let columns: Vec<_> = chosen
-            .iter()
-            .map(|f| outcome_columns(f.outcome.clone()))
-            .collect();
-        let notices: Vec<String> = chosen
+        query: BatchQuery<'q>,
+        finishes: &[&'q FinishJob],
+        outcomes: &[(RunStatus, Option<String>, Option<String>)],
+    ) -> BatchQuery<'q> {
+        let notices: Vec<String> = finishes
             .iter()
             .map(|f| encode_change(&Change::Finished(f.id.clone()), &self.executor_id))
             .collect();
-        let ended: Vec<String> = sqlx::query_scalar(
-            "WITH u AS (
-                 SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::TEXT[])
-                     AS u(id, status, output, error, now, fence, notice)
-             ), ending AS (
-                 SELECT r.id FROM runs r JOIN u ON r.id = u.id
-                 WHERE r.status = 'PENDING' AND (u.fence IS NULL OR r.epoch = u.fence)
-                 ORDER BY r.id
-                 FOR NO KEY UPDATE OF r
-             ), ended AS (
-                 UPDATE runs r SET status = u.status, output = u.output, error = u.error, updated_at = u.now, owner = NULL, lease_expires_at = NULL
-                 FROM u JOIN ending ON ending.id = u.id
-                 WHERE r.id = u.id
-                 RETURNING r.id, u.notice
-             ), notified AS (
-                 SELECT count(pg_notify($8, notice)) AS sent FROM ended
-             )
-             SELECT id FROM ended, notified",
-        )
-        .bind(chosen.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
-        .bind(columns.iter().map(|(status, _, _)| status.as_str()).collect::<Vec<_>>())
-        .bind(columns.iter().map(|(_, output, _)| output.as_deref()).collect::<Vec<_>>())
-        .bind(columns.iter().map(|(_, _, error)| error.as_deref()).collect::<Vec<_>>())
-        .bind(chosen.iter().map(|f| f.now).collect::<Vec<_>>())
-        .bind(chosen.iter().map(|f| f.fence.map(|e| e as i64)).collect::<Vec<_>>())
-        .bind(&notices)
-        .bind(&self.channel)
-        .fetch_all(&mut *conn)
-        .await?;
-        let ended: HashSet<String> = ended.into_iter().collect();
-        Ok(finishes
-            .iter()
-            .zip(first)
-            .map(|(f, first)| first && ended.contains(f.id.as_str()))
-            .collect())
+        query
+            .bind(finishes.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|(status, _, _)| status.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|(_, output, _)| output.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                outcomes
+                    .iter()
+                    .map(|(_, _, error)| error.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(finishes.iter().map(|f| f.now).collect::<Vec<_>>())
+            .bind(
+                finishes
+                    .iter()
+                    .map(|f| f.fence.map(|e| e as i64))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(notices)
     }
 
     /// Answer each write of a committed batch: done, or why not.
@@ -564,10 +491,36 @@ impl StoreError {
     }
 }
 
-/// Per item, whether it is the first with its key.
-fn first_of<K: std::hash::Hash + Eq>(keys: impl Iterator<Item = K>) -> Vec<bool> {
-    let mut seen = HashSet::new();
-    keys.map(|key| seen.insert(key)).collect()
+/// A batch's writes of one kind, and which of them go into the statement:
+/// the first with its key (a run's id, or a run's operation).
+struct Chosen<'a, T> {
+    items: &'a [T],
+    first: Vec<bool>,
+}
+
+impl<'a, T> Chosen<'a, T> {
+    fn of<K: std::hash::Hash + Eq>(items: &'a [T], key: impl Fn(&T) -> K) -> Self {
+        let mut seen = HashSet::new();
+        let first = items.iter().map(|item| seen.insert(key(item))).collect();
+        Chosen { items, first }
+    }
+
+    fn chosen(&self) -> impl Iterator<Item = &'a T> + '_ {
+        self.items
+            .iter()
+            .zip(&self.first)
+            .filter_map(|(item, first)| first.then_some(item))
+    }
+
+    /// Per item: it went into the statement and `applied` says it changed
+    /// the database.
+    fn took_effect(&self, applied: impl Fn(&T) -> bool) -> Vec<bool> {
+        self.items
+            .iter()
+            .zip(&self.first)
+            .map(|(item, first)| *first && applied(item))
+            .collect()
+    }
 }
 
 async fn existing_run(conn: &mut PgConnection, id: &WorkflowId) -> Result<CreateRun> {
