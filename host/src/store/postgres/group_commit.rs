@@ -97,11 +97,10 @@ pub(super) struct Writer {
 
 /// Start the writer; it stops when every sender of its queue is gone.
 ///
-/// One writer, not several: with two cores shared by the host and
-/// PostgreSQL, three writers (each batch on a connection of its own) made
-/// batches of 4.3 writes instead of 10.8 and cost 15–50% of the throughput
-/// at 16 clients (`bench`, interleaved): PostgreSQL's CPU per commit is
-/// what runs out, not the writer's round trips.
+/// One batch in flight, not several: with two cores shared by the host
+/// and PostgreSQL, two or three (each on a connection of its own) made
+/// batches of 6.4 and 4.8 writes instead of 10.8 and cost 2–15% of the
+/// throughput at 16 clients (`bench`, interleaved, 2026-12-03).
 pub(super) fn spawn(writer: Writer) -> mpsc::Sender<Job> {
     let (sender, mut queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
     tokio::spawn(async move {
