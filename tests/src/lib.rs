@@ -119,11 +119,40 @@ pub fn cairn_binary() -> &'static Path {
         let target_dir = profile_dir.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        build
-            .args(["build", "--quiet", "-p", "cairn-host", "--bin", "cairn"])
-            .env("CARGO_TARGET_DIR", target_dir);
+        build.env("CARGO_TARGET_DIR", target_dir);
+        // What cargo sets for this test process describes the tests'
+        // package, and build scripts that watch those variables (ring's
+        // does) would run again, here and in the next `cargo test`, with
+        // every crate above them: seven crates rebuilt twice per suite.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let packages = ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_EXE_"];
+            let set_for_tests = [
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ];
+            if packages.iter().any(|p| name.starts_with(p)) || set_for_tests.contains(&&*name) {
+                build.env_remove(&*name);
+            }
+        }
         if release {
-            build.arg("--release");
+            build.args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "cairn-host",
+                "--bin",
+                "cairn",
+            ]);
+        } else {
+            // What `cargo test --workspace` builds (scripts/test.sh), so the
+            // binary is there already.
+            build.args(["test", "--quiet", "--workspace", "--no-run"]);
         }
         let status = build
             .status()
