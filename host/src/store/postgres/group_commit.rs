@@ -300,28 +300,16 @@ impl Writer {
     /// The runs to create: parameters 1–10.
     fn bind_creates<'q>(&self, query: BatchQuery<'q>, runs: &[&'q NewRun]) -> BatchQuery<'q> {
         query
-            .bind(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.module.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.version.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.workflow.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.input.as_str()).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.now).collect::<Vec<_>>())
-            .bind(runs.iter().map(|r| r.deadline).collect::<Vec<_>>())
-            .bind(
-                runs.iter()
-                    .map(|r| r.parent.as_ref().map(WorkflowId::as_str))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.now.saturating_add(self.lease_ms))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                runs.iter()
-                    .map(|r| r.traceparent.as_deref())
-                    .collect::<Vec<_>>(),
-            )
+            .bind(column(runs, |r| r.id.as_str()))
+            .bind(column(runs, |r| r.module.as_str()))
+            .bind(column(runs, |r| r.version.as_str()))
+            .bind(column(runs, |r| r.workflow.as_str()))
+            .bind(column(runs, |r| r.input.as_str()))
+            .bind(column(runs, |r| r.now))
+            .bind(column(runs, |r| r.deadline))
+            .bind(column(runs, |r| r.parent.as_ref().map(WorkflowId::as_str)))
+            .bind(column(runs, |r| r.now.saturating_add(self.lease_ms)))
+            .bind(column(runs, |r| r.traceparent.as_deref()))
     }
 
     /// The journal writes, with their rows: parameters 11–25.
@@ -331,60 +319,39 @@ impl Writer {
         entries: &[&'q EntryJob],
         rows: &[JournalRow<'q>],
     ) -> BatchQuery<'q> {
-        let events: Vec<(Option<&str>, Option<&str>)> = entries
-            .iter()
-            .map(|e| match &e.write {
-                JournalWrite::SetEvent { key, value, .. } => {
-                    (Some(key.as_str()), Some(value.as_str()))
-                }
-                _ => (None, None),
-            })
-            .collect();
+        let event = |e: &&'q EntryJob| match &e.write {
+            JournalWrite::SetEvent { key, value, .. } => Some((key, value)),
+            _ => None,
+        };
         // Each event's notification, sent by the statement for the events
         // it writes: delivered at its commit, with no statement of its own.
-        let notices: Vec<Option<String>> = entries
-            .iter()
-            .map(|e| match &e.write {
-                JournalWrite::SetEvent { key, .. } => Some(encode_change(
-                    &Change::Event {
-                        run: e.id.clone(),
-                        key: key.clone(),
-                    },
-                    &self.executor_id,
-                )),
-                _ => None,
+        let notice = |e: &&'q EntryJob| {
+            event(e).map(|(key, _)| {
+                let change = Change::Event {
+                    run: e.id.clone(),
+                    key: key.clone(),
+                };
+                encode_change(&change, &self.executor_id)
             })
-            .collect();
+        };
         query
-            .bind(entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
-            .bind(
-                entries
-                    .iter()
-                    .map(|e| i64::from(e.write.op()))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.name).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.outcome.clone()).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.deadline).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.completed).collect::<Vec<_>>())
-            .bind(entries.iter().map(|e| e.now).collect::<Vec<_>>())
-            .bind(rows.iter().map(|r| r.error.clone()).collect::<Vec<_>>())
-            .bind(
-                rows.iter()
-                    .map(|r| r.attempt.map(i64::from))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(rows.iter().map(|r| r.started_at).collect::<Vec<_>>())
-            .bind(
-                entries
-                    .iter()
-                    .map(|e| e.fence.map(|f| f as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(events.iter().map(|(key, _)| *key).collect::<Vec<_>>())
-            .bind(events.iter().map(|(_, value)| *value).collect::<Vec<_>>())
-            .bind(notices)
+            .bind(column(entries, |e| e.id.as_str()))
+            .bind(column(entries, |e| i64::from(e.write.op())))
+            .bind(column(rows, |r| r.kind.as_str()))
+            .bind(column(rows, |r| r.name))
+            .bind(column(rows, |r| r.outcome.clone()))
+            .bind(column(rows, |r| r.deadline))
+            .bind(column(rows, |r| r.completed))
+            .bind(column(entries, |e| e.now))
+            .bind(column(rows, |r| r.error.clone()))
+            .bind(column(rows, |r| r.attempt.map(i64::from)))
+            .bind(column(rows, |r| r.started_at))
+            .bind(column(entries, |e| fence(e.fence)))
+            .bind(column(entries, |e| event(e).map(|(key, _)| key.as_str())))
+            .bind(column(entries, |e| {
+                event(e).map(|(_, value)| value.as_str())
+            }))
+            .bind(column(entries, notice))
     }
 
     /// The ends, with their outcomes' columns: parameters 26–32.
@@ -394,40 +361,30 @@ impl Writer {
         finishes: &[&'q FinishJob],
         outcomes: &[(RunStatus, Option<String>, Option<String>)],
     ) -> BatchQuery<'q> {
-        let notices: Vec<String> = finishes
-            .iter()
-            .map(|f| encode_change(&Change::Finished(f.id.clone()), &self.executor_id))
-            .collect();
+        let notice =
+            |f: &&'q FinishJob| encode_change(&Change::Finished(f.id.clone()), &self.executor_id);
         query
-            .bind(finishes.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|(status, _, _)| status.as_str())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|(_, output, _)| output.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                outcomes
-                    .iter()
-                    .map(|(_, _, error)| error.clone())
-                    .collect::<Vec<_>>(),
-            )
-            .bind(finishes.iter().map(|f| f.now).collect::<Vec<_>>())
-            .bind(
-                finishes
-                    .iter()
-                    .map(|f| f.fence.map(|e| e as i64))
-                    .collect::<Vec<_>>(),
-            )
-            .bind(notices)
+            .bind(column(finishes, |f| f.id.as_str()))
+            .bind(column(outcomes, |(status, _, _)| status.as_str()))
+            .bind(column(outcomes, |(_, output, _)| output.clone()))
+            .bind(column(outcomes, |(_, _, error)| error.clone()))
+            .bind(column(finishes, |f| f.now))
+            .bind(column(finishes, |f| fence(f.fence)))
+            .bind(column(finishes, notice))
     }
+}
 
+/// One parameter of the statement: a column of `items`, bound as an array.
+fn column<T, U>(items: &[T], value: impl Fn(&T) -> U) -> Vec<U> {
+    items.iter().map(value).collect()
+}
+
+/// An epoch fence as its column holds it.
+fn fence(epoch: Option<u64>) -> Option<i64> {
+    epoch.map(|e| e as i64)
+}
+
+impl Writer {
     /// Answer each write of a committed batch: done, or why not.
     async fn answer(&self, conn: &mut PgConnection, batch: Batch, applied: Applied) {
         for ((run, reply), created) in batch.creates.into_iter().zip(applied.created) {
