@@ -246,9 +246,9 @@ impl Writer {
     /// so no `BEGIN` and `COMMIT` around it, and one round trip for the
     /// whole batch where a statement per kind took five.
     async fn write(&self, conn: &mut PgConnection, batch: &Batch) -> Result<Applied> {
-        let creates = Chosen::of(&batch.creates, |(run, _)| run.id.as_str().to_owned());
-        let entries = Chosen::of(&batch.entries, |e| (e.id.as_str().to_owned(), e.write.op()));
-        let finishes = Chosen::of(&batch.finishes, |f| f.id.as_str().to_owned());
+        let creates = Chosen::of(&batch.creates, |(run, _)| run.id.as_str());
+        let entries = Chosen::of(&batch.entries, |e| (e.id.as_str(), e.write.op()));
+        let finishes = Chosen::of(&batch.finishes, |f| f.id.as_str());
         let mut locks: Vec<&str> = entries
             .chosen()
             .map(|e| e.id.as_str())
@@ -455,7 +455,7 @@ struct Chosen<'a, T> {
 }
 
 impl<'a, T> Chosen<'a, T> {
-    fn of<K: std::hash::Hash + Eq>(items: &'a [T], key: impl Fn(&T) -> K) -> Self {
+    fn of<K: std::hash::Hash + Eq>(items: &'a [T], key: impl Fn(&'a T) -> K) -> Self {
         let mut seen = HashSet::new();
         let first = items.iter().map(|item| seen.insert(key(item))).collect();
         Chosen { items, first }
