@@ -19,13 +19,13 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgArguments;
+use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::query::QueryAs;
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection, Postgres};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkout::Checkout;
 use super::notifications::encode_change;
 use super::{PgStore, select_run};
 use crate::domain::RunStatus;
@@ -84,15 +84,31 @@ pub(super) struct FinishJob {
     reply: oneshot::Sender<Result<()>>,
 }
 
+/// How long the writer keeps trying to open its connection (the server
+/// restarting, say) before it fails the batch that waits: as long as a
+/// pool's acquire would have waited.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
+
 /// What the writer needs of the store; not the store itself, whose queue
 /// sender would keep the writer alive after the store is dropped.
 pub(super) struct Writer {
-    pub(super) pool: PgPool,
+    /// Where the writer's connection goes, with its session's settings.
+    pub(super) connect: PgConnectOptions,
     pub(super) executor_id: String,
     pub(super) lease_ms: i64,
     /// The channel of change notifications (the schema).
     pub(super) channel: String,
     pub(super) health: Arc<WriteHealth>,
+}
+
+/// The writer at work: its connection is its own, not a pool's. A pool
+/// pings a connection each time it is given back and again when it is
+/// taken: two round trips per batch beside the statement's one, on the
+/// path every durable write waits on.
+struct Running {
+    writer: Writer,
+    /// `None` after a failure: the next batch opens a fresh one.
+    conn: Option<PgConnection>,
 }
 
 /// Start the writer; it stops when every sender of its queue is gone.
@@ -104,9 +120,13 @@ pub(super) struct Writer {
 pub(super) fn spawn(writer: Writer) -> mpsc::Sender<Job> {
     let (sender, mut queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
     tokio::spawn(async move {
+        let mut running = Running { writer, conn: None };
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            writer.apply(std::mem::take(&mut batch)).await;
+            running.apply(std::mem::take(&mut batch)).await;
+        }
+        if let Some(conn) = running.conn {
+            let _ = conn.close().await;
         }
     });
     sender
@@ -217,31 +237,63 @@ struct Applied {
     finished: Vec<bool>,
 }
 
-impl Writer {
-    async fn apply(&self, jobs: Vec<Job>) {
+impl Running {
+    async fn apply(&mut self, jobs: Vec<Job>) {
         let batch = Batch::of(jobs);
         let count = batch.len() as u64;
-        let started = std::time::Instant::now();
-        let mut conn = match Checkout::take(&self.pool).await {
+        let started = Instant::now();
+        let conn = match open(&mut self.conn, &self.writer.connect).await {
             Ok(conn) => conn,
-            Err(error) => return self.fail(batch, error),
+            Err(error) => return self.writer.fail(batch, error),
         };
-        match self.write(&mut conn, &batch).await {
+        let outcome = self.writer.write(conn, &batch).await;
+        match outcome {
             Ok(applied) => {
-                self.health.committed(count, started);
-                self.answer(&mut conn, batch, applied).await;
+                self.writer.health.committed(count, started);
+                self.writer.answer(conn, batch, applied).await;
             }
-            Err(error) if count == 1 => self.fail(batch, error),
             Err(error) => {
+                // The connection may be broken (the server restarted, the
+                // socket closed): the next batch takes a fresh one rather
+                // than find out. A refusal by the server costs only that.
+                self.conn = None;
+                if count == 1 {
+                    return self.writer.fail(batch, error);
+                }
                 tracing::warn!(%error, writes = count, "a batch of writes failed; applying them one at a time");
-                drop(conn);
                 for job in batch.into_jobs() {
                     Box::pin(self.apply(vec![job])).await;
                 }
             }
         }
     }
+}
 
+/// The writer's connection, opened if there is none, retrying for up to
+/// [`CONNECT_PATIENCE`].
+async fn open<'c>(
+    conn: &'c mut Option<PgConnection>,
+    options: &PgConnectOptions,
+) -> Result<&'c mut PgConnection> {
+    if let Some(conn) = conn {
+        return Ok(conn);
+    }
+    let deadline = Instant::now() + CONNECT_PATIENCE;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match PgConnection::connect_with(options).await {
+            Ok(opened) => return Ok(conn.insert(opened)),
+            Err(error) if Instant::now() + pause >= deadline => return Err(error.into()),
+            Err(error) => {
+                tracing::debug!(%error, "the writer's connection could not be opened; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+impl Writer {
     /// Apply the batch as one statement (`batch.sql`): atomic on its own,
     /// so no `BEGIN` and `COMMIT` around it, and one round trip for the
     /// whole batch where a statement per kind took five.

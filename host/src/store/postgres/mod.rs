@@ -159,19 +159,15 @@ impl PgStore {
         let announcer = start_announcer(pool.clone(), schema.clone(), options.executor_id.clone());
         let health = Arc::new(WriteHealth::default());
         let lease_ms = i64::try_from(options.lease.as_millis()).unwrap_or(i64::MAX);
-        // The writer's own connection, on which sequential scans are
-        // refused. Its statement's plan is made once per connection (sqlx
-        // prepares it), typically while the tables are still small; with
+        // The writer opens a connection of its own, on which sequential
+        // scans are refused. Its statement's plan is made once per
+        // connection (sqlx prepares it), typically while the tables are
+        // still small; with
         // sequential scans allowed, that plan went on scanning all of `runs`
         // for every batch once it had grown: 1.8 of a batch's 2.1 ms at 16
         // clients, 10 s into a benchmark.
-        let writer_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(connect.clone().options([("enable_seqscan", "off")]))
-            .await?;
         let writer = group_commit::spawn(group_commit::Writer {
-            pool: writer_pool,
+            connect: connect.clone().options([("enable_seqscan", "off")]),
             executor_id: options.executor_id.clone(),
             lease_ms,
             channel: schema.clone(),
