@@ -117,9 +117,17 @@ struct Running {
 /// and PostgreSQL, two or three (each on a connection of its own) made
 /// batches of 6.4 and 4.8 writes instead of 10.8 and cost 2–15% of the
 /// throughput at 16 clients (`bench`, interleaved, 2026-12-03).
-pub(super) fn spawn(writer: Writer) -> mpsc::Sender<Job> {
+///
+/// On a thread of its own, with a runtime of its own: every durable write
+/// waits on this loop, and on the host's runtime its wake-ups queued
+/// behind the guests and requests that the workers were running.
+pub(super) fn spawn(writer: Writer) -> Result<mpsc::Sender<Job>> {
     let (sender, mut queue) = mpsc::channel::<Job>(4 * MAX_BATCH);
-    tokio::spawn(async move {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| StoreError::Database(format!("starting the writer: {error}")))?;
+    let work = async move {
         let mut running = Running { writer, conn: None };
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -128,8 +136,12 @@ pub(super) fn spawn(writer: Writer) -> mpsc::Sender<Job> {
         if let Some(conn) = running.conn {
             let _ = conn.close().await;
         }
-    });
-    sender
+    };
+    std::thread::Builder::new()
+        .name("cairn-pg-writer".to_owned())
+        .spawn(move || runtime.block_on(work))
+        .map_err(|error| StoreError::Database(format!("starting the writer: {error}")))?;
+    Ok(sender)
 }
 
 impl PgStore {

@@ -172,7 +172,7 @@ impl PgStore {
             lease_ms,
             channel: schema.clone(),
             health: health.clone(),
-        });
+        })?;
         Ok(Self {
             _identity: Arc::new(tokio::sync::Mutex::new(identity)),
             announcer,
