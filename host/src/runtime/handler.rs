@@ -9,9 +9,7 @@
 use std::future::Future;
 
 use async_trait::async_trait;
-use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks, WasiHttpView};
 
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -21,8 +19,8 @@ use super::bindings::cairn::workflow::types::StreamRead;
 use super::bindings::handler::cairn::workflow::client;
 use super::bindings::{HostError, Level, RunResult, WitError};
 use super::guest_output::GuestOutput;
-use super::instance::WorkflowImports;
-use super::limits::{InstanceLimiter, Metered};
+use super::instance::{InstanceState, WorkflowImports};
+use super::limits::InstanceLimiter;
 
 /// What the `client` imports do for one request.
 #[async_trait]
@@ -63,7 +61,7 @@ pub trait HandlerClient: Send + 'static {
 }
 
 /// Refuses every outgoing request: handlers have no network.
-struct NoOutgoingHttp;
+pub struct NoOutgoingHttp;
 
 impl WasiHttpHooks for NoOutgoingHttp {
     fn send_request(
@@ -86,75 +84,15 @@ impl WasiHttpHooks for NoOutgoingHttp {
     }
 }
 
-/// The `T` of a handler's `Store<T>`.
-pub struct HandlerState {
-    wasi: WasiCtx,
-    http: WasiHttpCtx,
-    hooks: NoOutgoingHttp,
-    table: ResourceTable,
-    client: Box<dyn HandlerClient>,
-    limiter: InstanceLimiter,
-    busy_ticks: u32,
-}
+/// What serves a handler's Cairn imports: the client the HTTP layer
+/// installed for the request.
+pub struct HandlerHost(Box<dyn HandlerClient>);
 
-impl std::fmt::Debug for HandlerState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HandlerState").finish_non_exhaustive()
-    }
-}
+/// The `T` of a handler's `Store<T>`: the same instance state as a
+/// workflow's, with no network.
+pub type HandlerState = InstanceState<HandlerHost, NoOutgoingHttp>;
 
-impl HandlerState {
-    pub(super) fn new(
-        wasi: WasiCtx,
-        client: Box<dyn HandlerClient>,
-        limiter: InstanceLimiter,
-    ) -> Self {
-        Self {
-            wasi,
-            http: WasiHttpCtx::new(),
-            hooks: NoOutgoingHttp,
-            table: ResourceTable::new(),
-            client,
-            limiter,
-            busy_ticks: 0,
-        }
-    }
-
-    fn host_called(&mut self) {
-        self.busy_ticks = 0;
-    }
-}
-
-impl Metered for HandlerState {
-    fn limiter(&mut self) -> &mut InstanceLimiter {
-        &mut self.limiter
-    }
-
-    fn busy_ticks(&mut self) -> &mut u32 {
-        &mut self.busy_ticks
-    }
-}
-
-impl WasiView for HandlerState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl WasiHttpView for HandlerState {
-    fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView {
-            ctx: &mut self.http,
-            table: &mut self.table,
-            hooks: &mut self.hooks,
-        }
-    }
-}
-
-impl super::bindings::cairn::workflow::types::Host for HandlerState {
+impl super::bindings::cairn::workflow::types::Host for HandlerHost {
     fn convert_error(&mut self, error: HostError) -> wasmtime::Result<WitError> {
         error.into_guest()
     }
@@ -162,9 +100,8 @@ impl super::bindings::cairn::workflow::types::Host for HandlerState {
 
 /// A handler logs through `context`; it runs no workflow, so it has no
 /// workflow id.
-impl context::Host for HandlerState {
+impl context::Host for HandlerHost {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
-        self.host_called();
         Ok(String::new())
     }
 
@@ -174,13 +111,12 @@ impl context::Host for HandlerState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        self.host_called();
-        self.client.log(level.into(), &message, &fields);
+        self.0.log(level.into(), &message, &fields);
         Ok(())
     }
 }
 
-impl client::Host for HandlerState {
+impl client::Host for HandlerHost {
     async fn send_message(
         &mut self,
         workflow_id: String,
@@ -188,9 +124,8 @@ impl client::Host for HandlerState {
         message: String,
         idempotency_key: Option<String>,
     ) -> wasmtime::Result<Result<(), WitError>> {
-        self.host_called();
         let sent = self
-            .client
+            .0
             .send_message(workflow_id, topic, message, idempotency_key)
             .await;
         Ok(sent)
@@ -203,11 +138,7 @@ impl client::Host for HandlerState {
         input: String,
         id: Option<String>,
     ) -> wasmtime::Result<Result<String, WitError>> {
-        self.host_called();
-        let started = self
-            .client
-            .start_workflow(module, workflow, input, id)
-            .await;
+        let started = self.0.start_workflow(module, workflow, input, id).await;
         Ok(started)
     }
 
@@ -217,8 +148,7 @@ impl client::Host for HandlerState {
         key: String,
         timeout_ms: u64,
     ) -> wasmtime::Result<Result<Option<String>, WitError>> {
-        self.host_called();
-        let value = self.client.get_event(workflow_id, key, timeout_ms).await;
+        let value = self.0.get_event(workflow_id, key, timeout_ms).await;
         Ok(value)
     }
 
@@ -229,8 +159,7 @@ impl client::Host for HandlerState {
     ) -> wasmtime::Result<
         Result<Option<super::bindings::cairn::workflow::types::RunResult>, WitError>,
     > {
-        self.host_called();
-        Ok(self.client.await_result(workflow_id, timeout_ms).await)
+        Ok(self.0.await_result(workflow_id, timeout_ms).await)
     }
 
     async fn read_stream(
@@ -240,9 +169,8 @@ impl client::Host for HandlerState {
         offset: u64,
         timeout_ms: u64,
     ) -> wasmtime::Result<Result<StreamRead, WitError>> {
-        self.host_called();
         Ok(self
-            .client
+            .0
             .read_stream(workflow_id, name, offset, timeout_ms)
             .await)
     }
@@ -256,10 +184,12 @@ pub(super) fn linker(
     let mut linker = wasmtime::component::Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    // The linker reaches the client only through `host_called`, which
+    // starts the guest's CPU slice again, as for a workflow's host.
     super::bindings::handler::HandlerImports::add_to_linker::<
         _,
-        wasmtime::component::HasSelf<HandlerState>,
-    >(&mut linker, |state| state)?;
+        wasmtime::component::HasSelf<HandlerHost>,
+    >(&mut linker, InstanceState::host_called)?;
     Ok(linker)
 }
 
@@ -332,9 +262,10 @@ impl<H: WorkflowImports> super::Runtime<H> {
         let limiter = InstanceLimiter::new(limits.clone());
         let mut store = wasmtime::Store::new(
             &self.inner.engine,
-            HandlerState::new(
+            HandlerState::with_network(
                 super::sealed_wasi(&label, stderr.clone(), &handler_environment()),
-                client,
+                HandlerHost(client),
+                NoOutgoingHttp,
                 limiter,
             ),
         );

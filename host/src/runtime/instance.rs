@@ -1,6 +1,7 @@
-//! The store state of one workflow instance: WASI that grants nothing, the
-//! instance's limits and CPU metering, and the run's host, which implements
-//! the generated `Host` traits of the Cairn imports itself. What a call
+//! The store state of one instance, a workflow's or a handler's: WASI that
+//! grants nothing, the instance's limits and CPU metering, its outgoing
+//! HTTP, and the host that implements the generated `Host` traits of the
+//! Cairn imports itself (a run's host, or a handler's client). What a call
 //! means for a run (journaling, replay, waking readers) is the executor's
 //! business; this module knows nothing of the database.
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::bindings::cairn::workflow::{
     children, context, events, messages, steps, streams, timers, types,
@@ -53,12 +54,14 @@ pub trait WorkflowImports:
     fn environment(&self) -> Arc<dyn GuestEnvironment>;
 }
 
-/// The `T` of a workflow's `Store<T>`: WASI state that grants nothing, the
-/// instance's limits, and the run's host `H`.
-pub struct InstanceState<H> {
+/// The `T` of an instance's `Store<T>`: WASI state that grants nothing, the
+/// instance's limits, the host `H` that serves its Cairn imports, and `N`,
+/// what its outgoing HTTP requests meet (a workflow's steps go through
+/// the run's environment; a handler's are refused).
+pub struct InstanceState<H, N = OutgoingHttp> {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: OutgoingHttp,
+    hooks: N,
     table: ResourceTable,
     pub(super) host: H,
     pub(super) limiter: InstanceLimiter,
@@ -66,25 +69,38 @@ pub struct InstanceState<H> {
     pub(super) busy_ticks: u32,
 }
 
-impl<H> std::fmt::Debug for InstanceState<H> {
+impl<H, N> std::fmt::Debug for InstanceState<H, N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceState").finish_non_exhaustive()
     }
 }
 
 impl<H> InstanceState<H> {
-    /// The state of an instance whose imports `host` serves, seeing the
-    /// clocks, randomness and network of `environment`.
+    /// The state of a workflow instance whose imports `host` serves, seeing
+    /// the clocks, randomness and network of `environment`.
     pub(super) fn new(
         wasi: WasiCtx,
         host: H,
         environment: Arc<dyn GuestEnvironment>,
         limiter: InstanceLimiter,
     ) -> Self {
+        Self::with_network(wasi, host, OutgoingHttp(environment), limiter)
+    }
+}
+
+impl<H, N> InstanceState<H, N> {
+    /// The state of an instance whose imports `host` serves and whose
+    /// outgoing requests go to `network`.
+    pub(super) fn with_network(
+        wasi: WasiCtx,
+        host: H,
+        network: N,
+        limiter: InstanceLimiter,
+    ) -> Self {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            hooks: OutgoingHttp(environment),
+            hooks: network,
             table: ResourceTable::new(),
             host,
             limiter,
@@ -101,7 +117,7 @@ impl<H> InstanceState<H> {
     }
 }
 
-impl<H: Send + 'static> super::limits::Metered for InstanceState<H> {
+impl<H: Send + 'static, N: Send + 'static> super::limits::Metered for InstanceState<H, N> {
     fn limiter(&mut self) -> &mut InstanceLimiter {
         &mut self.limiter
     }
@@ -111,7 +127,7 @@ impl<H: Send + 'static> super::limits::Metered for InstanceState<H> {
     }
 }
 
-impl<H: Send + 'static> WasiView for InstanceState<H> {
+impl<H: Send + 'static, N: Send + 'static> WasiView for InstanceState<H, N> {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
             ctx: &mut self.wasi,
@@ -120,7 +136,7 @@ impl<H: Send + 'static> WasiView for InstanceState<H> {
     }
 }
 
-impl<H: Send + 'static> WasiHttpView for InstanceState<H> {
+impl<H: Send + 'static, N: WasiHttpHooks + Send + 'static> WasiHttpView for InstanceState<H, N> {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
         WasiHttpCtxView {
             ctx: &mut self.http,
