@@ -16,6 +16,8 @@ use cairn::store::{
     StoreError,
 };
 
+use sqlx::Connection;
+
 mod support;
 
 use support::{
@@ -496,6 +498,44 @@ async fn postgres_keeps_what_was_committed_across_connections() {
         Some("\"v\"")
     );
     assert_eq!(store.journal(&id("r")).await.unwrap().len(), 1);
+}
+
+/// The writer holds one connection of its own: when the server ends it
+/// (a restart, an administrator), the write that meets the broken
+/// connection fails, and the next one goes through on a fresh connection.
+#[tokio::test]
+async fn postgres_writer_opens_a_fresh_connection_after_losing_its_own() {
+    if !postgres_configured() {
+        return;
+    }
+    let schema = fresh_schema();
+    let store = postgres(&schema, "a", Duration::from_secs(10)).await;
+    store.create_run(new_run("before", 1)).await.unwrap();
+
+    let mut admin = sqlx::PgConnection::connect(&postgres_url()).await.unwrap();
+    let ended: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'cairn writer ' || $1 || '%'",
+    )
+    .bind(&schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(ended, [true], "the writer's one connection was ended");
+
+    // The write that finds the connection gone may fail (its outcome was
+    // unknown to the writer); it is not retried behind the caller's back.
+    let _ = store.create_run(new_run("during", 2)).await;
+    store.create_run(new_run("after", 3)).await.unwrap();
+    store
+        .write_journal(&id("after"), set_event(0, "k", "\"v\""), 4)
+        .await
+        .unwrap();
+    for run in ["before", "after"] {
+        assert!(
+            store.get_run(&id(run)).await.unwrap().is_some(),
+            "{run} is stored"
+        );
+    }
 }
 
 #[tokio::test]

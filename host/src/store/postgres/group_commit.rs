@@ -89,6 +89,9 @@ pub(super) struct FinishJob {
 /// pool's acquire would have waited.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long a connection has to answer a ping after a failed batch.
+const PING_PATIENCE: Duration = Duration::from_secs(5);
+
 /// What the writer needs of the store; not the store itself, whose queue
 /// sender would keep the writer alive after the store is dropped.
 pub(super) struct Writer {
@@ -265,10 +268,13 @@ impl Running {
                 self.writer.answer(conn, batch, applied).await;
             }
             Err(error) => {
-                // The connection may be broken (the server restarted, the
-                // socket closed): the next batch takes a fresh one rather
-                // than find out. A refusal by the server costs only that.
-                self.conn = None;
+                // The server refusing the statement leaves the connection
+                // as it was (no transaction is open); a broken one (the
+                // server restarted, the socket closed) is dropped, and the
+                // next batch opens a fresh one.
+                if !still_works(conn).await {
+                    self.conn = None;
+                }
                 if count == 1 {
                     return self.writer.fail(batch, error);
                 }
@@ -279,6 +285,13 @@ impl Running {
             }
         }
     }
+}
+
+/// Whether `conn` still answers, within [`PING_PATIENCE`].
+async fn still_works(conn: &mut PgConnection) -> bool {
+    tokio::time::timeout(PING_PATIENCE, conn.ping())
+        .await
+        .is_ok_and(|pinged| pinged.is_ok())
 }
 
 /// The writer's connection, opened if there is none, retrying for up to

@@ -167,7 +167,11 @@ impl PgStore {
         // for every batch once it had grown: 1.8 of a batch's 2.1 ms at 16
         // clients, 10 s into a benchmark.
         let writer = group_commit::spawn(group_commit::Writer {
-            connect: connect.clone().options([("enable_seqscan", "off")]),
+            // Named, so an operator can tell it in `pg_stat_activity`.
+            connect: connect
+                .clone()
+                .options([("enable_seqscan", "off")])
+                .application_name(&format!("cairn writer {schema} {}", options.executor_id)),
             executor_id: options.executor_id.clone(),
             lease_ms,
             channel: schema.clone(),
