@@ -110,7 +110,8 @@ pub(super) struct Writer {
 /// path every durable write waits on.
 struct Running {
     writer: Writer,
-    /// `None` after a failure: the next batch opens a fresh one.
+    /// `None` until the first batch, and after a failed batch left it
+    /// unanswering: the next batch opens a fresh one.
     conn: Option<PgConnection>,
 }
 

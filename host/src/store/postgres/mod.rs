@@ -8,7 +8,8 @@
 //! Everything lives in the schema `cairn` (migrations included), so Cairn can
 //! share a database with other applications. The hot writes (a run's
 //! creation, a single journal write, a run's end) are group-committed
-//! (`group_commit.rs`); every other write is one transaction on a pooled
+//! (`group_commit.rs`, on a connection and a thread of the writer's own);
+//! every other write is one transaction on a pooled
 //! connection (`checkout.rs` says why a connection is sometimes closed
 //! instead of given back). The parts: `journal.rs` (journal writes with
 //! more effects, messages, forks), `leases.rs` (renewing and claiming runs,
@@ -162,10 +163,9 @@ impl PgStore {
         // The writer opens a connection of its own, on which sequential
         // scans are refused. Its statement's plan is made once per
         // connection (sqlx prepares it), typically while the tables are
-        // still small; with
-        // sequential scans allowed, that plan went on scanning all of `runs`
-        // for every batch once it had grown: 1.8 of a batch's 2.1 ms at 16
-        // clients, 10 s into a benchmark.
+        // still small; with sequential scans allowed, that plan went on
+        // scanning all of `runs` for every batch once it had grown: 1.8 of
+        // a batch's 2.1 ms at 16 clients, 10 s into a benchmark.
         let writer = group_commit::spawn(group_commit::Writer {
             // Named, so an operator can tell it in `pg_stat_activity`.
             connect: connect
