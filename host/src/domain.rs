@@ -198,10 +198,51 @@ pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
     serde_json::from_str::<serde::de::IgnoredAny>(text).map(|_| ())
 }
 
-/// The version of a module: `sha256:` and the hex digest of its bytes.
-pub fn module_version(bytes: &[u8]) -> String {
+/// The version of a module: `sha256:` and the lowercase hex digest of its
+/// bytes, so the same upload is the same version on every host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModuleDigest(String);
+
+impl ModuleDigest {
+    const PREFIX: &str = "sha256:";
+
+    /// The version of a module of these bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(format!("{}{}", Self::PREFIX, sha256_hex(bytes)))
+    }
+
+    /// A version as stored or written: `sha256:` and 64 lowercase hex digits.
+    pub fn parse(text: &str) -> Result<Self, InvalidValue> {
+        let digits = text.strip_prefix(Self::PREFIX).unwrap_or_default();
+        let lower_hex = |b: u8| b.is_ascii_digit() || (b'a'..=b'f').contains(&b);
+        if digits.len() != 64 || !digits.bytes().all(lower_hex) {
+            return Err(InvalidValue(format!(
+                "module version {text:?} is invalid: expected \"sha256:\" and 64 lowercase hex digits"
+            )));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The hex digits alone (a file name, say).
+    pub fn hex(&self) -> &str {
+        &self.0[Self::PREFIX.len()..]
+    }
+}
+
+impl fmt::Display for ModuleDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The status of a run. Terminal states never change again.
@@ -271,8 +312,8 @@ pub type Millis = i64;
 pub struct RunRecord {
     pub id: WorkflowId,
     pub module: ModuleName,
-    /// The module version (content digest) the run is pinned to.
-    pub version: String,
+    /// The module version the run is pinned to.
+    pub version: ModuleDigest,
     pub workflow: String,
     /// JSON text.
     pub input: String,
@@ -331,7 +372,7 @@ pub struct RunFilter {
 pub struct NewRun {
     pub id: WorkflowId,
     pub module: ModuleName,
-    pub version: String,
+    pub version: ModuleDigest,
     pub workflow: String,
     pub input: String,
     pub now: Millis,
@@ -458,7 +499,7 @@ impl FromStr for ModuleKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleVersion {
     pub name: ModuleName,
-    pub version: String,
+    pub version: ModuleDigest,
     pub kind: ModuleKind,
     pub workflows: Vec<String>,
     pub size: u64,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn::domain::{
-    Delivery, JournalWrite, ModuleKind, ModuleName, NewMessage, OperationKind, RunOutcome,
-    RunStatus, WorkflowId,
+    Delivery, JournalWrite, ModuleDigest, ModuleKind, ModuleName, NewMessage, OperationKind,
+    RunOutcome, RunStatus, WorkflowId,
 };
 use cairn::store::{
     Change, CreateRun, NewModuleVersion, PgOptions, PgStore, SqliteOptions, SqliteStore, Store,
@@ -290,9 +290,9 @@ async fn recovery_counts_attempts_and_gives_up_past_the_maximum() {
 async fn module_versions_are_stored_once_and_the_latest_deploy_is_current() {
     for (_dir, store) in backends().await {
         let name = ModuleName::parse("steps").unwrap();
-        let module = |version: &str, bytes: &[u8], now| NewModuleVersion {
+        let module = |bytes: &[u8], now| NewModuleVersion {
             name: name.clone(),
-            version: version.into(),
+            version: ModuleDigest::of(bytes),
             bytes: bytes.to_vec(),
             kind: ModuleKind::Workflow,
             workflows: vec!["a".into()],
@@ -300,42 +300,22 @@ async fn module_versions_are_stored_once_and_the_latest_deploy_is_current() {
             routes: format!(r#"{{"routes":[],"deployed_at":{now}}}"#),
             now,
         };
-        assert!(
-            store
-                .put_module(module("sha256:1", b"one", 1))
-                .await
-                .unwrap()
-                .created
-        );
-        assert!(
-            !store
-                .put_module(module("sha256:1", b"one", 2))
-                .await
-                .unwrap()
-                .created
-        );
-        assert!(
-            store
-                .put_module(module("sha256:2", b"two", 3))
-                .await
-                .unwrap()
-                .created
-        );
+        assert!(store.put_module(module(b"one", 1)).await.unwrap().created);
+        assert!(!store.put_module(module(b"one", 2)).await.unwrap().created);
+        assert!(store.put_module(module(b"two", 3)).await.unwrap().created);
         let info = store.get_module(&name).await.unwrap().unwrap();
-        assert_eq!(info.current().version, "sha256:2");
+        assert_eq!(info.current().version, ModuleDigest::of(b"two"));
         // The old version deployed again becomes current, without a new row.
-        assert!(
-            !store
-                .put_module(module("sha256:1", b"one", 4))
-                .await
-                .unwrap()
-                .created
-        );
+        assert!(!store.put_module(module(b"one", 4)).await.unwrap().created);
         let info = store.get_module(&name).await.unwrap().unwrap();
-        assert_eq!(info.current().version, "sha256:1");
+        assert_eq!(info.current().version, ModuleDigest::of(b"one"));
         assert_eq!(info.versions.len(), 2);
         assert_eq!(
-            store.module_bytes("sha256:2").await.unwrap().as_deref(),
+            store
+                .module_bytes(&ModuleDigest::of(b"two"))
+                .await
+                .unwrap()
+                .as_deref(),
             Some(&b"two"[..])
         );
         assert_eq!(store.list_modules().await.unwrap().len(), 1);
@@ -354,7 +334,7 @@ async fn a_module_keeps_its_kind() {
         store
             .put_module(NewModuleVersion {
                 name: name.clone(),
-                version: "sha256:h".into(),
+                version: ModuleDigest::of(b"h"),
                 bytes: b"h".to_vec(),
                 kind: ModuleKind::Handler,
                 workflows: Vec::new(),

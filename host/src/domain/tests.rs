@@ -42,8 +42,31 @@ fn statuses_round_trip_through_text() {
 
 #[test]
 fn versions_are_sha256_digests() {
+    let empty = ModuleDigest::of(b"");
     assert_eq!(
-        module_version(b""),
+        empty.as_str(),
         "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
     );
+    assert_eq!(empty.hex(), &empty.as_str()["sha256:".len()..]);
+    assert_eq!(ModuleDigest::parse(empty.as_str()), Ok(empty.clone()));
+}
+
+#[test]
+fn a_version_that_is_not_a_sha256_digest_is_refused() {
+    let digits = ModuleDigest::of(b"").hex().to_owned();
+    for bad in [
+        String::new(),
+        digits.clone(),
+        format!("sha256:{}", &digits[1..]),
+        format!("sha256:{digits}0"),
+        format!("sha256:{}", digits.to_uppercase()),
+        format!("sha512:{digits}"),
+        "sha256:x".to_owned(),
+    ] {
+        let error = ModuleDigest::parse(&bad).unwrap_err();
+        assert!(
+            error.to_string().contains("64 lowercase hex digits"),
+            "{bad:?}: {error}"
+        );
+    }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use super::trigger_routes::{self, Routes};
 use super::{AllowList, Executor, ExecutorError, Inner, Limits, Result};
 use crate::domain::{
-    self, ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion, ScheduleName,
-    ScheduleSpec,
+    self, ModuleDigest, ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion,
+    ScheduleName, ScheduleSpec,
 };
 use crate::store::{NewModuleVersion, PutModule, Store};
 use crate::triggers::{Manifest, ModuleRole, RouteMatch};
@@ -47,7 +47,7 @@ impl Executor {
             .check(&name, &routes)
             .map_err(ExecutorError::RouteConflict)?;
         let declared_before = self.module_routes(&name).schedules;
-        let version = domain::module_version(&bytes);
+        let version = ModuleDigest::of(&bytes);
         self.inner.runtime.install(&version, &validated);
         let put = self
             .inner
@@ -258,7 +258,7 @@ impl Inner {
     }
 
     /// The bytes of module `version`, for the runtime to compile.
-    pub(super) async fn module_bytes(&self, version: &str) -> Result<Vec<u8>, String> {
+    pub(super) async fn module_bytes(&self, version: &ModuleDigest) -> Result<Vec<u8>, String> {
         match self.store.module_bytes(version).await {
             Ok(Some(bytes)) => Ok(bytes),
             Ok(None) => Err(format!("module version {version} is not in the store")),
@@ -270,14 +270,14 @@ impl Inner {
     pub(super) async fn module_settings(
         &self,
         module: &ModuleName,
-        version: &str,
+        version: &ModuleDigest,
     ) -> ModuleSettings {
         let current = self
             .current
             .read()
             .expect("module map lock")
             .get(module)
-            .filter(|m| m.version == version)
+            .filter(|m| m.version == *version)
             .map(|m| m.settings.clone());
         match current {
             Some(settings) => settings,
@@ -285,7 +285,7 @@ impl Inner {
                 Ok(Some(module)) => module
                     .versions
                     .into_iter()
-                    .find(|v| v.version == version)
+                    .find(|v| v.version == *version)
                     .map(|v| v.settings)
                     .unwrap_or_default(),
                 _ => ModuleSettings::default(),

@@ -13,8 +13,8 @@ pub(super) fn child_id(parent: &WorkflowId, op: u32) -> WorkflowId {
     let id = format!("{parent}.{op}");
     WorkflowId::parse(&id).unwrap_or_else(|_| {
         WorkflowId::parse(&format!(
-            "child-{}",
-            crate::domain::module_version(id.as_bytes())
+            "child-sha256:{}",
+            crate::domain::sha256_hex(id.as_bytes())
         ))
         .expect("a digest is a valid id")
     })

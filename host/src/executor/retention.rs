@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inner;
-use crate::domain::Millis;
+use crate::domain::{Millis, ModuleDigest};
 
 /// Top-level runs deleted per write.
 const BATCH_ROOTS: u32 = 100;
@@ -23,7 +23,7 @@ fn interval(window: Duration) -> Duration {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purge {
     pub runs: u64,
-    pub versions: Vec<String>,
+    pub versions: Vec<ModuleDigest>,
 }
 
 impl Inner {

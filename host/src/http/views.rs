@@ -92,7 +92,7 @@ impl<'a> From<&'a RunRecord> for RunView<'a> {
         Self {
             id: run.id.as_str(),
             module: run.module.as_str(),
-            version: &run.version,
+            version: run.version.as_str(),
             workflow: &run.workflow,
             status: run.status.as_str(),
             input: RawValue::from_string(run.input.clone()).ok(),
@@ -193,7 +193,7 @@ impl<'a> DeployedView<'a> {
     pub(super) fn new(module: &'a ModuleVersion, routes: &'a Manifest) -> Self {
         Self {
             name: module.name.as_str(),
-            version: &module.version,
+            version: module.version.as_str(),
             kind: module.kind.as_str(),
             workflows: &module.workflows,
             settings: &module.settings,
@@ -234,7 +234,7 @@ impl<'a> ModuleView<'a> {
         let current = module.current();
         Self {
             name: module.name.as_str(),
-            version: &current.version,
+            version: current.version.as_str(),
             kind: current.kind.as_str(),
             workflows: &current.workflows,
             routes: &routes.routes,
@@ -243,7 +243,7 @@ impl<'a> ModuleView<'a> {
                 .versions
                 .iter()
                 .map(|v| VersionView {
-                    version: &v.version,
+                    version: v.version.as_str(),
                     kind: v.kind.as_str(),
                     workflows: &v.workflows,
                     settings: &v.settings,

@@ -6,17 +6,18 @@ use std::path::{Path, PathBuf};
 use wasmtime::component::Component;
 
 use super::{Runtime, WorkflowImports};
+use crate::domain::ModuleDigest;
 
 impl<H: WorkflowImports> Runtime<H> {
-    fn cache_path(&self, version: &str) -> Option<PathBuf> {
-        let digest = version.strip_prefix("sha256:").unwrap_or(version);
+    fn cache_path(&self, version: &ModuleDigest) -> Option<PathBuf> {
+        let digest = version.hex();
         self.inner
             .cache_dir
             .as_ref()
             .map(|dir| dir.join(format!("{digest}-{}.cwasm", self.inner.engine_hash)))
     }
 
-    pub(super) fn store_compiled(&self, version: &str, component: &Component) {
+    pub(super) fn store_compiled(&self, version: &ModuleDigest, component: &Component) {
         let Some(path) = self.cache_path(version) else {
             return;
         };
@@ -35,7 +36,7 @@ impl<H: WorkflowImports> Runtime<H> {
 
     /// Forget module `version`, deleted from the store: its ready form in
     /// memory and its compiled file on disk.
-    pub fn forget(&self, version: &str) {
+    pub fn forget(&self, version: &ModuleDigest) {
         self.inner
             .modules
             .lock()
@@ -49,7 +50,7 @@ impl<H: WorkflowImports> Runtime<H> {
         }
     }
 
-    pub(super) fn load_compiled(&self, version: &str) -> Option<Component> {
+    pub(super) fn load_compiled(&self, version: &ModuleDigest) -> Option<Component> {
         let path = self.cache_path(version)?;
         if !path.exists() {
             return None;

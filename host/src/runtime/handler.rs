@@ -21,6 +21,7 @@ use super::bindings::{HostError, Level, RunResult, WitError};
 use super::guest_output::GuestOutput;
 use super::instance::{InstanceState, WorkflowImports};
 use super::limits::InstanceLimiter;
+use crate::domain::ModuleDigest;
 
 /// What the `client` imports do for one request.
 #[async_trait]
@@ -237,7 +238,7 @@ impl<H: WorkflowImports> super::Runtime<H> {
     /// wall-clock limit.
     pub async fn handle<B>(
         &self,
-        version: &str,
+        version: &ModuleDigest,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
         client: Box<dyn HandlerClient>,
         request: hyper::Request<B>,

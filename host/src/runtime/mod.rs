@@ -35,7 +35,7 @@ pub use limits::{EPOCH_TICK, GuestLimits, LimitExceeded};
 pub use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 pub use world::NEWEST_WASI;
 
-use crate::domain::ModuleKind;
+use crate::domain::{ModuleDigest, ModuleKind};
 use crate::metrics::metrics;
 use bindings::WorkflowPre;
 use guest_output::GuestOutput;
@@ -170,7 +170,7 @@ struct Inner<H: 'static> {
     inspect_linker: Linker<InstanceState<()>>,
     handler_linker: Linker<HandlerState>,
     /// Ready-to-instantiate modules, by version.
-    modules: Mutex<HashMap<String, Prepared<H>>>,
+    modules: Mutex<HashMap<ModuleDigest, Prepared<H>>>,
     /// Where compiled components are kept across restarts; `None` disables it.
     cache_dir: Option<PathBuf>,
     /// Distinguishes compiled artifacts of incompatible engine builds.
@@ -257,7 +257,7 @@ impl<H: WorkflowImports> Runtime<H> {
         validate::check_header(bytes)?;
         let (imports, exports) = world::names_in(bytes)?;
         world::classify(&imports, &exports)?;
-        let version = crate::domain::module_version(bytes);
+        let version = ModuleDigest::of(bytes);
         let component = match self.compiled(&version) {
             Some(component) => component,
             None => {
@@ -289,18 +289,18 @@ impl<H: WorkflowImports> Runtime<H> {
 
     /// Make a validated module runnable under `version`, and keep its compiled
     /// form on disk.
-    pub fn install(&self, version: &str, module: &ValidatedModule<H>) {
+    pub fn install(&self, version: &ModuleDigest, module: &ValidatedModule<H>) {
         self.store_compiled(version, module.pre.component());
         self.inner
             .modules
             .lock()
             .expect("module cache lock")
-            .insert(version.to_owned(), module.pre.clone());
+            .insert(version.clone(), module.pre.clone());
     }
 
     /// The compiled form of `version`, if this host has one: in memory, or
     /// in the cache on disk.
-    fn compiled(&self, version: &str) -> Option<Component> {
+    fn compiled(&self, version: &ModuleDigest) -> Option<Component> {
         let loaded = self
             .inner
             .modules
@@ -315,7 +315,7 @@ impl<H: WorkflowImports> Runtime<H> {
     /// compiled form from disk) the first time it is asked for.
     async fn module(
         &self,
-        version: &str,
+        version: &ModuleDigest,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
     ) -> Result<Prepared<H>, String> {
         if let Some(pre) = self
@@ -354,7 +354,7 @@ impl<H: WorkflowImports> Runtime<H> {
             .modules
             .lock()
             .expect("module cache lock")
-            .insert(version.to_owned(), pre.clone());
+            .insert(version.clone(), pre.clone());
         Ok(pre)
     }
 
@@ -362,7 +362,7 @@ impl<H: WorkflowImports> Runtime<H> {
     /// its host calls served by `host`.
     pub async fn run(
         &self,
-        version: &str,
+        version: &ModuleDigest,
         bytes: impl AsyncFnOnce() -> Result<Vec<u8>, String>,
         host: H,
         workflow: &str,

@@ -11,6 +11,7 @@ mod queueing;
 mod retention;
 mod rows;
 mod sqlite;
+mod statements;
 
 use std::sync::Arc;
 
@@ -24,10 +25,11 @@ pub use sqlite::backup::{BackupReport, backup as backup_sqlite};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
-    ModuleKind, ModuleName, ModuleSettings, ModuleVersion, NewMessage, NewRun, ParkedWait,
-    QueueDepth, QueueInfo, QueueName, QueueSettings, RunFilter, RunOutcome, RunRecord, RunStatus,
-    RunWait, ScheduleInfo, ScheduleName, ScheduleSpec, StreamEntry, StreamInfo, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleDigest,
+    ModuleInfo, ModuleKind, ModuleName, ModuleSettings, ModuleVersion, NewMessage, NewRun,
+    ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings, RunFilter, RunOutcome, RunRecord,
+    RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec, StreamEntry, StreamInfo,
+    WorkflowId,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -103,7 +105,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 #[derive(Debug, Clone)]
 pub struct NewModuleVersion {
     pub name: ModuleName,
-    pub version: String,
+    pub version: ModuleDigest,
     pub bytes: Vec<u8>,
     pub kind: ModuleKind,
     pub workflows: Vec<String>,
@@ -183,7 +185,7 @@ pub trait Store: Send + Sync + 'static {
     async fn put_module(&self, module: NewModuleVersion) -> Result<PutModule>;
     async fn list_modules(&self) -> Result<Vec<ModuleInfo>>;
     async fn get_module(&self, name: &ModuleName) -> Result<Option<ModuleInfo>>;
-    async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>>;
+    async fn module_bytes(&self, version: &ModuleDigest) -> Result<Option<Vec<u8>>>;
     /// The routes manifest (JSON) of every module that has one.
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>>;
 
@@ -239,7 +241,7 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_runs(&self, before: i64, roots: u32) -> Result<u64>;
     /// Retention: delete the module versions that are not current and
     /// that no run uses, and their bytes; the versions whose bytes went.
-    async fn purge_versions(&self) -> Result<Vec<String>>;
+    async fn purge_versions(&self) -> Result<Vec<ModuleDigest>>;
     /// Pause or resume a schedule; resuming, with its next tick.
     async fn pause_schedule(
         &self,

@@ -128,13 +128,13 @@ impl DequeuePass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ModuleName, NewRun, RateLimit, WorkflowId};
+    use crate::domain::{ModuleDigest, ModuleName, NewRun, RateLimit, WorkflowId};
 
     fn sample_run() -> RunRecord {
         NewRun {
             id: WorkflowId::generate(),
             module: ModuleName::parse("m").unwrap(),
-            version: "v".into(),
+            version: ModuleDigest::of(b"v"),
             workflow: "w".into(),
             input: "null".into(),
             now: 0,

@@ -5,10 +5,10 @@ use sqlx::Row;
 
 use super::{Result, StoreError};
 use crate::domain::{
-    Admission, EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleInfo, ModuleName,
-    ModuleVersion, OperationKind, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RateLimit, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
-    StreamEntry, StreamInfo, WaitKind, WorkflowId,
+    Admission, EventRecord, JournalEntry, JournalWrite, MessageRecord, ModuleDigest, ModuleInfo,
+    ModuleName, ModuleVersion, OperationKind, ParkedWait, QueueDepth, QueueInfo, QueueName,
+    QueueSettings, RateLimit, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo,
+    ScheduleName, ScheduleSpec, StreamEntry, StreamInfo, WaitKind, WorkflowId,
 };
 
 /// The typed reads the records need, for the row types of both backends.
@@ -49,14 +49,30 @@ pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// The columns [`run_from_row`] reads.
-pub(super) const RUN_COLUMNS: &str = "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch, queue, priority, partition_key, deduplication_id, start_at, dequeued_at, traceparent";
+/// The columns [`run_from_row`] reads. (Each column list is a macro so
+/// that `statements.rs` can `concat!` it into a constant statement.)
+macro_rules! run_columns {
+    () => {
+        "id, module, version, workflow, input, status, output, error, attempts, created_at, updated_at, deadline, parent, forked_from, epoch, queue, priority, partition_key, deduplication_id, start_at, dequeued_at, traceparent"
+    };
+}
+pub(super) use run_columns;
+pub(super) const RUN_COLUMNS: &str = run_columns!();
 /// The columns [`module_version_from_row`] reads.
-pub(super) const MODULE_COLUMNS: &str =
-    "name, version, kind, workflows, size, deployed_at, settings";
+macro_rules! module_columns {
+    () => {
+        "name, version, kind, workflows, size, deployed_at, settings"
+    };
+}
+pub(super) use module_columns;
+pub(super) const MODULE_COLUMNS: &str = module_columns!();
 /// The columns [`journal_entry_from_row`] reads.
-pub(super) const JOURNAL_COLUMNS: &str =
-    "op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at";
+macro_rules! journal_columns {
+    () => {
+        "op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at"
+    };
+}
+pub(super) use journal_columns;
 
 pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
     Ok(RunRecord {
@@ -70,7 +86,7 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
             .transpose()?,
         id: WorkflowId::parse(&row.text("id")?).map_err(corrupt)?,
         module: ModuleName::parse(&row.text("module")?).map_err(corrupt)?,
-        version: row.text("version")?,
+        version: ModuleDigest::parse(&row.text("version")?).map_err(corrupt)?,
         workflow: row.text("workflow")?,
         input: row.text("input")?,
         status: row.text("status")?.parse().map_err(corrupt)?,
@@ -88,7 +104,13 @@ pub(super) fn run_from_row(row: &impl Columns) -> Result<RunRecord> {
 }
 
 /// The columns [`queue_from_row`] reads.
-pub(super) const QUEUE_COLUMNS: &str = "name, concurrency, per_host_concurrency, rate_limit, rate_period_ms, priority, partitioned, created_at, updated_at";
+macro_rules! queue_columns {
+    () => {
+        "name, concurrency, per_host_concurrency, rate_limit, rate_period_ms, priority, partitioned, created_at, updated_at"
+    };
+}
+pub(super) use queue_columns;
+pub(super) const QUEUE_COLUMNS: &str = queue_columns!();
 
 pub(super) fn queue_from_row(row: &impl Columns) -> Result<QueueInfo> {
     let limit = |column: &str| -> Result<Option<u32>> {
@@ -222,7 +244,7 @@ fn admission_from_row(row: &impl Columns) -> Result<Option<Admission>> {
 pub(super) fn module_version_from_row(row: &impl Columns) -> Result<ModuleVersion> {
     Ok(ModuleVersion {
         name: ModuleName::parse(&row.text("name")?).map_err(corrupt)?,
-        version: row.text("version")?,
+        version: ModuleDigest::parse(&row.text("version")?).map_err(corrupt)?,
         kind: row.text("kind")?.parse().map_err(corrupt)?,
         workflows: serde_json::from_str(&row.text("workflows")?).map_err(corrupt)?,
         size: row.int("size")? as u64,
@@ -473,8 +495,12 @@ pub(super) fn event_and_status_from_row(
 }
 
 /// The columns [`parked_wait_from_row`] reads.
-pub(super) const WAIT_COLUMNS: &str =
-    "kind, on_run, on_key, on_offset, deadline, wake_at, parked_at";
+macro_rules! wait_columns {
+    () => {
+        "kind, on_run, on_key, on_offset, deadline, wake_at, parked_at"
+    };
+}
+pub(super) use wait_columns;
 
 pub(super) fn parked_wait_from_row(row: &impl Columns) -> Result<ParkedWait> {
     Ok(ParkedWait {
@@ -532,7 +558,12 @@ pub(super) fn list_streams_query(p: char) -> String {
 }
 
 /// The columns [`stream_entry_from_row`] reads.
-pub(super) const STREAM_ENTRY_COLUMNS: &str = "position, value, recorded_at";
+macro_rules! stream_entry_columns {
+    () => {
+        "position, value, recorded_at"
+    };
+}
+pub(super) use stream_entry_columns;
 
 pub(super) fn stream_entry_from_row(row: &impl Columns) -> Result<StreamEntry> {
     Ok(StreamEntry {

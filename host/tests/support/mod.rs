@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn::domain::{JournalWrite, ModuleName, NewRun, WorkflowId};
+use cairn::domain::{JournalWrite, ModuleDigest, ModuleName, NewRun, WorkflowId};
 use cairn::store::{PgOptions, PgStore, SqliteOptions, SqliteStore, Store};
 
 /// A fresh store of each backend (PostgreSQL when one is configured); the
@@ -67,7 +67,7 @@ pub fn new_run(run: &str, now: i64) -> NewRun {
     NewRun {
         id: id(run),
         module: ModuleName::parse("steps").unwrap(),
-        version: "sha256:v1".into(),
+        version: ModuleDigest::of(b"v1"),
         workflow: "steps_workflow".into(),
         input: "null".into(),
         now,

@@ -1,7 +1,7 @@
 //! The journaled host imports, checked on a real SQLite store with a manual clock.
 
 use super::*;
-use crate::domain::{ModuleName, NewRun};
+use crate::domain::{ModuleDigest, ModuleName, NewRun};
 use crate::executor::{Executor, Limits, ManualClock};
 use crate::runtime::Runtime;
 use crate::runtime::wit::children::Host as _;
@@ -53,7 +53,7 @@ async fn pending_child(exec: &Executor, id: &str, parent: Option<&WorkflowId>) -
         .create_run(NewRun {
             id: id.clone(),
             module: ModuleName::parse("m").unwrap(),
-            version: "sha256:x".into(),
+            version: ModuleDigest::of(b"x"),
             workflow: "w".into(),
             input: "null".into(),
             now: 0,

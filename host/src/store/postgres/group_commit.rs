@@ -31,6 +31,7 @@ use super::{PgStore, select_run};
 use crate::domain::RunStatus;
 use crate::domain::{JournalWrite, NewRun, RunOutcome, WorkflowId};
 use crate::store::rows::{JournalRow, completes_a_wait, corrupt, journal_row, outcome_columns};
+use crate::store::statements::RUN_EPOCH;
 use crate::store::{Change, CreateRun, Result, StoreError, WriteHealth};
 
 /// Whether `write` can be grouped: its effect, if any, is an event, and it
@@ -569,7 +570,7 @@ async fn existing_run(conn: &mut PgConnection, id: &WorkflowId) -> Result<Create
 async fn not_ended(conn: &mut PgConnection, id: &WorkflowId, fence: Option<u64>) -> Result<()> {
     // A run's epoch only grows: read after the update, it tells whether
     // another execution had it.
-    let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM runs WHERE id = $1")
+    let current: Option<i64> = sqlx::query_scalar(RUN_EPOCH)
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;

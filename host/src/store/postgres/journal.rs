@@ -11,6 +11,10 @@ use crate::domain::{
     Delivery, JournalWrite, NewMessage, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
 };
 use crate::store::rows::{StreamAppend, completes_a_wait, corrupt, journal_row, run_refusal};
+use crate::store::statements::{
+    CONSUME_MESSAGE, FORK_EVENT_HISTORY, FORK_JOURNAL, FORK_STREAM_ENTRIES, INSERT_EVENT_HISTORY,
+    INSERT_MESSAGE, RUN_EXISTS, RUN_STATUS_AND_EPOCH, SET_JOURNAL_OUTCOME,
+};
 use crate::store::{Change, Result, StoreError};
 
 impl PgStore {
@@ -81,7 +85,7 @@ impl PgStore {
     pub(super) async fn send(&self, message: NewMessage, now: i64) -> Result<Delivery> {
         let mut conn = Checkout::take(&self.pool).await?;
         let mut tx = conn.begin().await?;
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1)")
+        let exists: bool = sqlx::query_scalar(RUN_EXISTS)
             .bind(message.run.as_str())
             .fetch_one(&mut *tx)
             .await?;
@@ -124,37 +128,25 @@ impl PgStore {
                 StoreError::UnknownRun(source.to_string())
             });
         }
-        sqlx::query(
-            "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at)
-             SELECT $1, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
-             FROM journal WHERE run_id = $2 AND op < $3",
-        )
-        .bind(new.as_str())
-        .bind(source.as_str())
-        .bind(i64::from(from_op))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(FORK_JOURNAL)
+            .bind(new.as_str())
+            .bind(source.as_str())
+            .bind(i64::from(from_op))
+            .execute(&mut *tx)
+            .await?;
         // The history's trigger rebuilds the copy's current events.
-        sqlx::query(
-            "INSERT INTO event_history (run_id, op, key, value, recorded_at)
-             SELECT $1, op, key, value, recorded_at
-             FROM event_history WHERE run_id = $2 AND op < $3 ORDER BY seq",
-        )
-        .bind(new.as_str())
-        .bind(source.as_str())
-        .bind(i64::from(from_op))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO stream_entries (run_id, stream, position, value, op, recorded_at)
-             SELECT $1, stream, position, value, op, recorded_at
-             FROM stream_entries WHERE run_id = $2 AND op < $3",
-        )
-        .bind(new.as_str())
-        .bind(source.as_str())
-        .bind(i64::from(from_op))
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(FORK_EVENT_HISTORY)
+            .bind(new.as_str())
+            .bind(source.as_str())
+            .bind(i64::from(from_op))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(FORK_STREAM_ENTRIES)
+            .bind(new.as_str())
+            .bind(source.as_str())
+            .bind(i64::from(from_op))
+            .execute(&mut *tx)
+            .await?;
 
         let run = select_run(&mut tx, new.as_str())
             .await?
@@ -170,11 +162,10 @@ impl PgStore {
         fence: Option<u64>,
         op: u32,
     ) -> Result<StoreError> {
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+        let row: Option<(String, i64)> = sqlx::query_as(RUN_STATUS_AND_EPOCH)
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
         // The run may be written to: then the operation was there already.
         Ok(
             run_refusal(id, row, fence).unwrap_or(StoreError::DuplicateOperation {
@@ -232,16 +223,14 @@ impl PgStore {
         match write {
             JournalWrite::SetEvent { key, value, .. } => {
                 // The history's trigger publishes the value into `events`.
-                sqlx::query(
-                    "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(id.as_str())
-                .bind(i64::from(op))
-                .bind(&key)
-                .bind(&value)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?;
+                sqlx::query(INSERT_EVENT_HISTORY)
+                    .bind(id.as_str())
+                    .bind(i64::from(op))
+                    .bind(&key)
+                    .bind(&value)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
                 changes.push(Change::Event {
                     run: id.clone(),
                     key,
@@ -258,14 +247,12 @@ impl PgStore {
                 received: Some(received),
                 ..
             } => {
-                let updated = sqlx::query(
-                    "UPDATE messages SET consumed_op = $1 WHERE seq = $2 AND run_id = $3 AND consumed_op IS NULL",
-                )
-                .bind(i64::from(op))
-                .bind(received.seq)
-                .bind(id.as_str())
-                .execute(&mut *conn)
-                .await?;
+                let updated = sqlx::query(CONSUME_MESSAGE)
+                    .bind(i64::from(op))
+                    .bind(received.seq)
+                    .bind(id.as_str())
+                    .execute(&mut *conn)
+                    .await?;
                 if updated.rows_affected() != 1 {
                     return Err(corrupt(format!(
                         "message {} of run {id} was received twice",
@@ -297,18 +284,14 @@ async fn deliver(
     message: &NewMessage,
     now: i64,
 ) -> Result<Delivery> {
-    let inserted = sqlx::query(
-        "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (run_id, idempotency_key) DO NOTHING",
-    )
-    .bind(message.run.as_str())
-    .bind(&message.topic)
-    .bind(&message.message)
-    .bind(&message.idempotency_key)
-    .bind(now)
-    .execute(&mut *conn)
-    .await?;
+    let inserted = sqlx::query(INSERT_MESSAGE)
+        .bind(message.run.as_str())
+        .bind(&message.topic)
+        .bind(&message.message)
+        .bind(&message.idempotency_key)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
     if inserted.rows_affected() != 1 {
         return Ok(Delivery::Duplicate);
     }
@@ -331,7 +314,7 @@ async fn deliver_sent(
     now: i64,
 ) -> Result<()> {
     if deliver(conn, changes, message, now).await? == Delivery::Duplicate {
-        sqlx::query("UPDATE journal SET outcome = $1 WHERE run_id = $2 AND op = $3")
+        sqlx::query(SET_JOURNAL_OUTCOME)
             .bind(SEND_DUPLICATE_OUTCOME)
             .bind(id.as_str())
             .bind(i64::from(op))

@@ -44,23 +44,26 @@ use tokio::sync::{Notify, mpsc};
 
 use super::queueing::Dequeued;
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, WAIT_COLUMNS, event_and_status_from_row,
-    event_and_status_query, event_record_from_row, journal_entry_from_row, modules_from_rows,
-    parked_wait_from_row, routes_from_row, run_from_row,
+    MODULE_COLUMNS, RUN_COLUMNS, event_and_status_from_row, event_and_status_query,
+    event_record_from_row, journal_entry_from_row, modules_from_rows, parked_wait_from_row,
+    routes_from_row, run_from_row,
 };
 use super::rows::{
-    QUEUE_COLUMNS, QUEUE_DEPTHS, position_keys, queue_depth_from_row, queue_from_row,
-    queue_position_query,
+    QUEUE_DEPTHS, position_keys, queue_depth_from_row, queue_from_row, queue_position_query,
 };
 use super::{
     Change, CreateRun, DeleteQueue, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result,
     Store, StoreError, StoreHealth, WriteHealth,
 };
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
-    ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
-    StreamEntry, StreamInfo, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleDigest,
+    ModuleInfo, ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName,
+    QueueSettings, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo,
+    ScheduleName, ScheduleSpec, StreamEntry, StreamInfo, WorkflowId,
+};
+use crate::store::statements::{
+    EARLIEST_WAKE, EVENT_HISTORY_PAGE, EVENT_VALUE, EVENTS, JOURNAL, JOURNAL_ENTRY, JOURNAL_PAGE,
+    MODULE_BLOB, PENDING_CHILDREN, QUEUE, QUEUES, ROUTES, RUN_BY_ID, WAIT_COUNT, WAITS_OF_RUN,
 };
 use checkout::Checkout;
 use identity::claim_executor_id;
@@ -198,10 +201,7 @@ impl PgStore {
 }
 
 async fn select_run(conn: &mut PgConnection, id: &str) -> Result<Option<RunRecord>> {
-    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
+    let row = sqlx::query(RUN_BY_ID).bind(id).fetch_optional(conn).await?;
     row.as_ref().map(run_from_row).transpose()
 }
 
@@ -231,19 +231,15 @@ impl Store for PgStore {
         Ok(modules_from_rows(&rows)?.pop())
     }
 
-    async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {
-        Ok(
-            sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    async fn module_bytes(&self, version: &ModuleDigest) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(MODULE_BLOB)
+            .bind(version.as_str())
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>> {
-        let rows = sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(ROUTES).fetch_all(&self.pool).await?;
         rows.iter().map(routes_from_row).collect()
     }
 
@@ -266,19 +262,15 @@ impl Store for PgStore {
     }
 
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
-        let rows = sqlx::query(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(QUEUES).fetch_all(&self.pool).await?;
         rows.iter().map(queue_from_row).collect()
     }
 
     async fn get_queue(&self, name: &QueueName) -> Result<Option<QueueInfo>> {
-        let row = sqlx::query(&format!(
-            "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = $1"
-        ))
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(QUEUE)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(queue_from_row).transpose()
     }
 
@@ -321,7 +313,7 @@ impl Store for PgStore {
         self.purge_run_batch(before, roots).await
     }
 
-    async fn purge_versions(&self) -> Result<Vec<String>> {
+    async fn purge_versions(&self) -> Result<Vec<ModuleDigest>> {
         self.purge_unused_versions().await
     }
 
@@ -485,25 +477,21 @@ impl Store for PgStore {
     }
 
     async fn next_wake_at(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar("SELECT MIN(wake_at) FROM run_waits")
+        Ok(sqlx::query_scalar(EARLIEST_WAKE)
             .fetch_one(&self.pool)
             .await?)
     }
 
     async fn parked_wait(&self, id: &WorkflowId) -> Result<Option<ParkedWait>> {
-        let row = sqlx::query(&format!(
-            "SELECT {WAIT_COLUMNS} FROM run_waits WHERE run_id = $1"
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(WAITS_OF_RUN)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(parked_wait_from_row).transpose()
     }
 
     async fn parked_count(&self) -> Result<u64> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM run_waits")
-            .fetch_one(&self.pool)
-            .await?;
+        let count: i64 = sqlx::query_scalar(WAIT_COUNT).fetch_one(&self.pool).await?;
         Ok(count as u64)
     }
 
@@ -516,12 +504,10 @@ impl Store for PgStore {
     }
 
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 ORDER BY op"
-        ))
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(JOURNAL)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(journal_entry_from_row).collect()
     }
 
@@ -531,25 +517,21 @@ impl Store for PgStore {
         after_op: Option<u32>,
         limit: u32,
     ) -> Result<Vec<JournalEntry>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 AND op > $2 ORDER BY op LIMIT $3"
-        ))
-        .bind(id.as_str())
-        .bind(after_op.map_or(-1, i64::from))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(JOURNAL_PAGE)
+            .bind(id.as_str())
+            .bind(after_op.map_or(-1, i64::from))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(journal_entry_from_row).collect()
     }
 
     async fn journal_entry(&self, id: &WorkflowId, op: u32) -> Result<Option<JournalEntry>> {
-        let row = sqlx::query(&format!(
-            "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = $1 AND op = $2"
-        ))
-        .bind(id.as_str())
-        .bind(i64::from(op))
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(JOURNAL_ENTRY)
+            .bind(id.as_str())
+            .bind(i64::from(op))
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(journal_entry_from_row).transpose()
     }
 
@@ -589,11 +571,10 @@ impl Store for PgStore {
     }
 
     async fn pending_children(&self, parent: &WorkflowId) -> Result<Vec<WorkflowId>> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM runs WHERE parent = $1 AND status = 'PENDING'")
-                .bind(parent.as_str())
-                .fetch_all(&self.pool)
-                .await?;
+        let ids: Vec<String> = sqlx::query_scalar(PENDING_CHILDREN)
+            .bind(parent.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         ids.iter()
             .map(|id| WorkflowId::parse(id).map_err(|e| crate::store::rows::corrupt(e.0)))
             .collect()
@@ -614,13 +595,11 @@ impl Store for PgStore {
     }
 
     async fn get_event(&self, id: &WorkflowId, key: &str) -> Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM events WHERE run_id = $1 AND key = $2")
-                .bind(id.as_str())
-                .bind(key)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_scalar(EVENT_VALUE)
+            .bind(id.as_str())
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     async fn event_and_status(
@@ -638,12 +617,10 @@ impl Store for PgStore {
     }
 
     async fn list_events(&self, id: &WorkflowId) -> Result<Vec<(String, String)>> {
-        Ok(
-            sqlx::query_as("SELECT key, value FROM events WHERE run_id = $1 ORDER BY key")
-                .bind(id.as_str())
-                .fetch_all(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as(EVENTS)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn event_history(
@@ -652,14 +629,12 @@ impl Store for PgStore {
         after_op: Option<u32>,
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        let rows = sqlx::query(
-            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = $1 AND op > $2 ORDER BY op LIMIT $3",
-        )
-        .bind(id.as_str())
-        .bind(after_op.map_or(-1, i64::from))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(EVENT_HISTORY_PAGE)
+            .bind(id.as_str())
+            .bind(after_op.map_or(-1, i64::from))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(event_record_from_row).collect()
     }
 

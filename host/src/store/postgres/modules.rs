@@ -3,20 +3,21 @@
 
 use super::PgStore;
 use super::checkout::Checkout;
-use crate::store::rows::{MODULE_COLUMNS, corrupt, module_version_from_row};
+use crate::store::rows::{corrupt, module_version_from_row};
+use crate::store::statements::{
+    INSERT_MODULE_BLOB, INSERT_MODULE_VERSION, MODULE_VERSION, MODULE_VERSION_EXISTS,
+};
 use crate::store::{Change, NewModuleVersion, PutModule, Result};
 
 impl PgStore {
     pub(super) async fn put_module(&self, m: NewModuleVersion) -> Result<PutModule> {
         let mut conn = Checkout::take(&self.pool).await?;
         let mut tx = conn.begin().await?;
-        sqlx::query(
-            "INSERT INTO module_blobs (version, bytes) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(&m.version)
-        .bind(&m.bytes)
-        .execute(&mut *tx)
-        .await?;
+        sqlx::query(INSERT_MODULE_BLOB)
+            .bind(m.version.as_str())
+            .bind(&m.bytes)
+            .execute(&mut *tx)
+            .await?;
         // Deployments of one module are serialised by this row lock.
         sqlx::query(
             "INSERT INTO module_routes (name, manifest) VALUES ($1, $2)
@@ -32,13 +33,11 @@ impl PgStore {
         .bind(m.name.as_str())
         .fetch_optional(&mut *tx)
         .await?;
-        let known: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = $1 AND version = $2)",
-        )
-        .bind(m.name.as_str())
-        .bind(&m.version)
-        .fetch_one(&mut *tx)
-        .await?;
+        let known: bool = sqlx::query_scalar(MODULE_VERSION_EXISTS)
+            .bind(m.name.as_str())
+            .bind(m.version.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         let settings = serde_json::to_string(&m.settings).map_err(corrupt)?;
         if known {
             let is_current = current.as_deref() == Some(m.version.as_str());
@@ -52,31 +51,26 @@ impl PgStore {
             .bind(is_current)
             .bind(m.now)
             .bind(m.name.as_str())
-            .bind(&m.version)
+            .bind(m.version.as_str())
             .execute(&mut *tx)
             .await?;
         } else {
-            sqlx::query(
-                "INSERT INTO module_versions (name, version, kind, workflows, size, deployed_at, settings)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(m.name.as_str())
-            .bind(&m.version)
-            .bind(m.kind.as_str())
-            .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
-            .bind(m.bytes.len() as i64)
-            .bind(m.now)
-            .bind(&settings)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(INSERT_MODULE_VERSION)
+                .bind(m.name.as_str())
+                .bind(m.version.as_str())
+                .bind(m.kind.as_str())
+                .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
+                .bind(m.bytes.len() as i64)
+                .bind(m.now)
+                .bind(&settings)
+                .execute(&mut *tx)
+                .await?;
         }
-        let row = sqlx::query(&format!(
-            "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = $1 AND version = $2"
-        ))
-        .bind(m.name.as_str())
-        .bind(&m.version)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::query(MODULE_VERSION)
+            .bind(m.name.as_str())
+            .bind(m.version.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         self.announce([Change::Deployed(m.name.clone())]);
         Ok(PutModule {

@@ -14,6 +14,9 @@ use crate::store::queueing::{DequeuePass, Dequeued, Lane, LaneCounts};
 use crate::store::rows::{
     Columns, QUEUE_COLUMNS, RUN_COLUMNS, corrupt, queue_from_row, run_from_row,
 };
+use crate::store::statements::{
+    DEDUPLICATED_RUN, DELETE_QUEUE, ENQUEUED_IN_QUEUE, NEXT_DELAYED_START,
+};
 use crate::store::{CreateRun, DeleteQueue, Result};
 
 /// PostgreSQL's unique_violation.
@@ -61,16 +64,14 @@ impl PgStore {
         if !exists {
             return Ok(DeleteQueue::Missing);
         }
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM runs WHERE status = 'ENQUEUED' AND queue = $1",
-        )
-        .bind(name.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
+        let waiting: i64 = sqlx::query_scalar(ENQUEUED_IN_QUEUE)
+            .bind(name.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
         if waiting > 0 {
             return Ok(DeleteQueue::Busy(waiting as u64));
         }
-        sqlx::query("DELETE FROM queues WHERE name = $1")
+        sqlx::query(DELETE_QUEUE)
             .bind(name.as_str())
             .execute(&mut *tx)
             .await?;
@@ -92,7 +93,7 @@ impl PgStore {
         )
         .bind(run.id.as_str())
         .bind(run.module.as_str())
-        .bind(&run.version)
+        .bind(run.version.as_str())
         .bind(&run.workflow)
         .bind(&run.input)
         .bind(run.now)
@@ -121,14 +122,11 @@ impl PgStore {
                     .and_then(|e| e.code())
                     .is_some_and(|code| code == UNIQUE_VIOLATION) =>
             {
-                let holder = sqlx::query(&format!(
-                    "SELECT {RUN_COLUMNS} FROM runs
-                     WHERE queue = $1 AND deduplication_id = $2 AND status IN ('ENQUEUED', 'PENDING')"
-                ))
-                .bind(admission.queue.as_ref().map(QueueName::as_str))
-                .bind(admission.deduplication_id.as_deref())
-                .fetch_optional(&mut *conn)
-                .await?;
+                let holder = sqlx::query(DEDUPLICATED_RUN)
+                    .bind(admission.queue.as_ref().map(QueueName::as_str))
+                    .bind(admission.deduplication_id.as_deref())
+                    .fetch_optional(&mut *conn)
+                    .await?;
                 match holder {
                     Some(row) => Ok(CreateRun::Duplicate(run_from_row(&row)?)),
                     // It ended between the two statements: the id is free.
@@ -236,12 +234,10 @@ impl PgStore {
                 pass.started(run);
             }
         }
-        let next_start: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(start_at) FROM runs WHERE status = 'ENQUEUED' AND start_at > $1",
-        )
-        .bind(now)
-        .fetch_one(&mut *conn)
-        .await?;
+        let next_start: Option<i64> = sqlx::query_scalar(NEXT_DELAYED_START)
+            .bind(now)
+            .fetch_one(&mut *conn)
+            .await?;
         Ok(pass.finish(next_start))
     }
 

@@ -1,8 +1,10 @@
 //! Retention on PostgreSQL: one batch of runs per transaction.
 
 use super::PgStore;
+use crate::domain::ModuleDigest;
 use crate::store::Result;
 use crate::store::retention::{DOOMED_RUNS, RUN_TABLES, UNUSED_BLOBS, UNUSED_VERSIONS};
+use crate::store::rows::corrupt;
 
 impl PgStore {
     pub(super) async fn purge_run_batch(&self, before: i64, roots: u32) -> Result<u64> {
@@ -30,11 +32,14 @@ impl PgStore {
         Ok(deleted)
     }
 
-    pub(super) async fn purge_unused_versions(&self) -> Result<Vec<String>> {
+    pub(super) async fn purge_unused_versions(&self) -> Result<Vec<ModuleDigest>> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(UNUSED_VERSIONS).execute(&mut *tx).await?;
         let blobs: Vec<String> = sqlx::query_scalar(UNUSED_BLOBS).fetch_all(&mut *tx).await?;
         tx.commit().await?;
-        Ok(blobs)
+        blobs
+            .iter()
+            .map(|version| ModuleDigest::parse(version).map_err(corrupt))
+            .collect()
     }
 }

@@ -5,6 +5,7 @@ use super::PgStore;
 use crate::domain::{ScheduleInfo, ScheduleName, ScheduleSpec};
 use crate::store::Result;
 use crate::store::rows::{SCHEDULE_COLUMNS, schedule_from_row};
+use crate::store::statements::{ADVANCE_SCHEDULE, DELETE_SCHEDULE};
 
 impl PgStore {
     pub(super) async fn put_schedule_row(
@@ -90,20 +91,18 @@ impl PgStore {
         from: i64,
         to: Option<i64>,
     ) -> Result<bool> {
-        Ok(
-            sqlx::query("UPDATE schedules SET next_tick = $1 WHERE name = $2 AND next_tick = $3")
-                .bind(to)
-                .bind(name.as_str())
-                .bind(from)
-                .execute(&self.pool)
-                .await?
-                .rows_affected()
-                == 1,
-        )
+        Ok(sqlx::query(ADVANCE_SCHEDULE)
+            .bind(to)
+            .bind(name.as_str())
+            .bind(from)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            == 1)
     }
 
     pub(super) async fn delete_schedule_row(&self, name: &ScheduleName) -> Result<bool> {
-        Ok(sqlx::query("DELETE FROM schedules WHERE name = $1")
+        Ok(sqlx::query(DELETE_SCHEDULE)
             .bind(name.as_str())
             .execute(&self.pool)
             .await?

@@ -14,9 +14,10 @@ use sqlx::Row;
 
 use crate::domain::{Message, MessageRecord, StreamInfo};
 use crate::store::rows::{
-    STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, list_messages_query, list_streams_query,
-    message_record_from_row, run_refusal, stream_entry_from_row, stream_info_from_row,
+    StreamAppend, corrupt, list_messages_query, list_streams_query, message_record_from_row,
+    run_refusal, stream_entry_from_row, stream_info_from_row,
 };
+use crate::store::statements::{NEXT_MESSAGE, RUN_STATUS, RUN_STATUS_AND_EPOCH, STREAM_ENTRIES};
 use crate::store::{Change, Result, StoreError};
 
 /// Write `append` at its stream's next position when `writable` (SQL on
@@ -86,11 +87,10 @@ impl PgStore {
             }]);
             return Ok(());
         }
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1")
-                .bind(id.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
+        let row: Option<(String, i64)> = sqlx::query_as(RUN_STATUS_AND_EPOCH)
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await?;
         Err(run_refusal(id, row, fence).unwrap_or_else(|| {
             StoreError::Corrupt(format!("stream {stream:?} of run {id} refused an append"))
         }))
@@ -112,15 +112,11 @@ impl PgStore {
         id: &WorkflowId,
         topic: &str,
     ) -> Result<Option<Message>> {
-        let row = sqlx::query(
-            "SELECT seq, message FROM messages
-             WHERE run_id = $1 AND topic = $2 AND consumed_op IS NULL
-             ORDER BY seq LIMIT 1",
-        )
-        .bind(id.as_str())
-        .bind(topic)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(NEXT_MESSAGE)
+            .bind(id.as_str())
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             Ok(Message {
                 seq: row.try_get("seq")?,
@@ -156,21 +152,18 @@ impl PgStore {
         from: u64,
         limit: u32,
     ) -> Result<(Vec<StreamEntry>, Option<RunStatus>)> {
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = $1")
+        let status: Option<String> = sqlx::query_scalar(RUN_STATUS)
             .bind(id.as_str())
             .fetch_optional(&self.pool)
             .await?;
         let status = status.map(|s| s.parse().map_err(corrupt)).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {STREAM_ENTRY_COLUMNS} FROM stream_entries
-             WHERE run_id = $1 AND stream = $2 AND position >= $3 ORDER BY position LIMIT $4"
-        ))
-        .bind(id.as_str())
-        .bind(stream)
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(STREAM_ENTRIES)
+            .bind(id.as_str())
+            .bind(stream)
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         let entries = rows
             .iter()
             .map(stream_entry_from_row)

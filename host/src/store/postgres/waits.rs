@@ -7,6 +7,7 @@ use super::PgStore;
 use super::checkout::Checkout;
 use crate::domain::{RunRecord, RunWait, WaitKind, WorkflowId};
 use crate::store::rows::{RUN_COLUMNS, awaited_query, run_from_row, run_refusal};
+use crate::store::statements::RUN_STATUS_AND_EPOCH;
 use crate::store::{Parking, Result};
 
 impl PgStore {
@@ -33,11 +34,10 @@ impl PgStore {
         .await?
         .rows_affected();
         if parked == 0 {
-            let row: Option<(String, i64)> =
-                sqlx::query_as("SELECT status, epoch FROM runs WHERE id = $1")
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row: Option<(String, i64)> = sqlx::query_as(RUN_STATUS_AND_EPOCH)
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
             return Err(
                 run_refusal(id, row, fence.map(|e| e as u64)).unwrap_or_else(|| {
                     crate::store::StoreError::Corrupt(format!("run {id} could not be parked"))

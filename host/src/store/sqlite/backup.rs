@@ -6,15 +6,14 @@
 //! is the database as of one commit. It is written beside `FILE`, synced,
 //! then renamed over it, so `FILE` is the old copy or the whole new one.
 
-use std::ffi::{CStr, CString, c_int};
 use std::path::{Path, PathBuf};
-use std::ptr;
 use std::time::Duration;
 
-use libsqlite3_sys as ffi;
+use rusqlite::backup::Backup;
+use rusqlite::{Connection, OpenFlags};
 
 /// How long the backup waits for a lock the host holds (a checkpoint).
-const BUSY_TIMEOUT_MS: c_int = 10_000;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a backup copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,88 +58,35 @@ fn partial_path(destination: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// An open database handle, closed when dropped.
-struct Handle(*mut ffi::sqlite3);
-
-impl Handle {
-    fn open(path: &Path, flags: c_int) -> Result<Handle, String> {
-        let name = CString::new(path.to_string_lossy().as_bytes())
-            .map_err(|_| format!("{} has a NUL byte in its name", path.display()))?;
-        let mut db = ptr::null_mut();
-        // SAFETY: `name` is a valid C string and `db` an out-pointer; the
-        // handle is closed by `Drop` even when opening failed.
-        let code = unsafe { ffi::sqlite3_open_v2(name.as_ptr(), &mut db, flags, ptr::null()) };
-        let handle = Handle(db);
-        if code != ffi::SQLITE_OK {
-            return Err(format!(
-                "cannot open {}: {}",
-                path.display(),
-                handle.error()
-            ));
-        }
-        // SAFETY: the handle is open.
-        unsafe { ffi::sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS) };
-        Ok(handle)
-    }
-
-    fn error(&self) -> String {
-        if self.0.is_null() {
-            return "out of memory".into();
-        }
-        // SAFETY: the handle is valid; the message is copied at once.
-        unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(self.0)) }
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from `sqlite3_open_v2` and is closed once
-        // (its backup object is finished before); closing NULL is a no-op.
-        unsafe { ffi::sqlite3_close(self.0) };
-    }
+fn open(path: &Path, flags: OpenFlags) -> Result<Connection, String> {
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Ok(conn)
 }
 
 fn copy(source: &Path, destination: &Path) -> Result<BackupReport, String> {
-    let from = Handle::open(source, ffi::SQLITE_OPEN_READONLY)?;
-    let to = Handle::open(
+    let from = open(source, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut to = open(
         destination,
-        ffi::SQLITE_OPEN_READWRITE | ffi::SQLITE_OPEN_CREATE,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )?;
-    let main = c"main";
-    // SAFETY: both handles are open; the backup object is finished below
-    // on every path.
-    let backup = unsafe { ffi::sqlite3_backup_init(to.0, main.as_ptr(), from.0, main.as_ptr()) };
-    if backup.is_null() {
-        return Err(format!("cannot start the backup: {}", to.error()));
-    }
-    let outcome = loop {
+    let pages = {
+        let backup =
+            Backup::new(&from, &mut to).map_err(|e| format!("cannot start the backup: {e}"))?;
         // -1: every page in one step, in one read transaction of the
-        // source, so the copy is of one moment.
-        // SAFETY: `backup` is live until `sqlite3_backup_finish`.
-        match unsafe { ffi::sqlite3_backup_step(backup, -1) } {
-            ffi::SQLITE_DONE => break Ok(()),
-            ffi::SQLITE_BUSY | ffi::SQLITE_LOCKED => std::thread::sleep(Duration::from_millis(50)),
-            ffi::SQLITE_OK => {}
-            code => break Err(code),
-        }
+        // source, so the copy is of one moment; a lock the host holds is
+        // waited out, step after step.
+        backup
+            .run_to_completion(-1, Duration::from_millis(50), None)
+            .map_err(|e| format!("the backup failed: {e}"))?;
+        backup.progress().pagecount.max(0) as u64
     };
-    // SAFETY: as above; read before finishing frees the object.
-    let pages = unsafe { ffi::sqlite3_backup_pagecount(backup) }.max(0) as u64;
-    // SAFETY: finished exactly once.
-    let finished = unsafe { ffi::sqlite3_backup_finish(backup) };
-    match outcome {
-        Err(code) => Err(format!(
-            "the backup failed (SQLite code {code}): {}",
-            to.error()
-        )),
-        Ok(()) if finished != ffi::SQLITE_OK => Err(format!("the backup failed: {}", to.error())),
-        Ok(()) => {
-            let bytes = std::fs::metadata(destination).map_or(0, |m| m.len());
-            Ok(BackupReport { pages, bytes })
-        }
-    }
+    to.close()
+        .map_err(|(_, e)| format!("cannot close the copy: {e}"))?;
+    let bytes = std::fs::metadata(destination).map_or(0, |m| m.len());
+    Ok(BackupReport { pages, bytes })
 }
 
 #[cfg(test)]

@@ -4,23 +4,20 @@
 
 use sqlx::{Row, SqliteConnection};
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use crate::domain::{Delivery, Message, NewMessage, WorkflowId};
+use crate::store::statements::{CONSUME_MESSAGE, INSERT_MESSAGE, NEXT_MESSAGE, RUN_EXISTS};
 use crate::store::{Result, StoreError};
 
 /// Deliver `message` to its run, unless its idempotency key was delivered
 /// before. The caller knows the run exists.
 pub(super) fn deliver(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     message: &NewMessage,
     now: i64,
 ) -> Result<Delivery> {
     let inserted = conn
-        .query(
-            "INSERT INTO messages (run_id, topic, message, idempotency_key, sent_at)
-         VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (run_id, idempotency_key) DO NOTHING",
-        )
+        .query(INSERT_MESSAGE)
         .bind(message.run.as_str())
         .bind(&message.topic)
         .bind(&message.message)
@@ -37,9 +34,9 @@ pub(super) fn deliver(
 /// Deliver a message sent from outside a run (HTTP, a handler): refused
 /// with [`StoreError::UnknownRun`], changing nothing, if the run does not
 /// exist.
-pub(super) fn send(conn: &mut RawConnection, message: NewMessage, now: i64) -> Result<Delivery> {
+pub(super) fn send(conn: &mut WriteConnection, message: NewMessage, now: i64) -> Result<Delivery> {
     let exists = conn
-        .query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+        .query(RUN_EXISTS)
         .bind(message.run.as_str())
         .fetch_one()?
         .first()
@@ -53,19 +50,17 @@ pub(super) fn send(conn: &mut RawConnection, message: NewMessage, now: i64) -> R
 
 /// Mark `received` as taken by operation `op` of `run`.
 pub(super) fn consume(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     run: &WorkflowId,
     op: u32,
     received: &Message,
 ) -> Result<()> {
-    let updated = conn.query(
-        "UPDATE messages SET consumed_op = ? WHERE seq = ? AND run_id = ? AND consumed_op IS NULL",
-    )
-    .bind(op)
-    .bind(received.seq)
-    .bind(run.as_str())
-    .execute()
-    ?;
+    let updated = conn
+        .query(CONSUME_MESSAGE)
+        .bind(op)
+        .bind(received.seq)
+        .bind(run.as_str())
+        .execute()?;
     // Only the run's own execution receives its messages, one call at a
     // time; a message gone from under it means the database was changed
     // behind the host's back.
@@ -84,15 +79,11 @@ pub(super) async fn next(
     run: &WorkflowId,
     topic: &str,
 ) -> Result<Option<Message>> {
-    let row = sqlx::query(
-        "SELECT seq, message FROM messages
-         WHERE run_id = ? AND topic = ? AND consumed_op IS NULL
-         ORDER BY seq LIMIT 1",
-    )
-    .bind(run.as_str())
-    .bind(topic)
-    .fetch_optional(reads)
-    .await?;
+    let row = sqlx::query(NEXT_MESSAGE)
+        .bind(run.as_str())
+        .bind(topic)
+        .fetch_optional(reads)
+        .await?;
     row.map(|row| {
         Ok(Message {
             seq: row.try_get("seq")?,

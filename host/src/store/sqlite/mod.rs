@@ -9,8 +9,8 @@
 //! writes go through one writer thread that owns the only write connection
 //! and applies whatever writes are queued in one transaction: group commit.
 //! Every caller is answered only after the commit that made its write
-//! durable. The writer drives its connection through SQLite's C API, without
-//! sqlx's per-statement thread hop (raw.rs says why). Reads go through sqlx on
+//! durable. The writer has a rusqlite connection of its own, without sqlx's
+//! per-statement thread hop (connection.rs says why). Reads go through sqlx on
 //! separate read-only connections (reads.rs), which WAL lets run beside the
 //! writer.
 //!
@@ -33,33 +33,32 @@ use tokio::sync::Notify;
 
 use super::queueing::Dequeued;
 use super::rows::{
-    JOURNAL_COLUMNS, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, WAIT_COLUMNS,
-    event_and_status_from_row, event_and_status_query, event_record_from_row,
-    journal_entry_from_row, list_messages_query, list_streams_query, message_record_from_row,
-    modules_from_rows, parked_wait_from_row, routes_from_row, run_from_row, stream_info_from_row,
+    MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, event_and_status_from_row, event_and_status_query,
+    event_record_from_row, journal_entry_from_row, list_messages_query, list_streams_query,
+    message_record_from_row, modules_from_rows, parked_wait_from_row, routes_from_row,
+    run_from_row, stream_info_from_row,
 };
 use super::rows::{
-    QUEUE_COLUMNS, QUEUE_DEPTHS, SCHEDULE_COLUMNS, position_keys, queue_depth_from_row,
-    queue_from_row, queue_position_query, schedule_from_row,
+    QUEUE_DEPTHS, SCHEDULE_COLUMNS, position_keys, queue_depth_from_row, queue_from_row,
+    queue_position_query, schedule_from_row,
 };
 use super::{
     CreateRun, DeleteQueue, NewModuleVersion, Parking, PutModule, RecoveryClaim, Result, Store,
     StoreHealth, WriteHealth,
 };
 use crate::domain::{
-    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleInfo,
-    ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName, QueueSettings,
-    RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo, ScheduleName, ScheduleSpec,
-    StreamEntry, StreamInfo, WorkflowId,
+    Delivery, EventRecord, JournalEntry, JournalWrite, Message, MessageRecord, ModuleDigest,
+    ModuleInfo, ModuleName, NewMessage, NewRun, ParkedWait, QueueDepth, QueueInfo, QueueName,
+    QueueSettings, RunFilter, RunOutcome, RunRecord, RunStatus, RunWait, ScheduleInfo,
+    ScheduleName, ScheduleSpec, StreamEntry, StreamInfo, WorkflowId,
 };
 
-// The online backup API, through the same C library.
-#[allow(unsafe_code)]
 pub mod backup;
+mod connection;
 mod messages;
 mod queues;
+// Asks sqlx's handle whether it is inside a transaction.
 #[allow(unsafe_code)]
-mod raw;
 mod reads;
 mod retention;
 mod schedules;
@@ -68,6 +67,10 @@ mod waits;
 mod writer;
 mod writes;
 
+use crate::store::statements::{
+    EARLIEST_WAKE, EVENT_HISTORY_PAGE, EVENT_VALUE, EVENTS, JOURNAL, JOURNAL_ENTRY, JOURNAL_PAGE,
+    MODULE_BLOB, PENDING_CHILDREN, QUEUE, QUEUES, ROUTES, RUN_BY_ID, WAIT_COUNT, WAITS_OF_RUN,
+};
 use reads::ReadConnections;
 use writer::{MAX_BATCH, WriteJob, spawn_writer};
 use writes::{
@@ -139,13 +142,21 @@ impl SqliteStore {
             })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let mut writer = SqliteConnection::connect_with(&connect).await?;
-        MIGRATOR.run(&mut writer).await?;
+        let mut migrating = SqliteConnection::connect_with(&connect).await?;
+        MIGRATOR.run(&mut migrating).await?;
+        migrating.close().await?;
         let reads = Arc::new(ReadConnections::open(&connect, options.read_connections).await?);
         let (writes, queue) = mpsc::channel(4 * MAX_BATCH);
         let woken = Arc::new(Notify::new());
         let health = Arc::new(WriteHealth::default());
-        spawn_writer(writer, queue, woken.clone(), health.clone()).await?;
+        spawn_writer(
+            &options.path,
+            options.synchronous,
+            queue,
+            woken.clone(),
+            health.clone(),
+        )
+        .await?;
         Ok(Self {
             reads,
             writes,
@@ -183,21 +194,17 @@ impl Store for SqliteStore {
     async fn list_routes(&self) -> Result<Vec<(ModuleName, String)>> {
         let rows = self
             .reads
-            .read(async |conn| {
-                sqlx::query("SELECT name, manifest FROM module_routes ORDER BY name")
-                    .fetch_all(conn)
-                    .await
-            })
+            .read(async |conn| sqlx::query(ROUTES).fetch_all(conn).await)
             .await?;
         rows.iter().map(routes_from_row).collect()
     }
 
-    async fn module_bytes(&self, version: &str) -> Result<Option<Vec<u8>>> {
+    async fn module_bytes(&self, version: &ModuleDigest) -> Result<Option<Vec<u8>>> {
         Ok(self
             .reads
             .read(async |conn| {
-                sqlx::query_scalar("SELECT bytes FROM module_blobs WHERE version = ?")
-                    .bind(version)
+                sqlx::query_scalar(MODULE_BLOB)
+                    .bind(version.as_str())
                     .fetch_optional(conn)
                     .await
             })
@@ -231,11 +238,7 @@ impl Store for SqliteStore {
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
         let rows = self
             .reads
-            .read(async |conn| {
-                sqlx::query(&format!("SELECT {QUEUE_COLUMNS} FROM queues ORDER BY name"))
-                    .fetch_all(conn)
-                    .await
-            })
+            .read(async |conn| sqlx::query(QUEUES).fetch_all(conn).await)
             .await?;
         rows.iter().map(queue_from_row).collect()
     }
@@ -244,12 +247,10 @@ impl Store for SqliteStore {
         let row = self
             .reads
             .read(async |conn| {
-                sqlx::query(&format!(
-                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
-                ))
-                .bind(name.as_str())
-                .fetch_optional(conn)
-                .await
+                sqlx::query(QUEUE)
+                    .bind(name.as_str())
+                    .fetch_optional(conn)
+                    .await
             })
             .await?;
         row.as_ref().map(queue_from_row).transpose()
@@ -330,7 +331,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn purge_versions(&self) -> Result<Vec<String>> {
+    async fn purge_versions(&self) -> Result<Vec<ModuleDigest>> {
         self.write(Box::new(retention::purge_versions)).await
     }
 
@@ -413,7 +414,7 @@ impl Store for SqliteStore {
         let row = self
             .reads
             .read(async |conn| {
-                sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
+                sqlx::query(RUN_BY_ID)
                     .bind(id.as_str())
                     .fetch_optional(conn)
                     .await
@@ -573,11 +574,7 @@ impl Store for SqliteStore {
     async fn next_wake_at(&self) -> Result<Option<i64>> {
         Ok(self
             .reads
-            .read(async |conn| {
-                sqlx::query_scalar("SELECT MIN(wake_at) FROM run_waits")
-                    .fetch_one(conn)
-                    .await
-            })
+            .read(async |conn| sqlx::query_scalar(EARLIEST_WAKE).fetch_one(conn).await)
             .await?)
     }
 
@@ -585,12 +582,10 @@ impl Store for SqliteStore {
         let row = self
             .reads
             .read(async |conn| {
-                sqlx::query(&format!(
-                    "SELECT {WAIT_COLUMNS} FROM run_waits WHERE run_id = ?"
-                ))
-                .bind(id.as_str())
-                .fetch_optional(conn)
-                .await
+                sqlx::query(WAITS_OF_RUN)
+                    .bind(id.as_str())
+                    .fetch_optional(conn)
+                    .await
             })
             .await?;
         row.as_ref().map(parked_wait_from_row).transpose()
@@ -599,11 +594,7 @@ impl Store for SqliteStore {
     async fn parked_count(&self) -> Result<u64> {
         let count: i64 = self
             .reads
-            .read(async |conn| {
-                sqlx::query_scalar("SELECT COUNT(*) FROM run_waits")
-                    .fetch_one(conn)
-                    .await
-            })
+            .read(async |conn| sqlx::query_scalar(WAIT_COUNT).fetch_one(conn).await)
             .await?;
         Ok(count as u64)
     }
@@ -619,14 +610,7 @@ impl Store for SqliteStore {
     async fn journal(&self, id: &WorkflowId) -> Result<Vec<JournalEntry>> {
         let rows = self
             .reads
-            .read(async |conn| {
-                sqlx::query(&format!(
-                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? ORDER BY op"
-                ))
-                .bind(id.as_str())
-                .fetch_all(conn)
-                .await
-            })
+            .read(async |conn| sqlx::query(JOURNAL).bind(id.as_str()).fetch_all(conn).await)
             .await?;
         rows.iter().map(journal_entry_from_row).collect()
     }
@@ -640,14 +624,12 @@ impl Store for SqliteStore {
         let rows = self
             .reads
             .read(async |conn| {
-                sqlx::query(&format!(
-                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? AND op > ? ORDER BY op LIMIT ?"
-                ))
-                .bind(id.as_str())
-                .bind(after_op.map_or(-1, i64::from))
-                .bind(limit)
-                .fetch_all(conn)
-                .await
+                sqlx::query(JOURNAL_PAGE)
+                    .bind(id.as_str())
+                    .bind(after_op.map_or(-1, i64::from))
+                    .bind(limit)
+                    .fetch_all(conn)
+                    .await
             })
             .await?;
         rows.iter().map(journal_entry_from_row).collect()
@@ -657,13 +639,11 @@ impl Store for SqliteStore {
         let row = self
             .reads
             .read(async |conn| {
-                sqlx::query(&format!(
-                    "SELECT {JOURNAL_COLUMNS} FROM journal WHERE run_id = ? AND op = ?"
-                ))
-                .bind(id.as_str())
-                .bind(op)
-                .fetch_optional(conn)
-                .await
+                sqlx::query(JOURNAL_ENTRY)
+                    .bind(id.as_str())
+                    .bind(op)
+                    .fetch_optional(conn)
+                    .await
             })
             .await?;
         row.as_ref().map(journal_entry_from_row).transpose()
@@ -766,7 +746,7 @@ impl Store for SqliteStore {
         let ids: Vec<String> = self
             .reads
             .read(async |conn| {
-                sqlx::query_scalar("SELECT id FROM runs WHERE parent = ? AND status = 'PENDING'")
+                sqlx::query_scalar(PENDING_CHILDREN)
                     .bind(parent.as_str())
                     .fetch_all(conn)
                     .await
@@ -796,7 +776,7 @@ impl Store for SqliteStore {
         Ok(self
             .reads
             .read(async |conn| {
-                sqlx::query_scalar("SELECT value FROM events WHERE run_id = ? AND key = ?")
+                sqlx::query_scalar(EVENT_VALUE)
                     .bind(id.as_str())
                     .bind(key)
                     .fetch_optional(conn)
@@ -828,7 +808,7 @@ impl Store for SqliteStore {
         Ok(self
             .reads
             .read(async |conn| {
-                sqlx::query_as("SELECT key, value FROM events WHERE run_id = ? ORDER BY key")
+                sqlx::query_as(EVENTS)
                     .bind(id.as_str())
                     .fetch_all(conn)
                     .await
@@ -843,13 +823,17 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
         // (run_id, op) is unique, so its index serves this range.
-        let rows = self.reads.read(async |conn| sqlx::query(
-            "SELECT seq, op, key, value, recorded_at FROM event_history WHERE run_id = ? AND op > ? ORDER BY op LIMIT ?",
-        )
-        .bind(id.as_str())
-        .bind(after_op.map_or(-1, i64::from))
-        .bind(limit)
-        .fetch_all(conn).await).await?;
+        let rows = self
+            .reads
+            .read(async |conn| {
+                sqlx::query(EVENT_HISTORY_PAGE)
+                    .bind(id.as_str())
+                    .bind(after_op.map_or(-1, i64::from))
+                    .bind(limit)
+                    .fetch_all(conn)
+                    .await
+            })
+            .await?;
         rows.iter().map(event_record_from_row).collect()
     }
 }

@@ -2,18 +2,19 @@
 //! host: a dequeue reads the counts and moves the runs in one transaction,
 //! so the limits cannot be overrun between the two.
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use crate::domain::{NewRun, QueueInfo, QueueName, QueueSettings, RunRecord};
 use crate::store::queueing::{DequeuePass, Dequeued, Lane, LaneCounts};
-use crate::store::rows::{
-    Columns, QUEUE_COLUMNS, RUN_COLUMNS, corrupt, queue_from_row, run_from_row,
-};
+use crate::store::rows::{Columns, RUN_COLUMNS, corrupt, queue_from_row, run_from_row};
 use crate::store::{CreateRun, DeleteQueue, Result};
 
 use super::writes::select_run;
+use crate::store::statements::{
+    DEDUPLICATED_RUN, DELETE_QUEUE, ENQUEUED_IN_QUEUE, NEXT_DELAYED_START, QUEUE,
+};
 
 pub(super) fn put_queue(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     name: QueueName,
     settings: QueueSettings,
     now: i64,
@@ -36,19 +37,14 @@ pub(super) fn put_queue(
     .bind(settings.partitioned)
     .bind(now)
     .execute()?;
-    let row = conn
-        .query(&format!(
-            "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
-        ))
-        .bind(name.as_str())
-        .fetch_one()?;
+    let row = conn.query(QUEUE).bind(name.as_str()).fetch_one()?;
     queue_from_row(&row)
 }
 
 /// Delete queue `name` unless runs wait in it.
-pub(super) fn delete_queue(conn: &mut RawConnection, name: QueueName) -> Result<DeleteQueue> {
+pub(super) fn delete_queue(conn: &mut WriteConnection, name: QueueName) -> Result<DeleteQueue> {
     let waiting = conn
-        .query("SELECT COUNT(*) FROM runs WHERE status = 'ENQUEUED' AND queue = ?")
+        .query(ENQUEUED_IN_QUEUE)
         .bind(name.as_str())
         .fetch_one()?
         .first()
@@ -57,10 +53,7 @@ pub(super) fn delete_queue(conn: &mut RawConnection, name: QueueName) -> Result<
     if waiting > 0 {
         return Ok(DeleteQueue::Busy(waiting as u64));
     }
-    let deleted = conn
-        .query("DELETE FROM queues WHERE name = ?")
-        .bind(name.as_str())
-        .execute()?;
+    let deleted = conn.query(DELETE_QUEUE).bind(name.as_str()).execute()?;
     Ok(if deleted == 1 {
         DeleteQueue::Deleted
     } else {
@@ -71,7 +64,7 @@ pub(super) fn delete_queue(conn: &mut RawConnection, name: QueueName) -> Result<
 /// Create an `ENQUEUED` run, unless a run with its id exists (then that
 /// one) or a run of its queue with its deduplication id is `ENQUEUED` or
 /// `PENDING` (then that one, as a duplicate).
-pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<CreateRun> {
+pub(super) fn create_enqueued(conn: &mut WriteConnection, run: NewRun) -> Result<CreateRun> {
     if let Some(existing) = select_run(conn, run.id.as_str())? {
         return Ok(CreateRun::Existing(existing));
     }
@@ -81,10 +74,7 @@ pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<C
         .ok_or_else(|| corrupt("an enqueued run without an admission"))?;
     if let (Some(queue), Some(dedup)) = (&admission.queue, &admission.deduplication_id) {
         let duplicate = conn
-            .query(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs
-                 WHERE queue = ? AND deduplication_id = ? AND status IN ('ENQUEUED', 'PENDING')"
-            ))
+            .query(DEDUPLICATED_RUN)
             .bind(queue.as_str())
             .bind(dedup.as_str())
             .fetch_optional()?;
@@ -99,7 +89,7 @@ pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<C
     )
     .bind(run.id.as_str())
     .bind(run.module.as_str())
-    .bind(&run.version)
+    .bind(run.version.as_str())
     .bind(&run.workflow)
     .bind(&run.input)
     .bind(run.now)
@@ -119,7 +109,7 @@ pub(super) fn create_enqueued(conn: &mut RawConnection, run: NewRun) -> Result<C
 
 /// Move the runs that may start now from `ENQUEUED` to `PENDING`, at most
 /// `limit`.
-pub(super) fn dequeue(conn: &mut RawConnection, now: i64, limit: u32) -> Result<Dequeued> {
+pub(super) fn dequeue(conn: &mut WriteConnection, now: i64, limit: u32) -> Result<Dequeued> {
     let lanes = conn
         .query(
             "SELECT DISTINCT queue, partition_key FROM runs
@@ -142,9 +132,7 @@ pub(super) fn dequeue(conn: &mut RawConnection, now: i64, limit: u32) -> Result<
     for lane in lanes {
         let settings = match &lane.queue {
             Some(queue) => conn
-                .query(&format!(
-                    "SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?"
-                ))
+                .query(QUEUE)
                 .bind(queue.as_str())
                 .fetch_optional()?
                 .map(|row| queue_from_row(&row))
@@ -188,7 +176,7 @@ pub(super) fn dequeue(conn: &mut RawConnection, now: i64, limit: u32) -> Result<
         }
     }
     let next_start: Option<i64> = conn
-        .query("SELECT MIN(start_at) FROM runs WHERE status = 'ENQUEUED' AND start_at > ?")
+        .query(NEXT_DELAYED_START)
         .bind(now)
         .fetch_one()?
         .first()
@@ -198,7 +186,7 @@ pub(super) fn dequeue(conn: &mut RawConnection, now: i64, limit: u32) -> Result<
 
 /// What a lane's limits are measured against. One host: the runs it
 /// executes are the `PENDING` ones not parked.
-fn lane_counts(conn: &mut RawConnection, lane: &Lane, window_start: i64) -> Result<LaneCounts> {
+fn lane_counts(conn: &mut WriteConnection, lane: &Lane, window_start: i64) -> Result<LaneCounts> {
     let row = conn
         .query(
             "SELECT
@@ -222,7 +210,7 @@ fn lane_counts(conn: &mut RawConnection, lane: &Lane, window_start: i64) -> Resu
 
 /// Run `id` leaves its queue: `PENDING`, its first attempt, its time limit
 /// counted from now.
-fn start(conn: &mut RawConnection, id: &str, now: i64) -> Result<Option<RunRecord>> {
+fn start(conn: &mut WriteConnection, id: &str, now: i64) -> Result<Option<RunRecord>> {
     conn.query(&format!(
         "UPDATE runs SET status = 'PENDING', attempts = 1, epoch = epoch + 1, dequeued_at = ?1, updated_at = ?1,
              deadline = CASE WHEN timeout_ms IS NULL THEN deadline ELSE MIN(COALESCE(deadline, ?1 + timeout_ms), ?1 + timeout_ms) END

@@ -15,7 +15,6 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::raw;
 use crate::store::{Result, StoreError};
 
 #[derive(Debug)]
@@ -106,7 +105,11 @@ impl ReadConnection<'_> {
     /// even say is not.
     async fn is_idle(&mut self) -> bool {
         match self.lock_handle().await {
-            Ok(mut locked) => raw::handle_is_idle(locked.as_raw_handle()),
+            // SAFETY: sqlx's lock keeps every other thread off the open
+            // handle during this call; get_autocommit only reads a flag.
+            Ok(mut locked) => unsafe {
+                rusqlite::ffi::sqlite3_get_autocommit(locked.as_raw_handle().as_ptr()) != 0
+            },
             Err(_) => false,
         }
     }

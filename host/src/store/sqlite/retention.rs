@@ -1,13 +1,14 @@
 //! Retention, as the writer applies it: one batch of runs at a time, so
 //! that the writes of runs going on wait at most one batch.
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
+use crate::domain::ModuleDigest;
 use crate::store::Result;
 use crate::store::retention::{DOOMED_RUNS, RUN_TABLES, UNUSED_BLOBS, UNUSED_VERSIONS};
-use crate::store::rows::Columns;
+use crate::store::rows::{Columns, corrupt};
 
 /// Delete one batch of finished runs (see [`DOOMED_RUNS`]); how many.
-pub(super) fn purge_runs(conn: &mut RawConnection, before: i64, roots: u32) -> Result<u64> {
+pub(super) fn purge_runs(conn: &mut WriteConnection, before: i64, roots: u32) -> Result<u64> {
     let doomed = conn
         .query(DOOMED_RUNS)
         .bind(before)
@@ -35,11 +36,11 @@ pub(super) fn purge_runs(conn: &mut RawConnection, before: i64, roots: u32) -> R
 }
 
 /// Delete the module versions no one needs; the blobs that went.
-pub(super) fn purge_versions(conn: &mut RawConnection) -> Result<Vec<String>> {
+pub(super) fn purge_versions(conn: &mut WriteConnection) -> Result<Vec<ModuleDigest>> {
     conn.query(UNUSED_VERSIONS).execute()?;
     conn.query(UNUSED_BLOBS)
         .fetch_all()?
         .iter()
-        .map(|row| row.text("version"))
+        .map(|row| ModuleDigest::parse(&row.text("version")?).map_err(corrupt))
         .collect()
 }

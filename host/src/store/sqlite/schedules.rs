@@ -1,12 +1,13 @@
 //! Schedules, as the writer applies them.
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use crate::domain::{ScheduleInfo, ScheduleName, ScheduleSpec};
 use crate::store::Result;
 use crate::store::rows::{SCHEDULE_COLUMNS, schedule_from_row};
+use crate::store::statements::{ADVANCE_SCHEDULE, DELETE_SCHEDULE};
 
 pub(super) fn put_schedule(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     name: ScheduleName,
     spec: ScheduleSpec,
     next_tick: Option<i64>,
@@ -36,7 +37,7 @@ pub(super) fn put_schedule(
     select(conn, &name)?.ok_or_else(|| crate::store::rows::corrupt("a stored schedule vanished"))
 }
 
-fn select(conn: &mut RawConnection, name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
+fn select(conn: &mut WriteConnection, name: &ScheduleName) -> Result<Option<ScheduleInfo>> {
     conn.query(&format!(
         "SELECT {SCHEDULE_COLUMNS} FROM schedules WHERE name = ?"
     ))
@@ -47,7 +48,7 @@ fn select(conn: &mut RawConnection, name: &ScheduleName) -> Result<Option<Schedu
 }
 
 pub(super) fn set_paused(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     name: ScheduleName,
     paused: bool,
     next_tick: Option<i64>,
@@ -65,13 +66,13 @@ pub(super) fn set_paused(
 }
 
 pub(super) fn advance(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     name: ScheduleName,
     from: i64,
     to: Option<i64>,
 ) -> Result<bool> {
     Ok(conn
-        .query("UPDATE schedules SET next_tick = ? WHERE name = ? AND next_tick = ?")
+        .query(ADVANCE_SCHEDULE)
         .bind(to)
         .bind(name.as_str())
         .bind(from)
@@ -79,10 +80,6 @@ pub(super) fn advance(
         == 1)
 }
 
-pub(super) fn delete(conn: &mut RawConnection, name: ScheduleName) -> Result<bool> {
-    Ok(conn
-        .query("DELETE FROM schedules WHERE name = ?")
-        .bind(name.as_str())
-        .execute()?
-        == 1)
+pub(super) fn delete(conn: &mut WriteConnection, name: ScheduleName) -> Result<bool> {
+    Ok(conn.query(DELETE_SCHEDULE).bind(name.as_str()).execute()? == 1)
 }

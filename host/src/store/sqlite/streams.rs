@@ -4,17 +4,16 @@
 
 use sqlx::SqliteConnection;
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use crate::domain::{RunStatus, StreamEntry, WorkflowId};
-use crate::store::rows::{
-    Columns, STREAM_ENTRY_COLUMNS, StreamAppend, corrupt, run_refusal, stream_entry_from_row,
-};
+use crate::store::rows::{Columns, StreamAppend, corrupt, run_refusal, stream_entry_from_row};
+use crate::store::statements::{RUN_STATUS, RUN_STATUS_AND_EPOCH, STREAM_ENTRIES};
 use crate::store::{Result, StoreError};
 
 /// Write `append` at its stream's next position when `writable` (SQL on
 /// `?1`, the run, and `?6`, the fence) holds; how many rows it wrote.
 fn insert(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     append: StreamAppend<'_>,
     fence: Option<u64>,
     writable: &str,
@@ -36,7 +35,7 @@ fn insert(
 
 /// The append of a journaled `write-stream` or `close-stream`: its journal
 /// entry, written just before in the same transaction, checked the run.
-pub(super) fn append_journaled(conn: &mut RawConnection, append: StreamAppend<'_>) -> Result<()> {
+pub(super) fn append_journaled(conn: &mut WriteConnection, append: StreamAppend<'_>) -> Result<()> {
     insert(conn, append, None, "?6 IS NULL")?;
     Ok(())
 }
@@ -44,7 +43,7 @@ pub(super) fn append_journaled(conn: &mut RawConnection, append: StreamAppend<'_
 /// An append from inside a step: only while the run is `PENDING` and, with
 /// `fence`, in that epoch.
 pub(super) fn append_fenced(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     append: StreamAppend<'_>,
     fence: Option<u64>,
 ) -> Result<()> {
@@ -54,7 +53,7 @@ pub(super) fn append_fenced(
         return Ok(());
     }
     let row = conn
-        .query("SELECT status, epoch FROM runs WHERE id = ?")
+        .query(RUN_STATUS_AND_EPOCH)
         .bind(id.as_str())
         .fetch_optional()?
         .map(|row| Ok::<_, StoreError>((row.text("status")?, row.int("epoch")?)))
@@ -72,21 +71,18 @@ pub(super) async fn read(
     from: u64,
     limit: u32,
 ) -> Result<(Vec<StreamEntry>, Option<RunStatus>)> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM runs WHERE id = ?")
+    let status: Option<String> = sqlx::query_scalar(RUN_STATUS)
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     let status = status.map(|s| s.parse().map_err(corrupt)).transpose()?;
-    let rows = sqlx::query(&format!(
-        "SELECT {STREAM_ENTRY_COLUMNS} FROM stream_entries
-         WHERE run_id = ? AND stream = ? AND position >= ? ORDER BY position LIMIT ?"
-    ))
-    .bind(id.as_str())
-    .bind(stream)
-    .bind(i64::try_from(from).unwrap_or(i64::MAX))
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(STREAM_ENTRIES)
+        .bind(id.as_str())
+        .bind(stream)
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     let entries = rows
         .iter()
         .map(stream_entry_from_row)

@@ -3,13 +3,14 @@
 //! miss a commit between them) and handing out the due ones. The triggers
 //! of migration 0009 make a parked run due when what it waits for commits.
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use crate::domain::{RunRecord, RunWait, WorkflowId};
 use crate::store::rows::{Columns, RUN_COLUMNS, awaited_query, corrupt, run_from_row, run_refusal};
+use crate::store::statements::RUN_STATUS_AND_EPOCH;
 use crate::store::{Parking, Result};
 
 pub(super) fn park(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     id: WorkflowId,
     fence: Option<u64>,
     wait: RunWait,
@@ -40,7 +41,7 @@ pub(super) fn park(
         .execute()?;
     if pending == 0 {
         let row = conn
-            .query("SELECT status, epoch FROM runs WHERE id = ?")
+            .query(RUN_STATUS_AND_EPOCH)
             .bind(id.as_str())
             .fetch_optional()?
             .map(|row| Ok::<_, crate::store::StoreError>((row.text("status")?, row.int("epoch")?)))
@@ -65,7 +66,7 @@ pub(super) fn park(
 }
 
 pub(super) fn claim_woken(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     now: i64,
     limit: u32,
 ) -> Result<Vec<RunRecord>> {
@@ -96,7 +97,7 @@ pub(super) fn claim_woken(
 
 /// Whether a parked run is due because a commit woke it (its `wake_at` is
 /// 0): asked after each batch, one probe of an index.
-pub(super) fn any_woken(conn: &mut RawConnection) -> bool {
+pub(super) fn any_woken(conn: &mut WriteConnection) -> bool {
     conn.query("SELECT EXISTS (SELECT 1 FROM run_waits WHERE wake_at = 0)")
         .fetch_one()
         .ok()

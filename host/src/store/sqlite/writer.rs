@@ -5,13 +5,13 @@
 //! rest of its batch commits; only a failed commit (or SQLite rolling the
 //! whole transaction back, as it may on a full disk) fails them all.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use sqlx::SqliteConnection;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::SqliteStore;
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
+use super::{SqliteStore, Synchronous};
 use crate::store::{Result, StoreError, WriteHealth};
 
 /// Most writes applied in one transaction.
@@ -23,7 +23,7 @@ pub(super) trait WriteJob: Send {
     /// Apply the write. An error is a failure of the database (the write's
     /// savepoint is rolled back); a refusal is kept as the job's result and
     /// is not an error here.
-    fn apply(&mut self, conn: &mut RawConnection) -> Result<()>;
+    fn apply(&mut self, conn: &mut WriteConnection) -> Result<()>;
     /// Answer the caller with the write's result, or with the commit failure.
     fn answer(self: Box<Self>, commit: Result<(), &StoreError>);
 }
@@ -36,7 +36,7 @@ fn replica(error: &StoreError) -> StoreError {
     }
 }
 
-pub(super) type WriteFn<T> = Box<dyn FnOnce(&mut RawConnection) -> Result<T> + Send>;
+pub(super) type WriteFn<T> = Box<dyn FnOnce(&mut WriteConnection) -> Result<T> + Send>;
 
 struct TypedJob<T> {
     write: Option<WriteFn<T>>,
@@ -45,7 +45,7 @@ struct TypedJob<T> {
 }
 
 impl<T: Send + 'static> WriteJob for TypedJob<T> {
-    fn apply(&mut self, conn: &mut RawConnection) -> Result<()> {
+    fn apply(&mut self, conn: &mut WriteConnection) -> Result<()> {
         let write = self.write.take().expect("a write job is applied once");
         let result = write(conn);
         let failed = match &result {
@@ -95,49 +95,38 @@ impl SqliteStore {
     }
 }
 
-#[allow(unsafe_code)]
-/// Start the writer thread: it takes `conn`'s handle from sqlx and applies
-/// queued writes, batch by batch, until every sender is gone, notifying
-/// `woken` after a batch that made a parked run due. Returns once the
-/// writer holds the handle, or with why it could not take it.
+/// Start the writer thread: it opens the write connection to `path` and
+/// applies queued writes, batch by batch, until every sender is gone,
+/// notifying `woken` after a batch that made a parked run due. Returns once
+/// the connection is open, or with why it could not be opened.
 pub(super) async fn spawn_writer(
-    conn: SqliteConnection,
+    path: &Path,
+    synchronous: Synchronous,
     queue: mpsc::Receiver<Box<dyn WriteJob>>,
     woken: Arc<Notify>,
     health: Arc<WriteHealth>,
 ) -> Result<()> {
     let (started, start) = oneshot::channel();
+    let path = path.to_owned();
     std::thread::Builder::new()
         .name("cairn-sqlite-writer".into())
         .spawn(move || {
-            let mut conn = conn;
-            // sqlx's lock is async; a small runtime of this thread's own
-            // waits for it.
-            let locked = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))
-                .and_then(|runtime| Ok(runtime.block_on(conn.lock_handle())?));
-            let mut locked = match locked {
-                Ok(locked) => locked,
-                Err(error) => {
-                    let _ = started.send(Err(error));
+            let mut conn = match WriteConnection::open(&path, synchronous) {
+                Ok(conn) => conn,
+                Err(failure) => {
+                    let _ = started.send(Err(failure.into()));
                     return;
                 }
             };
-            // SAFETY: sqlx's thread leaves the handle alone while `locked`
-            // lives, and `raw` is dropped first.
-            let mut raw = unsafe { RawConnection::new(locked.as_raw_handle()) };
             let _ = started.send(Ok(()));
-            run_writer(&mut raw, queue, &woken, &health);
-            drop(raw);
-            drop(locked);
+            run_writer(&mut conn, queue, &woken, &health);
         })
         .map_err(|e| StoreError::Commit(format!("cannot start the writer: {e}")))?;
     start.await.map_err(|_| StoreError::Closed)?
 }
 
 fn run_writer(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
     woken: &Notify,
     health: &WriteHealth,
@@ -159,7 +148,11 @@ fn run_writer(
 
 /// Apply `jobs` in one transaction, each in a savepoint of its own, then
 /// answer them all.
-fn apply_batch(conn: &mut RawConnection, jobs: &mut Vec<Box<dyn WriteJob>>, health: &WriteHealth) {
+fn apply_batch(
+    conn: &mut WriteConnection,
+    jobs: &mut Vec<Box<dyn WriteJob>>,
+    health: &WriteHealth,
+) {
     let mut failed_write = None;
     let started = std::time::Instant::now();
     let commit = (|| {

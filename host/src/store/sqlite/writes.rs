@@ -4,28 +4,30 @@
 
 use std::borrow::Cow;
 
-use super::raw::RawConnection;
+use super::connection::WriteConnection;
 use super::{messages, streams};
 use crate::domain::{
     Delivery, JournalWrite, NewRun, RunOutcome, RunRecord, SEND_DUPLICATE_OUTCOME, WorkflowId,
 };
 use crate::store::rows::{
-    Columns, MODULE_COLUMNS, RUN_COLUMNS, StreamAppend, completes_a_wait, corrupt, journal_row,
+    Columns, RUN_COLUMNS, StreamAppend, completes_a_wait, corrupt, journal_row,
     module_version_from_row, outcome_columns, run_from_row, run_refusal,
+};
+use crate::store::statements::{
+    FORK_EVENT_HISTORY, FORK_JOURNAL, FORK_STREAM_ENTRIES, INSERT_EVENT_HISTORY,
+    INSERT_MODULE_BLOB, INSERT_MODULE_VERSION, MODULE_VERSION, MODULE_VERSION_EXISTS, RUN_BY_ID,
+    RUN_EPOCH, RUN_EXISTS, RUN_STATUS_AND_EPOCH, SET_JOURNAL_OUTCOME,
 };
 use crate::store::{CreateRun, NewModuleVersion, PutModule, RecoveryClaim, Result, StoreError};
 
-pub(super) fn select_run(conn: &mut RawConnection, id: &str) -> Result<Option<RunRecord>> {
-    let row = conn
-        .query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"))
-        .bind(id)
-        .fetch_optional()?;
+pub(super) fn select_run(conn: &mut WriteConnection, id: &str) -> Result<Option<RunRecord>> {
+    let row = conn.query(RUN_BY_ID).bind(id).fetch_optional()?;
     row.as_ref().map(run_from_row).transpose()
 }
 
-pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Result<PutModule> {
-    conn.query("INSERT INTO module_blobs (version, bytes) VALUES (?, ?) ON CONFLICT DO NOTHING")
-        .bind(&m.version)
+pub(super) fn put_module(conn: &mut WriteConnection, m: NewModuleVersion) -> Result<PutModule> {
+    conn.query(INSERT_MODULE_BLOB)
+        .bind(m.version.as_str())
         .bind(&m.bytes)
         .execute()?;
     let current: Option<String> = conn
@@ -34,9 +36,9 @@ pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Resul
         .fetch_optional()?
         .and_then(|row| row.first().clone().into_text());
     let known = conn
-        .query("SELECT EXISTS (SELECT 1 FROM module_versions WHERE name = ? AND version = ?)")
+        .query(MODULE_VERSION_EXISTS)
         .bind(m.name.as_str())
-        .bind(&m.version)
+        .bind(m.version.as_str())
         .fetch_one()?
         .first()
         .as_int()
@@ -55,22 +57,18 @@ pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Resul
         .bind(is_current)
         .bind(m.now)
         .bind(m.name.as_str())
-        .bind(&m.version)
+        .bind(m.version.as_str())
         .execute()?;
     } else {
-        conn.query(
-            "INSERT INTO module_versions (name, version, kind, workflows, size, deployed_at, settings)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(m.name.as_str())
-        .bind(&m.version)
-        .bind(m.kind.as_str())
-        .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
-        .bind(m.bytes.len() as i64)
-        .bind(m.now)
-        .bind(&settings)
-        .execute()
-        ?;
+        conn.query(INSERT_MODULE_VERSION)
+            .bind(m.name.as_str())
+            .bind(m.version.as_str())
+            .bind(m.kind.as_str())
+            .bind(serde_json::to_string(&m.workflows).map_err(corrupt)?)
+            .bind(m.bytes.len() as i64)
+            .bind(m.now)
+            .bind(&settings)
+            .execute()?;
     }
     // The deployment's routes replace the module's old ones.
     conn.query("INSERT OR REPLACE INTO module_routes (name, manifest) VALUES (?, ?)")
@@ -78,11 +76,9 @@ pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Resul
         .bind(&m.routes)
         .execute()?;
     let row = conn
-        .query(&format!(
-            "SELECT {MODULE_COLUMNS} FROM module_versions WHERE name = ? AND version = ?"
-        ))
+        .query(MODULE_VERSION)
         .bind(m.name.as_str())
-        .bind(&m.version)
+        .bind(m.version.as_str())
         .fetch_one()?;
     Ok(PutModule {
         created: !known,
@@ -90,7 +86,7 @@ pub(super) fn put_module(conn: &mut RawConnection, m: NewModuleVersion) -> Resul
     })
 }
 
-pub(super) fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<CreateRun> {
+pub(super) fn create_run(conn: &mut WriteConnection, run: NewRun) -> Result<CreateRun> {
     let inserted = conn.query(
         "INSERT INTO runs (id, module, version, workflow, input, status, attempts, created_at, updated_at, deadline, parent, traceparent)
          VALUES (?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?, ?)
@@ -98,7 +94,7 @@ pub(super) fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<Create
     )
     .bind(run.id.as_str())
     .bind(run.module.as_str())
-    .bind(&run.version)
+    .bind(run.version.as_str())
     .bind(&run.workflow)
     .bind(&run.input)
     .bind(run.now)
@@ -117,7 +113,7 @@ pub(super) fn create_run(conn: &mut RawConnection, run: NewRun) -> Result<Create
 }
 
 pub(super) fn finish_run(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     id: WorkflowId,
     fence: Option<u64>,
     outcome: RunOutcome,
@@ -152,7 +148,7 @@ pub(super) fn finish_run(
 }
 
 pub(super) fn claim_recovery(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     max_recovery_attempts: u32,
     now: i64,
 ) -> Result<RecoveryClaim> {
@@ -195,7 +191,7 @@ pub(super) fn claim_recovery(
 }
 
 pub(super) fn fork_run(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     source: WorkflowId,
     new: WorkflowId,
     from_op: u32,
@@ -203,7 +199,7 @@ pub(super) fn fork_run(
 ) -> Result<RunRecord> {
     // Refusals come first and change nothing, so the batch goes on.
     let exists = conn
-        .query("SELECT EXISTS (SELECT 1 FROM runs WHERE id = ?)")
+        .query(RUN_EXISTS)
         .bind(new.as_str())
         .fetch_one()?
         .first()
@@ -225,48 +221,35 @@ pub(super) fn fork_run(
     if created == 0 {
         return Err(StoreError::UnknownRun(source.to_string()));
     }
-    conn.query(
-        "INSERT INTO journal (run_id, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at)
-         SELECT ?, op, kind, name, outcome, deadline, completed, error, attempt, started_at, recorded_at
-         FROM journal WHERE run_id = ? AND op < ?",
-    )
-    .bind(new.as_str())
-    .bind(source.as_str())
-    .bind(from_op)
-    .execute()
-    ?;
+    conn.query(FORK_JOURNAL)
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(from_op)
+        .execute()?;
     // The history's trigger rebuilds the copy's current events.
-    conn.query(
-        "INSERT INTO event_history (run_id, op, key, value, recorded_at)
-         SELECT ?, op, key, value, recorded_at
-         FROM event_history WHERE run_id = ? AND op < ? ORDER BY seq",
-    )
-    .bind(new.as_str())
-    .bind(source.as_str())
-    .bind(from_op)
-    .execute()?;
-    conn.query(
-        "INSERT INTO stream_entries (run_id, stream, position, value, op, recorded_at)
-         SELECT ?, stream, position, value, op, recorded_at
-         FROM stream_entries WHERE run_id = ? AND op < ?",
-    )
-    .bind(new.as_str())
-    .bind(source.as_str())
-    .bind(from_op)
-    .execute()?;
+    conn.query(FORK_EVENT_HISTORY)
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(from_op)
+        .execute()?;
+    conn.query(FORK_STREAM_ENTRIES)
+        .bind(new.as_str())
+        .bind(source.as_str())
+        .bind(from_op)
+        .execute()?;
     select_run(conn, new.as_str())?.ok_or_else(|| corrupt(format!("forked run {new} vanished")))
 }
 
 /// Why a journal write of `op` for run `id` changed nothing: the run is not
 /// pending (or does not exist), or the operation is already journaled.
 fn refusal(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     id: &WorkflowId,
     fence: Option<u64>,
     op: u32,
 ) -> Result<StoreError> {
     let row = conn
-        .query("SELECT status, epoch FROM runs WHERE id = ?")
+        .query(RUN_STATUS_AND_EPOCH)
         .bind(id.as_str())
         .fetch_optional()?
         .map(|row| Ok::<_, StoreError>((row.text("status")?, row.int("epoch")?)))
@@ -281,11 +264,8 @@ fn refusal(
 }
 
 /// The epoch of run `id`, if it exists.
-fn current_epoch(conn: &mut RawConnection, id: &WorkflowId) -> Result<Option<u64>> {
-    let row = conn
-        .query("SELECT epoch FROM runs WHERE id = ?")
-        .bind(id.as_str())
-        .fetch_optional()?;
+fn current_epoch(conn: &mut WriteConnection, id: &WorkflowId) -> Result<Option<u64>> {
+    let row = conn.query(RUN_EPOCH).bind(id.as_str()).fetch_optional()?;
     Ok(row.and_then(|row| row.first().as_int()).map(|e| e as u64))
 }
 
@@ -298,7 +278,7 @@ const INSERT_JOURNAL: &str =
      WHERE EXISTS (SELECT 1 FROM runs WHERE id = ?1 AND status = 'PENDING' AND (?12 IS NULL OR epoch = ?12))";
 
 pub(super) fn write_journal(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     id: WorkflowId,
     fence: Option<u64>,
     write: JournalWrite,
@@ -344,15 +324,13 @@ pub(super) fn write_journal(
     match write {
         JournalWrite::SetEvent { key, value, .. } => {
             // The history's trigger publishes the value into `events`.
-            conn.query(
-                "INSERT INTO event_history (run_id, op, key, value, recorded_at) VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(id.as_str())
-            .bind(op)
-            .bind(&key)
-            .bind(&value)
-            .bind(now)
-            .execute()?;
+            conn.query(INSERT_EVENT_HISTORY)
+                .bind(id.as_str())
+                .bind(op)
+                .bind(&key)
+                .bind(&value)
+                .bind(now)
+                .execute()?;
         }
         JournalWrite::Send {
             message,
@@ -384,14 +362,14 @@ pub(super) fn write_journal(
 /// of one delivered before is journaled as such, for the sender and for
 /// its replays.
 fn deliver_sent(
-    conn: &mut RawConnection,
+    conn: &mut WriteConnection,
     id: &WorkflowId,
     op: u32,
     message: &crate::domain::NewMessage,
     now: i64,
 ) -> Result<()> {
     if messages::deliver(conn, message, now)? == Delivery::Duplicate {
-        conn.query("UPDATE journal SET outcome = ? WHERE run_id = ? AND op = ?")
+        conn.query(SET_JOURNAL_OUTCOME)
             .bind(SEND_DUPLICATE_OUTCOME)
             .bind(id.as_str())
             .bind(op)
