@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::backup::Backup;
+use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 /// How long the backup waits for a lock the host holds (a checkpoint).
@@ -76,11 +76,19 @@ fn copy(source: &Path, destination: &Path) -> Result<BackupReport, String> {
         let backup =
             Backup::new(&from, &mut to).map_err(|e| format!("cannot start the backup: {e}"))?;
         // -1: every page in one step, in one read transaction of the
-        // source, so the copy is of one moment; a lock the host holds is
-        // waited out, step after step.
-        backup
-            .run_to_completion(-1, Duration::from_millis(50), None)
-            .map_err(|e| format!("the backup failed: {e}"))?;
+        // source, so the copy is of one moment. (rusqlite's
+        // `run_to_completion` takes only a positive number of pages.)
+        loop {
+            match backup.step(-1) {
+                Ok(StepResult::Done) => break,
+                // A lock the host holds: waited out, step after step.
+                Ok(StepResult::Busy | StepResult::Locked) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Ok(_) => {}
+                Err(e) => return Err(format!("the backup failed: {e}")),
+            }
+        }
         backup.progress().pagecount.max(0) as u64
     };
     to.close()
