@@ -22,7 +22,7 @@ use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanExporter as _;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::FilterFn;
 use tracing_subscriber::registry::LookupSpan;
 
 use export::Queue;
@@ -54,6 +54,20 @@ pub fn export_endpoint(flag: Option<&str>) -> Option<Option<String>> {
 /// The sampler of this process's traces, for spans continuing a remote
 /// parent (set once, by [`TraceExport::new`]).
 static SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// What the exporter takes: the spans of Cairn's own targets, at `debug`
+/// and above, and no events. An event it took would be made and handed to
+/// every layer for nothing (the log's filter decides on its own); spans
+/// only, so a `debug!` in Cairn costs what it costs without the exporter.
+/// The level hint keeps every callsite below `debug` disabled outright.
+fn cairn_spans() -> FilterFn<impl Fn(&tracing::Metadata<'_>) -> bool> {
+    FilterFn::new(|meta: &tracing::Metadata<'_>| {
+        meta.is_span()
+            && *meta.level() <= tracing::Level::DEBUG
+            && (meta.target() == "cairn" || meta.target().starts_with("cairn::"))
+    })
+    .with_max_level_hint(tracing::Level::DEBUG)
+}
 
 /// The exporter of the host's spans, flushed when the host stops.
 #[derive(Debug)]
@@ -111,7 +125,7 @@ impl TraceExport {
             queue: self.queue.clone(),
             sampler: self.sampler,
         }
-        .with_filter(Targets::new().with_target("cairn", tracing::Level::DEBUG))
+        .with_filter(cairn_spans())
     }
 
     /// Send what is left. Blocks: call it off the async runtime.

@@ -168,15 +168,7 @@ impl Fields<'_> {
     fn set(&mut self, field: &Field, value: Value) {
         match field.name() {
             "otel.name" => self.0.name = Cow::Owned(value.as_str().into_owned()),
-            "otel.kind" => {
-                self.0.kind = match value.as_str().as_ref() {
-                    "client" => SpanKind::Client,
-                    "server" => SpanKind::Server,
-                    "producer" => SpanKind::Producer,
-                    "consumer" => SpanKind::Consumer,
-                    _ => SpanKind::Internal,
-                }
-            }
+            "otel.kind" => self.0.kind = span_kind(&value.as_str()),
             name => {
                 let key = Key::from_static_str(name);
                 // A field recorded again (`run.status`) replaces its value.
@@ -189,9 +181,25 @@ impl Fields<'_> {
     }
 }
 
+fn span_kind(kind: &str) -> SpanKind {
+    match kind {
+        "client" => SpanKind::Client,
+        "server" => SpanKind::Server,
+        "producer" => SpanKind::Producer,
+        "consumer" => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.set(field, Value::from(value.to_owned()));
+        // The name and kind straight from the text: every span has them, and
+        // an attribute value first would copy the text once more.
+        match field.name() {
+            "otel.name" => self.0.name = Cow::Owned(value.to_owned()),
+            "otel.kind" => self.0.kind = span_kind(value),
+            _ => self.set(field, Value::from(value.to_owned())),
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
@@ -211,7 +219,11 @@ impl Visit for Fields<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.set(field, Value::from(format!("{value:?}")));
+        let text = format!("{value:?}");
+        match field.name() {
+            "otel.name" => self.0.name = Cow::Owned(text),
+            _ => self.set(field, Value::from(text)),
+        }
     }
 }
 
