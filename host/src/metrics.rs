@@ -276,13 +276,12 @@ impl Metrics {
             .inc();
     }
 
-    /// Time a host call of `kind` until the guard is dropped; it is also a
-    /// span (under the run's) for the traces.
+    /// Time a host call of `kind` until the guard is dropped (its span is
+    /// the run host's: `RunHost::host_call`).
     pub fn host_call(&'static self, kind: &'static str) -> Timer {
         Timer {
             started: Instant::now(),
             record: Record::HostCall(self, kind),
-            _span: tracing::debug_span!("host_call", otel.name = kind, host_call.kind = kind),
         }
     }
 
@@ -352,8 +351,6 @@ enum Record {
 pub struct Timer {
     started: Instant,
     record: Record,
-    /// Never entered: it ends when the guard is dropped.
-    _span: tracing::Span,
 }
 
 impl Drop for Timer {

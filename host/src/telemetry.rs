@@ -6,11 +6,13 @@
 //! was started with, which is stored with the run: every attempt, a
 //! recovered one too, is part of the same trace. Host calls, step attempts
 //! and a step's outgoing HTTP requests are its children, and the requests
-//! carry the step's `traceparent`. Only spans of Cairn's own targets
+//! carry the step's `traceparent` (host calls are made apart, cheaper:
+//! `leaf.rs`). Only spans of Cairn's own targets
 //! (`cairn::...`) are exported; with no collector configured, no layer is
 //! installed and spans below `info` are never made.
 
 mod export;
+mod leaf;
 mod sampler;
 mod spans;
 
@@ -26,6 +28,7 @@ use tracing_subscriber::filter::FilterFn;
 use tracing_subscriber::registry::LookupSpan;
 
 use export::Queue;
+pub use leaf::{LeafSpan, SpanParent};
 use sampler::Sampler;
 use spans::{SpanLayer, span_context, with_recorded};
 
@@ -106,7 +109,7 @@ impl TraceExport {
             .build();
         exporter.set_resource(&resource);
         let sampler = *SAMPLER.get_or_init(Sampler::from_env);
-        let queue = Arc::new(Queue::default());
+        let queue = leaf::QUEUE.get_or_init(Arc::default).clone();
         let thread = export::start(queue.clone(), exporter)
             .map_err(|e| format!("cannot start the span exporter's thread: {e}"))?;
         Ok(Self {

@@ -70,6 +70,7 @@ impl Inner {
         );
         cursor.start_at(run.created_at);
         let span = attempt_span(&run);
+        let trace = crate::telemetry::SpanParent::of(&span);
         let attempt = async {
             self.queued_runs.fetch_add(1, Ordering::Relaxed);
             let slot = self.instance_slots.clone().acquire_owned().await;
@@ -89,7 +90,7 @@ impl Inner {
             };
             cursor.load(journal);
             let reach = Reach::of(&run.module, &settings);
-            let host = RunHost::executing(self.clone(), &run, cursor.clone(), reach);
+            let host = RunHost::executing(self.clone(), &run, cursor.clone(), reach, trace);
             let version = &run.version;
             let bytes = async || self.module_bytes(version).await;
             self.runtime

@@ -29,10 +29,10 @@ pub(super) struct Recorded {
     pub(super) context: SpanContext,
     pub(super) parent: SpanId,
     pub(super) parent_is_remote: bool,
-    name: Cow<'static, str>,
-    kind: SpanKind,
-    start: SystemTime,
-    attributes: Vec<KeyValue>,
+    pub(super) name: Cow<'static, str>,
+    pub(super) kind: SpanKind,
+    pub(super) start: SystemTime,
+    pub(super) attributes: Vec<KeyValue>,
     pub(super) status: Status,
 }
 
@@ -46,7 +46,7 @@ impl Recorded {
         self.parent_is_remote = true;
     }
 
-    fn into_span_data(self, end: SystemTime) -> SpanData {
+    pub(super) fn into_span_data(self, end: SystemTime) -> SpanData {
         SpanData {
             span_context: self.context,
             parent_span_id: self.parent,
@@ -94,6 +94,11 @@ fn random_nonzero() -> u128 {
     }
 }
 
+/// A new span's id.
+pub(super) fn random_span_id() -> SpanId {
+    SpanId::from(random_nonzero() as u64)
+}
+
 /// The layer; its spans go to `queue`.
 #[derive(Debug)]
 pub(super) struct SpanLayer {
@@ -116,7 +121,7 @@ where
         };
         let parent =
             parent.and_then(|p| p.extensions().get::<Recorded>().map(|r| r.context.clone()));
-        let span_id = SpanId::from(random_nonzero() as u64);
+        let span_id = random_span_id();
         let (context, parent) = match parent {
             Some(parent) => (
                 span_context(parent.trace_id(), span_id, parent.is_sampled()),

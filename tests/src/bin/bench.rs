@@ -11,6 +11,14 @@
 //! a sink in this process that takes each export and drops it: the cost of
 //! tracing on, for the figure "tracing on is at least 95% of off".
 //!
+//! With `--otlp-paired ROUNDS`, two hosts are started, one exporting to the
+//! sink and one not, and each round measures both at the same time, each
+//! with its own clients: both see the same machine at the same moment, so
+//! the ratio of their throughputs is not swamped by how the machine's speed
+//! drifts from one run to the next (±20% here between rounds of 10 s).
+//! `--paired-control` runs the same with neither host exporting: the
+//! comparison's own noise.
+//!
 //! With `--hosts N`, N hosts are started with the same serve args (give them
 //! one PostgreSQL database: `-- --database postgres://...`), and the clients
 //! are spread over them, each client on one host.
@@ -32,6 +40,10 @@ struct Options {
     steps_module: Option<String>,
     serve_args: Vec<String>,
     otlp_sink: bool,
+    /// Rounds of the paired comparison, tracing on against off.
+    otlp_paired: Option<usize>,
+    /// In the paired comparison, the second host does not export either.
+    paired_control: bool,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -43,6 +55,8 @@ fn parse_options() -> anyhow::Result<Options> {
         steps_module: None,
         serve_args: Vec::new(),
         otlp_sink: false,
+        otlp_paired: None,
+        paired_control: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -62,6 +76,10 @@ fn parse_options() -> anyhow::Result<Options> {
                 options.steps_module = Some(args.next().context("--steps-module FILE")?)
             }
             "--otlp-sink" => options.otlp_sink = true,
+            "--paired-control" => options.paired_control = true,
+            "--otlp-paired" => {
+                options.otlp_paired = Some(args.next().context("--otlp-paired ROUNDS")?.parse()?)
+            }
             "--" => options.serve_args.extend(args.by_ref()),
             other => bail!("unknown argument {other:?}; see the comment at the top of bench.rs"),
         }
@@ -72,6 +90,9 @@ fn parse_options() -> anyhow::Result<Options> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut options = parse_options()?;
+    if let Some(rounds) = options.otlp_paired {
+        return otlp_paired(&options, rounds).await;
+    }
     if options.otlp_sink {
         let sink = otlp_sink().await?;
         options
@@ -134,6 +155,72 @@ async fn main() -> anyhow::Result<()> {
             .print();
     }
     Ok(())
+}
+
+/// Tracing on against off, measured at the same time on two hosts: per
+/// round both lines and the ratio, then the ratio of the totals.
+async fn otlp_paired(options: &Options, rounds: usize) -> anyhow::Result<()> {
+    ensure!(
+        options.server.is_none() && options.hosts <= 1,
+        "--otlp-paired starts its own two hosts; leave out --server and --hosts"
+    );
+    let dir = tempfile::tempdir()?;
+    let mut on_args = options.serve_args.clone();
+    if !options.paired_control {
+        on_args.extend(["--otlp-endpoint".to_owned(), otlp_sink().await?]);
+    }
+    let off = Host::start(&dir.path().join("off"), &str_args(&options.serve_args)).await?;
+    let on = Host::start(&dir.path().join("on"), &str_args(&on_args)).await?;
+    let component = examples::bytes(options.steps_module.as_deref().unwrap_or(examples::STEPS));
+    for host in [&off, &on] {
+        let deployed = host.client.deploy("steps", component.clone()).await?;
+        ensure!(deployed.status.is_success(), "deploy: {}", deployed.body);
+        measure(
+            std::slice::from_ref(&host.client),
+            4,
+            Duration::from_secs(1),
+        )
+        .await?;
+    }
+    let clients = options.clients.last().copied().unwrap_or(16);
+    let seconds = Duration::from_secs(options.seconds);
+    let on_is = if options.paired_control {
+        "a second host not exporting either (the control)"
+    } else {
+        "tracing on (exporting to a sink)"
+    };
+    println!(
+        "{on_is} against off, at the same time, {clients} clients each, {rounds} rounds of {} s; serve args: {:?}",
+        options.seconds, options.serve_args
+    );
+    let (mut ops_off, mut ops_on, mut ratios) = (0.0, 0.0, Vec::new());
+    for round in 1..=rounds {
+        let (report_off, report_on) = tokio::try_join!(
+            measure(std::slice::from_ref(&off.client), clients, seconds),
+            measure(std::slice::from_ref(&on.client), clients, seconds),
+        )?;
+        let ratio = report_on.throughput() / report_off.throughput();
+        println!("round {round}: on/off {:.1}%", ratio * 100.0);
+        print!("  off ");
+        report_off.print();
+        print!("  on  ");
+        report_on.print();
+        ops_off += report_off.throughput();
+        ops_on += report_on.throughput();
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "tracing on/off: {:.1}% of the throughput over all rounds (median round {:.1}%, lowest {:.1}%)",
+        ops_on / ops_off * 100.0,
+        ratios[ratios.len() / 2] * 100.0,
+        ratios[0] * 100.0
+    );
+    Ok(())
+}
+
+fn str_args(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// An OTLP/HTTP endpoint that reads each export and answers 200: a

@@ -5,7 +5,6 @@ use super::{RunHost, Waited};
 use crate::domain::{Admission, JournalWrite, ModuleName, OperationKind, QueueName, WorkflowId};
 use crate::executor::waiters::WaitKey;
 use crate::executor::{ExecutorError, StartRequest, children};
-use crate::metrics::metrics;
 use crate::runtime::wit::children as wit_children;
 use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure, RunResult};
 
@@ -17,7 +16,7 @@ impl wit_children::Host for RunHost {
         input: String,
         id: Option<String>,
     ) -> Result<String, HostError> {
-        let _timer = metrics().host_call("start-child");
+        let _call = self.host_call("start-child");
         self.start_child_admitted(module, workflow, input, id, None)
             .await
     }
@@ -30,7 +29,7 @@ impl wit_children::Host for RunHost {
         id: Option<String>,
         options: wit_children::ChildOptions,
     ) -> Result<String, HostError> {
-        let _timer = metrics().host_call("start-child-with");
+        let _call = self.host_call("start-child-with");
         let queue = match options.queue.as_deref().map(QueueName::parse).transpose() {
             Ok(queue) => queue,
             Err(e) => {
@@ -65,7 +64,7 @@ impl wit_children::Host for RunHost {
         workflow_id: String,
         timeout_ms: u64,
     ) -> Result<Option<RunResult>, HostError> {
-        let _timer = metrics().host_call("await-child");
+        let _call = self.host_call("await-child");
         if let Err(refusal) = self.outside_step("await-child") {
             return Err(refusal.into());
         }
@@ -140,7 +139,7 @@ impl wit_children::Host for RunHost {
     }
 
     async fn parent_id(&mut self) -> Result<Option<String>, HostError> {
-        let _timer = metrics().host_call("parent-id");
+        let _call = self.host_call("parent-id");
         // Written once, when the run was created: nothing to journal.
         let run = self
             .exec

@@ -2,7 +2,6 @@
 //! bounded per execution: a guest that logs in a loop floods nothing).
 
 use super::RunHost;
-use crate::metrics::metrics;
 use crate::runtime::wit::context;
 
 /// Log lines one execution of a run may emit; later ones are dropped (the
@@ -11,7 +10,7 @@ pub(super) const MAX_LOG_LINES: u32 = 10_000;
 
 impl context::Host for RunHost {
     async fn workflow_id(&mut self) -> wasmtime::Result<String> {
-        let _timer = metrics().host_call("workflow-id");
+        let _call = self.host_call("workflow-id");
         Ok(self.run.to_string())
     }
 
@@ -21,7 +20,7 @@ impl context::Host for RunHost {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
-        let _timer = metrics().host_call("log");
+        let _call = self.host_call("log");
         // A replay re-runs code whose logs were already emitted.
         if self.replaying() {
             return Ok(());

@@ -4,13 +4,12 @@
 use super::{RunHost, Waited, invalid};
 use crate::domain::{self, JournalWrite, OperationKind, WorkflowId};
 use crate::executor::waiters::WaitKey;
-use crate::metrics::metrics;
 use crate::runtime::wit::events;
 use crate::runtime::{GuestError, GuestErrorCode, HostError};
 
 impl events::Host for RunHost {
     async fn set_event(&mut self, key: String, value: String) -> Result<(), HostError> {
-        let _timer = metrics().host_call("set-event");
+        let _call = self.host_call("set-event");
         if let Err(refusal) = self.outside_step("set-event") {
             return Err(refusal.into());
         }
@@ -45,7 +44,7 @@ impl events::Host for RunHost {
         key: String,
         timeout_ms: u64,
     ) -> Result<Option<String>, HostError> {
-        let _timer = metrics().host_call("get-event");
+        let _call = self.host_call("get-event");
         if let Err(refusal) = self.outside_step("get-event") {
             return Err(refusal.into());
         }

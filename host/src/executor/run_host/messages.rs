@@ -4,7 +4,6 @@
 use super::{RunHost, Waited, invalid};
 use crate::domain::{self, JournalWrite, NewMessage, OperationKind, WorkflowId};
 use crate::executor::waiters::WaitKey;
-use crate::metrics::metrics;
 use crate::runtime::wit::messages;
 use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure};
 use crate::store::Change;
@@ -17,7 +16,7 @@ impl messages::Host for RunHost {
         message: String,
         idempotency_key: Option<String>,
     ) -> Result<(), HostError> {
-        let _timer = metrics().host_call("send");
+        let _call = self.host_call("send");
         if let Err(refusal) = self.outside_step("send") {
             return Err(refusal.into());
         }
@@ -137,7 +136,7 @@ impl messages::Host for RunHost {
     }
 
     async fn recv(&mut self, topic: String, timeout_ms: u64) -> Result<Option<String>, HostError> {
-        let _timer = metrics().host_call("recv");
+        let _call = self.host_call("recv");
         if let Err(refusal) = self.outside_step("recv") {
             return Err(refusal.into());
         }

@@ -23,11 +23,14 @@ use crate::domain::AllowList;
 use crate::domain::{
     self, JournalEntry, JournalWrite, Millis, ModuleName, OperationKind, RunRecord, WorkflowId,
 };
+use crate::metrics::{Timer, metrics};
 use crate::runtime::wit::types;
 use crate::runtime::{
     GuestEnvironment, GuestError, GuestErrorCode, HostError, HostFailure, WorkflowImports,
 };
 use crate::store::StoreError;
+use crate::telemetry::{LeafSpan, SpanParent};
+use opentelemetry::KeyValue;
 
 /// The journaled host of one executing run: it implements the generated
 /// `Host` traits of every Cairn import (public only so that
@@ -50,6 +53,9 @@ pub struct RunHost {
     /// replayed or made its calls: a later write to one is refused, the
     /// same way on every replay.
     closed_streams: HashSet<String>,
+    /// The run attempt's span, when traces are exported: its host calls'
+    /// spans are made under it.
+    trace: Option<SpanParent>,
 }
 
 impl std::fmt::Debug for RunHost {
@@ -59,6 +65,14 @@ impl std::fmt::Debug for RunHost {
             .field("epoch", &self.epoch)
             .finish_non_exhaustive()
     }
+}
+
+/// A host call in progress: its duration's metric and its span, both
+/// ended when it is dropped (on every path out of the call, errors and
+/// traps included).
+struct HostCall {
+    _timer: Timer,
+    _span: Option<LeafSpan>,
 }
 
 impl RunHost {
@@ -85,6 +99,7 @@ impl RunHost {
             log_lines: 0,
             reach: None,
             closed_streams: HashSet::new(),
+            trace: None,
         }
     }
 
@@ -95,6 +110,7 @@ impl RunHost {
         run: &RunRecord,
         cursor: Arc<JournalCursor>,
         reach: Option<Reach>,
+        trace: Option<SpanParent>,
     ) -> Self {
         Self {
             exec,
@@ -105,6 +121,19 @@ impl RunHost {
             log_lines: 0,
             reach,
             closed_streams: HashSet::new(),
+            trace,
+        }
+    }
+
+    /// Time host call `kind` until the guard is dropped, and, when traces
+    /// are exported, make it a span under the run attempt's.
+    fn host_call(&self, kind: &'static str) -> HostCall {
+        HostCall {
+            _timer: metrics().host_call(kind),
+            _span: self
+                .trace
+                .as_ref()
+                .map(|run| run.leaf(kind, vec![KeyValue::new("host_call.kind", kind)])),
         }
     }
 

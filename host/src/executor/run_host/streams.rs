@@ -6,7 +6,6 @@ use super::{RunHost, Waited, invalid};
 use crate::domain::{self, JournalWrite, OperationKind, StreamRead, WorkflowId};
 use crate::executor::parking::WaitOn;
 use crate::executor::streams::StreamSpan;
-use crate::metrics::metrics;
 use crate::runtime::wit::{streams, types};
 use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure};
 use crate::store::{Change, StoreError};
@@ -76,7 +75,7 @@ impl RunHost {
 
 impl streams::Host for RunHost {
     async fn write_stream(&mut self, name: String, value: String) -> Result<(), HostError> {
-        let _timer = metrics().host_call("write-stream");
+        let _call = self.host_call("write-stream");
         self.writable_stream(&name)?;
         self.check_value(&format!("value for stream {name:?}"), &value)?;
         if let Some(step) = self.cursor.current_step_op() {
@@ -99,7 +98,7 @@ impl streams::Host for RunHost {
     }
 
     async fn close_stream(&mut self, name: String) -> Result<(), HostError> {
-        let _timer = metrics().host_call("close-stream");
+        let _call = self.host_call("close-stream");
         self.outside_step("close-stream")?;
         domain::validate_stream_name(&name)
             .map_err(|e| GuestError::new(GuestErrorCode::InvalidArgument, e.0))?;
@@ -128,7 +127,7 @@ impl streams::Host for RunHost {
         offset: u64,
         timeout_ms: u64,
     ) -> Result<types::StreamRead, HostError> {
-        let _timer = metrics().host_call("read-stream");
+        let _call = self.host_call("read-stream");
         self.outside_step("read-stream")?;
         let target = match WorkflowId::parse(&workflow_id) {
             Ok(target) => target,

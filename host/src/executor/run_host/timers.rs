@@ -5,14 +5,13 @@ use super::RunHost;
 use crate::domain::{self, JournalWrite, OperationKind, WaitKind};
 use crate::executor::cursor::OpenStep;
 use crate::executor::steps;
-use crate::metrics::metrics;
 use crate::runtime::wit::steps::{RetryPolicy, StepState};
 use crate::runtime::wit::timers;
 use crate::runtime::{GuestError, GuestErrorCode, HostError, HostFailure};
 
 impl timers::Host for RunHost {
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
-        let _timer = metrics().host_call("sleep");
+        let _call = self.host_call("sleep");
         if let Err(refusal) = self.outside_step("sleep") {
             return Err(HostFailure::Run(refusal.message).into());
         }
@@ -42,7 +41,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
         name: String,
         policy: RetryPolicy,
     ) -> Result<StepState, HostError> {
-        let _timer = metrics().host_call("begin-step");
+        let _call = self.host_call("begin-step");
         if let Some(current) = self.cursor.current_step() {
             return Err(HostError::from(GuestError::new(
                 GuestErrorCode::NotAllowed,
@@ -95,7 +94,7 @@ impl crate::runtime::wit::steps::Host for RunHost {
         &mut self,
         outcome: Result<String, String>,
     ) -> Result<StepState, HostError> {
-        let _timer = metrics().host_call("end-attempt");
+        let _call = self.host_call("end-attempt");
         let Some(mut step) = self.cursor.take_step() else {
             return Err(HostError::from(GuestError::new(
                 GuestErrorCode::NotAllowed,
