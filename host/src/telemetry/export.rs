@@ -13,7 +13,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 /// Spans held at most while the collector is slow or away.
 const MAX_QUEUED: usize = 65_536;
 /// Spans per export request; the thread is woken when this many wait.
-const BATCH: usize = 1_024;
+const BATCH: usize = 256;
 /// Longest a span waits for its export.
 const EVERY: Duration = Duration::from_millis(500);
 

@@ -17,7 +17,12 @@
 //! the ratio of their throughputs is not swamped by how the machine's speed
 //! drifts from one run to the next (±20% here between rounds of 10 s).
 //! `--paired-control` runs the same with neither host exporting: the
-//! comparison's own noise.
+//! comparison's own noise. The throughput ratio flatters the exporting
+//! host: on a busy machine the scheduler gives the host that needs more
+//! CPU per operation more of it. The host CPU per operation, printed
+//! beside it, is the cost itself: on a machine of its own, busy, a host's
+//! throughput goes as its inverse. (Pinning each host to a core of its own
+//! was tried: this machine's two cores differ by 20-40%, round to round.)
 //!
 //! With `--hosts N`, N hosts are started with the same serve args (give them
 //! one PostgreSQL database: `-- --database postgres://...`), and the clients
@@ -194,6 +199,7 @@ async fn otlp_paired(options: &Options, rounds: usize) -> anyhow::Result<()> {
         options.seconds, options.serve_args
     );
     let (mut ops_off, mut ops_on, mut ratios) = (0.0, 0.0, Vec::new());
+    let (mut cpu_off, mut cpu_on, mut n_off, mut n_on) = (0.0, 0.0, 0.0, 0.0);
     for round in 1..=rounds {
         let (report_off, report_on) = tokio::try_join!(
             measure(std::slice::from_ref(&off.client), clients, seconds),
@@ -207,6 +213,10 @@ async fn otlp_paired(options: &Options, rounds: usize) -> anyhow::Result<()> {
         report_on.print();
         ops_off += report_off.throughput();
         ops_on += report_on.throughput();
+        cpu_off += report_off.hosts.cpu_us.unwrap_or_default() as f64;
+        cpu_on += report_on.hosts.cpu_us.unwrap_or_default() as f64;
+        n_off += report_off.operations as f64;
+        n_on += report_on.operations as f64;
         ratios.push(ratio);
     }
     ratios.sort_by(f64::total_cmp);
@@ -215,6 +225,11 @@ async fn otlp_paired(options: &Options, rounds: usize) -> anyhow::Result<()> {
         ops_on / ops_off * 100.0,
         ratios[ratios.len() / 2] * 100.0,
         ratios[0] * 100.0
+    );
+    let (per_op_off, per_op_on) = (cpu_off / n_off.max(1.0), cpu_on / n_on.max(1.0));
+    println!(
+        "host cpu: on {per_op_on:.0} µs/op, off {per_op_off:.0} µs/op; off/on {:.1}% (the throughput ratio on a machine of its own)",
+        per_op_off / per_op_on.max(1.0) * 100.0
     );
     Ok(())
 }
