@@ -90,7 +90,7 @@ async fn set_event_overwrites_the_value_and_appends_to_the_history() {
                 (2, "note", "null")
             ]
         );
-        assert!(history.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert!(history.windows(2).all(|w| w[0].op < w[1].op));
         let later: Vec<u32> = store
             .event_history(&run, Some(0), 1000)
             .await

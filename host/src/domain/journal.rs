@@ -221,8 +221,7 @@ impl JournalWrite {
 /// One write in a run's event history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
-    /// Position in the host's global event history; increases with each write.
-    pub seq: i64,
+    /// The set-event's operation in its run: the history's order.
     pub op: u32,
     pub key: String,
     pub value: String,

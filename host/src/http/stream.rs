@@ -256,7 +256,6 @@ mod tests {
 
     fn record(op: u32, key: &str, value: &str) -> EventRecord {
         EventRecord {
-            seq: 1,
             op,
             key: key.into(),
             value: value.into(),

@@ -286,7 +286,6 @@ pub(super) fn journal_entry_from_row(row: &impl Columns) -> Result<JournalEntry>
 
 pub(super) fn event_record_from_row(row: &impl Columns) -> Result<EventRecord> {
     Ok(EventRecord {
-        seq: row.int("seq")?,
         op: row.int("op")? as u32,
         key: row.text("key")?,
         value: row.text("value")?,

@@ -65,7 +65,7 @@ pub const FORK_JOURNAL: &str = "INSERT INTO journal
 pub const FORK_EVENT_HISTORY: &str =
     "INSERT INTO event_history (run_id, op, key, value, recorded_at)
     SELECT $1, op, key, value, recorded_at
-    FROM event_history WHERE run_id = $2 AND op < $3 ORDER BY seq";
+    FROM event_history WHERE run_id = $2 AND op < $3 ORDER BY op";
 pub const FORK_STREAM_ENTRIES: &str = "INSERT INTO stream_entries
     (run_id, stream, position, value, op, recorded_at)
     SELECT $1, stream, position, value, op, recorded_at
@@ -78,7 +78,7 @@ pub const EVENTS: &str = "SELECT key, value FROM events WHERE run_id = $1 ORDER 
 pub const INSERT_EVENT_HISTORY: &str =
     "INSERT INTO event_history (run_id, op, key, value, recorded_at)
     VALUES ($1, $2, $3, $4, $5)";
-pub const EVENT_HISTORY_PAGE: &str = "SELECT seq, op, key, value, recorded_at FROM event_history
+pub const EVENT_HISTORY_PAGE: &str = "SELECT op, key, value, recorded_at FROM event_history
     WHERE run_id = $1 AND op > $2 ORDER BY op LIMIT $3";
 
 // Messages.

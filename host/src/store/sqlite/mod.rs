@@ -67,6 +67,9 @@ mod waits;
 mod writer;
 mod writes;
 
+#[cfg(test)]
+mod history_migration;
+
 use crate::store::statements::{
     EARLIEST_WAKE, EVENT_HISTORY_PAGE, EVENT_VALUE, EVENTS, JOURNAL, JOURNAL_ENTRY, JOURNAL_PAGE,
     MODULE_BLOB, PENDING_CHILDREN, QUEUE, QUEUES, ROUTES, RUN_BY_ID, WAIT_COUNT, WAITS_OF_RUN,
@@ -822,7 +825,7 @@ impl Store for SqliteStore {
         after_op: Option<u32>,
         limit: u32,
     ) -> Result<Vec<EventRecord>> {
-        // (run_id, op) is unique, so its index serves this range.
+        // The history is keyed (run_id, op): this range is one seek.
         let rows = self
             .reads
             .read(async |conn| {
