@@ -74,34 +74,36 @@ async fn a_history_from_before_the_migration_is_kept_in_its_runs_order() {
     assert_eq!(after_3.iter().map(|r| r.op).collect::<Vec<_>>(), [5]);
 
     // The triggers were made again: a write to the history publishes.
-    store
-        .write(Box::new(|conn| {
-            Ok(conn
-                .query(
-                    "INSERT INTO event_history (run_id, op, key, value, recorded_at)
-                     VALUES ('run-a', 7, 'progress', '3', 14)",
-                )
-                .execute()?)
-        }))
-        .await
-        .unwrap();
+    write_progress(&store, 7, "3").await.unwrap();
     assert_eq!(
         store.get_event(&run, "progress").await.unwrap().as_deref(),
         Some("3")
     );
     // (run_id, op) is still one write per operation.
-    let again = store
-        .write(Box::new(|conn| {
-            Ok(conn
-                .query(
-                    "INSERT INTO event_history (run_id, op, key, value, recorded_at)
-                     VALUES ('run-a', 7, 'progress', '4', 15)",
-                )
-                .execute()?)
-        }))
-        .await;
+    let again = write_progress(&store, 7, "4").await;
     assert!(
         again.is_err(),
         "a second write of the same operation is refused"
     );
+}
+
+/// Record `value` as run-a's `progress` at operation `op`, straight into
+/// the history (as the journal's writes do).
+async fn write_progress(
+    store: &SqliteStore,
+    op: u32,
+    value: &'static str,
+) -> crate::store::Result<u64> {
+    store
+        .write(Box::new(move |conn| {
+            Ok(conn
+                .query(
+                    "INSERT INTO event_history (run_id, op, key, value, recorded_at)
+                     VALUES ('run-a', ?, 'progress', ?, 14)",
+                )
+                .bind(op)
+                .bind(value)
+                .execute()?)
+        }))
+        .await
 }
