@@ -11,6 +11,7 @@ use sqlx::{ConnectOptions, Connection};
 use super::{SqliteOptions, SqliteStore};
 use crate::domain::WorkflowId;
 use crate::store::Store;
+use crate::store::statements::INSERT_EVENT_HISTORY;
 
 /// A database at `path` with the migrations before 0015 applied, as a host
 /// of the release before made it.
@@ -88,7 +89,7 @@ async fn a_history_from_before_the_migration_is_kept_in_its_runs_order() {
 }
 
 /// Record `value` as run-a's `progress` at operation `op`, straight into
-/// the history (as the journal's writes do).
+/// the history with the journal's own statement.
 async fn write_progress(
     store: &SqliteStore,
     op: u32,
@@ -97,12 +98,12 @@ async fn write_progress(
     store
         .write(Box::new(move |conn| {
             Ok(conn
-                .query(
-                    "INSERT INTO event_history (run_id, op, key, value, recorded_at)
-                     VALUES ('run-a', ?, 'progress', ?, 14)",
-                )
+                .query(INSERT_EVENT_HISTORY)
+                .bind("run-a")
                 .bind(op)
+                .bind("progress")
                 .bind(value)
+                .bind(14_i64)
                 .execute()?)
         }))
         .await
